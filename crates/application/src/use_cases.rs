@@ -1,0 +1,232 @@
+use std::sync::Arc;
+
+use pingback_domain::{Conversation, ConversationId};
+
+use crate::principal::Principal;
+use crate::repository::{ConversationRepository, RepositoryError};
+
+/// Why a conversation cannot be returned. "Not found" covers "belongs to another
+/// business" on purpose: the caller must not learn that the id exists elsewhere.
+#[derive(Debug, thiserror::Error)]
+pub enum GetConversationError {
+    #[error("conversation not found")]
+    NotFound,
+    #[error("storage is unavailable")]
+    Unavailable(#[source] RepositoryError),
+    #[error("internal error")]
+    Internal(#[source] RepositoryError),
+}
+
+impl From<RepositoryError> for GetConversationError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Unavailable(_) => Self::Unavailable(error),
+            RepositoryError::Internal(_) => Self::Internal(error),
+        }
+    }
+}
+
+/// The store does not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("storage is not ready")]
+pub struct ReadinessError(#[source] pub RepositoryError);
+
+/// The conversation use cases, over whichever adapter the composition root chose.
+#[derive(Clone)]
+pub struct ConversationService {
+    repository: Arc<dyn ConversationRepository>,
+}
+
+impl ConversationService {
+    pub fn new(repository: Arc<dyn ConversationRepository>) -> Self {
+        Self { repository }
+    }
+
+    /// One conversation of the principal's business, with its customer and complete
+    /// history.
+    ///
+    /// The tenant rule: the repository is asked within the principal's business only,
+    /// and whatever it returns is checked again, so a misbehaving adapter still cannot
+    /// hand out another business's conversation.
+    pub async fn get_conversation(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<Conversation, GetConversationError> {
+        let business = principal.business_id();
+        let Some(conversation) = self.repository.find_conversation(business, id).await? else {
+            return Err(GetConversationError::NotFound);
+        };
+        let customer_leaks = conversation
+            .customer()
+            .is_some_and(|customer| customer.business_id() != business);
+        if conversation.business_id() != business || conversation.id() != id || customer_leaks {
+            tracing::error!(
+                requested = %id,
+                returned = %conversation.id(),
+                tenant = %business,
+                returned_business = %conversation.business_id(),
+                "repository returned a conversation outside the request's scope; refused"
+            );
+            return Err(GetConversationError::NotFound);
+        }
+        Ok(conversation)
+    }
+
+    /// Whether the store answers now (for readiness probes).
+    pub async fn ready(&self) -> Result<(), ReadinessError> {
+        self.repository.ping().await.map_err(ReadinessError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::Subject;
+    use crate::repository::MockConversationRepository;
+    use mockall::predicate::eq;
+    use pingback_domain::{
+        BusinessId, ChannelType, ConversationParts, Customer, CustomerId, CustomerParts, Status,
+        Timestamp,
+    };
+    use uuid::Uuid;
+
+    const OURS: u128 = 0xb2;
+    const THEIRS: u128 = 0xb3;
+
+    fn business(n: u128) -> BusinessId {
+        BusinessId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn conversation_id() -> ConversationId {
+        ConversationId::from_uuid(Uuid::from_u128(0xc3))
+    }
+
+    fn principal() -> Principal {
+        Principal::new(business(OURS), Subject::new("agent-1").unwrap())
+    }
+
+    fn conversation(owner: u128, customer_owner: Option<u128>) -> Conversation {
+        let at = Timestamp::from_unix_micros(1_709_283_600_000_000).unwrap();
+        Conversation::new(ConversationParts {
+            id: conversation_id(),
+            business_id: business(owner),
+            customer: customer_owner.map(|b| {
+                Customer::new(CustomerParts {
+                    id: CustomerId::from_uuid(Uuid::from_u128(0xd4)),
+                    business_id: business(b),
+                    name: None,
+                    email: None,
+                    phone: None,
+                    external_id: None,
+                    created_at: at,
+                })
+            }),
+            assignee_id: None,
+            status: Status::Open,
+            channel_type: ChannelType::new("widget").unwrap(),
+            channel_id: None,
+            created_at: at,
+            updated_at: at,
+            first_response_at: None,
+            messages: vec![],
+        })
+        .unwrap()
+    }
+
+    fn service(repository: MockConversationRepository) -> ConversationService {
+        ConversationService::new(Arc::new(repository))
+    }
+
+    #[tokio::test]
+    async fn asks_the_repository_within_the_principals_business_only() {
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_find_conversation()
+            .with(eq(business(OURS)), eq(conversation_id()))
+            .times(1)
+            .returning(|_, _| Ok(Some(conversation(OURS, Some(OURS)))));
+        let found = service(repository)
+            .get_conversation(&principal(), conversation_id())
+            .await;
+        assert_eq!(found.unwrap().business_id(), business(OURS));
+    }
+
+    #[tokio::test]
+    async fn refuses_a_conversation_of_another_business_from_a_misbehaving_adapter() {
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_find_conversation()
+            .returning(|_, _| Ok(Some(conversation(THEIRS, None))));
+        let result = service(repository)
+            .get_conversation(&principal(), conversation_id())
+            .await;
+        assert!(matches!(result, Err(GetConversationError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn refuses_a_different_conversation_than_asked_for() {
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_find_conversation()
+            .returning(|_, _| Ok(Some(conversation(OURS, None))));
+        let other = ConversationId::from_uuid(Uuid::from_u128(0xc4));
+        let result = service(repository)
+            .get_conversation(&principal(), other)
+            .await;
+        assert!(matches!(result, Err(GetConversationError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn another_business_is_indistinguishable_from_missing() {
+        let mut missing = MockConversationRepository::new();
+        missing
+            .expect_find_conversation()
+            .returning(|_, _| Ok(None));
+        let mut leaking = MockConversationRepository::new();
+        leaking
+            .expect_find_conversation()
+            .returning(|_, _| Ok(Some(conversation(THEIRS, Some(THEIRS)))));
+
+        let a = service(missing)
+            .get_conversation(&principal(), conversation_id())
+            .await;
+        let b = service(leaking)
+            .get_conversation(&principal(), conversation_id())
+            .await;
+        let (a, b) = (a.unwrap_err(), b.unwrap_err());
+        assert!(matches!(a, GetConversationError::NotFound));
+        assert!(matches!(b, GetConversationError::NotFound));
+        assert_eq!(a.to_string(), b.to_string());
+    }
+
+    #[tokio::test]
+    async fn storage_errors_keep_their_class() {
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_find_conversation()
+            .returning(|_, _| Err(RepositoryError::unavailable("pool timed out")));
+        let result = service(repository)
+            .get_conversation(&principal(), conversation_id())
+            .await;
+        assert!(matches!(result, Err(GetConversationError::Unavailable(_))));
+
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_find_conversation()
+            .returning(|_, _| Err(RepositoryError::internal("corrupt row")));
+        let result = service(repository)
+            .get_conversation(&principal(), conversation_id())
+            .await;
+        assert!(matches!(result, Err(GetConversationError::Internal(_))));
+    }
+
+    #[tokio::test]
+    async fn readiness_reflects_the_store() {
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_ping()
+            .returning(|| Err(RepositoryError::unavailable("down")));
+        assert!(service(repository).ready().await.is_err());
+    }
+}

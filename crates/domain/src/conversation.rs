@@ -1,0 +1,493 @@
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::id::{
+    AgentId, AttachmentId, BusinessId, ChannelId, ConversationId, CustomerId, MessageId, SenderId,
+};
+use crate::text::{ByteSize, ChannelType, Text};
+use crate::timestamp::Timestamp;
+
+/// Defines a closed, string-named enum with parsing and printing in one place.
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            /// Exact, lower-case names only: one spelling per value.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", $what, " (expected one of: {})"),
+                        Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Where a conversation stands in the support workflow.
+    Status, "status" {
+        Open => "open",
+        Pending => "pending",
+        Resolved => "resolved",
+        Closed => "closed",
+    }
+);
+
+named_enum!(
+    /// Which side of the conversation wrote a message.
+    SenderType, "sender type" {
+        Customer => "customer",
+        Agent => "agent",
+    }
+);
+
+/// A business's customer.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Customer {
+    id: CustomerId,
+    business_id: BusinessId,
+    name: Option<Text>,
+    email: Option<Text>,
+    phone: Option<Text>,
+    external_id: Option<Text>,
+    created_at: Timestamp,
+}
+
+/// Everything a [`Customer`] is made of; every field is already validated by its type.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CustomerParts {
+    pub id: CustomerId,
+    pub business_id: BusinessId,
+    pub name: Option<Text>,
+    pub email: Option<Text>,
+    pub phone: Option<Text>,
+    pub external_id: Option<Text>,
+    pub created_at: Timestamp,
+}
+
+impl Customer {
+    pub fn new(parts: CustomerParts) -> Self {
+        let CustomerParts {
+            id,
+            business_id,
+            name,
+            email,
+            phone,
+            external_id,
+            created_at,
+        } = parts;
+        Self {
+            id,
+            business_id,
+            name,
+            email,
+            phone,
+            external_id,
+            created_at,
+        }
+    }
+
+    pub fn id(&self) -> CustomerId {
+        self.id
+    }
+    pub fn business_id(&self) -> BusinessId {
+        self.business_id
+    }
+    pub fn name(&self) -> Option<&Text> {
+        self.name.as_ref()
+    }
+    pub fn email(&self) -> Option<&Text> {
+        self.email.as_ref()
+    }
+    pub fn phone(&self) -> Option<&Text> {
+        self.phone.as_ref()
+    }
+    pub fn external_id(&self) -> Option<&Text> {
+        self.external_id.as_ref()
+    }
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+}
+
+/// A file attached to a message (stored elsewhere; we keep its description and URL).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Attachment {
+    id: AttachmentId,
+    file_name: Text,
+    content_type: Text,
+    byte_size: ByteSize,
+    url: Text,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AttachmentParts {
+    pub id: AttachmentId,
+    pub file_name: Text,
+    pub content_type: Text,
+    pub byte_size: ByteSize,
+    pub url: Text,
+}
+
+impl Attachment {
+    pub fn new(parts: AttachmentParts) -> Self {
+        let AttachmentParts {
+            id,
+            file_name,
+            content_type,
+            byte_size,
+            url,
+        } = parts;
+        Self {
+            id,
+            file_name,
+            content_type,
+            byte_size,
+            url,
+        }
+    }
+    pub fn id(&self) -> AttachmentId {
+        self.id
+    }
+    pub fn file_name(&self) -> &Text {
+        &self.file_name
+    }
+    pub fn content_type(&self) -> &Text {
+        &self.content_type
+    }
+    pub fn byte_size(&self) -> ByteSize {
+        self.byte_size
+    }
+    pub fn url(&self) -> &Text {
+        &self.url
+    }
+}
+
+/// One message of a conversation. It belongs to exactly one conversation, the
+/// aggregate that holds it, so it does not carry the conversation id itself.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Message {
+    id: MessageId,
+    sender_type: SenderType,
+    sender_id: Option<SenderId>,
+    content: Text,
+    attachments: Vec<Attachment>,
+    created_at: Timestamp,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MessageParts {
+    pub id: MessageId,
+    pub sender_type: SenderType,
+    pub sender_id: Option<SenderId>,
+    pub content: Text,
+    /// In the order they were attached.
+    pub attachments: Vec<Attachment>,
+    pub created_at: Timestamp,
+}
+
+impl Message {
+    pub fn new(parts: MessageParts) -> Self {
+        let MessageParts {
+            id,
+            sender_type,
+            sender_id,
+            content,
+            attachments,
+            created_at,
+        } = parts;
+        Self {
+            id,
+            sender_type,
+            sender_id,
+            content,
+            attachments,
+            created_at,
+        }
+    }
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+    pub fn sender_type(&self) -> SenderType {
+        self.sender_type
+    }
+    pub fn sender_id(&self) -> Option<SenderId> {
+        self.sender_id
+    }
+    pub fn content(&self) -> &Text {
+        &self.content
+    }
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    /// The history's order: `created_at`, then `id` to break ties deterministically.
+    pub fn history_key(&self) -> (Timestamp, MessageId) {
+        (self.created_at, self.id)
+    }
+}
+
+/// Why parts do not make a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConversationError {
+    #[error(
+        "the customer belongs to business {customer_business}, not to the conversation's business {conversation_business}"
+    )]
+    CustomerOfAnotherBusiness {
+        customer_business: BusinessId,
+        conversation_business: BusinessId,
+    },
+    #[error("message id {0} appears more than once")]
+    DuplicateMessage(MessageId),
+    #[error("attachment id {0} appears more than once")]
+    DuplicateAttachment(AttachmentId),
+}
+
+/// The aggregate: a conversation with its customer and its complete, ordered history.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Conversation {
+    id: ConversationId,
+    business_id: BusinessId,
+    customer: Option<Customer>,
+    assignee_id: Option<AgentId>,
+    status: Status,
+    channel_type: ChannelType,
+    channel_id: Option<ChannelId>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    first_response_at: Option<Timestamp>,
+    messages: Vec<Message>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ConversationParts {
+    pub id: ConversationId,
+    pub business_id: BusinessId,
+    /// The customer id is the embedded customer's: they cannot disagree.
+    pub customer: Option<Customer>,
+    pub assignee_id: Option<AgentId>,
+    pub status: Status,
+    pub channel_type: ChannelType,
+    pub channel_id: Option<ChannelId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub first_response_at: Option<Timestamp>,
+    /// Any order; the aggregate keeps them in history order.
+    pub messages: Vec<Message>,
+}
+
+impl Conversation {
+    pub fn new(parts: ConversationParts) -> Result<Self, ConversationError> {
+        let ConversationParts {
+            id,
+            business_id,
+            customer,
+            assignee_id,
+            status,
+            channel_type,
+            channel_id,
+            created_at,
+            updated_at,
+            first_response_at,
+            mut messages,
+        } = parts;
+        if let Some(customer) = &customer
+            && customer.business_id != business_id
+        {
+            return Err(ConversationError::CustomerOfAnotherBusiness {
+                customer_business: customer.business_id,
+                conversation_business: business_id,
+            });
+        }
+        let mut message_ids = HashSet::with_capacity(messages.len());
+        let mut attachment_ids = HashSet::new();
+        for message in &messages {
+            if !message_ids.insert(message.id) {
+                return Err(ConversationError::DuplicateMessage(message.id));
+            }
+            for attachment in &message.attachments {
+                if !attachment_ids.insert(attachment.id) {
+                    return Err(ConversationError::DuplicateAttachment(attachment.id));
+                }
+            }
+        }
+        // Already sorted when read from storage: the check keeps that case linear.
+        if !messages.is_sorted_by_key(Message::history_key) {
+            messages.sort_unstable_by_key(Message::history_key);
+        }
+        Ok(Self {
+            id,
+            business_id,
+            customer,
+            assignee_id,
+            status,
+            channel_type,
+            channel_id,
+            created_at,
+            updated_at,
+            first_response_at,
+            messages,
+        })
+    }
+
+    pub fn id(&self) -> ConversationId {
+        self.id
+    }
+    pub fn business_id(&self) -> BusinessId {
+        self.business_id
+    }
+    pub fn customer_id(&self) -> Option<CustomerId> {
+        self.customer.as_ref().map(Customer::id)
+    }
+    pub fn customer(&self) -> Option<&Customer> {
+        self.customer.as_ref()
+    }
+    pub fn assignee_id(&self) -> Option<AgentId> {
+        self.assignee_id
+    }
+    pub fn status(&self) -> Status {
+        self.status
+    }
+    pub fn channel_type(&self) -> &ChannelType {
+        &self.channel_type
+    }
+    pub fn channel_id(&self) -> Option<ChannelId> {
+        self.channel_id
+    }
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+    pub fn first_response_at(&self) -> Option<Timestamp> {
+        self.first_response_at
+    }
+    /// The complete history, ordered by `created_at` then `id`.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s).unwrap()
+    }
+
+    fn message(id: u128, at: &str) -> Message {
+        Message::new(MessageParts {
+            id: MessageId::from_uuid(Uuid::from_u128(id)),
+            sender_type: SenderType::Customer,
+            sender_id: None,
+            content: Text::new("hi").unwrap(),
+            attachments: vec![],
+            created_at: ts(at),
+        })
+    }
+
+    fn parts(messages: Vec<Message>) -> ConversationParts {
+        ConversationParts {
+            id: ConversationId::from_uuid(Uuid::from_u128(1)),
+            business_id: BusinessId::from_uuid(Uuid::from_u128(2)),
+            customer: None,
+            assignee_id: None,
+            status: Status::Open,
+            channel_type: ChannelType::new("widget").unwrap(),
+            channel_id: None,
+            created_at: ts("2024-03-01T09:00:00Z"),
+            updated_at: ts("2024-03-01T09:00:00Z"),
+            first_response_at: None,
+            messages,
+        }
+    }
+
+    #[test]
+    fn orders_history_by_time_then_id() {
+        let c = Conversation::new(parts(vec![
+            message(3, "2024-03-01T09:00:01Z"),
+            message(2, "2024-03-01T09:00:00Z"),
+            message(1, "2024-03-01T09:00:00Z"),
+        ]))
+        .unwrap();
+        let ids: Vec<u128> = c
+            .messages()
+            .iter()
+            .map(|m| m.id().as_uuid().as_u128())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+    }
+
+    #[test]
+    fn refuses_duplicate_messages_and_foreign_customers() {
+        let dup = parts(vec![
+            message(1, "2024-03-01T09:00:00Z"),
+            message(1, "2024-03-01T09:00:01Z"),
+        ]);
+        assert!(matches!(
+            Conversation::new(dup),
+            Err(ConversationError::DuplicateMessage(_))
+        ));
+
+        let mut foreign = parts(vec![]);
+        foreign.customer = Some(Customer::new(CustomerParts {
+            id: CustomerId::from_uuid(Uuid::from_u128(9)),
+            business_id: BusinessId::from_uuid(Uuid::from_u128(99)),
+            name: None,
+            email: None,
+            phone: None,
+            external_id: None,
+            created_at: ts("2024-03-01T09:00:00Z"),
+        }));
+        assert!(matches!(
+            Conversation::new(foreign),
+            Err(ConversationError::CustomerOfAnotherBusiness { .. })
+        ));
+    }
+
+    #[test]
+    fn status_and_sender_names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), *s);
+        }
+        assert!("Open".parse::<Status>().is_err());
+        assert_eq!("agent".parse::<SenderType>().unwrap(), SenderType::Agent);
+        assert!(
+            "bot"
+                .parse::<SenderType>()
+                .unwrap_err()
+                .contains("customer, agent")
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Pingback's domain: the conversation aggregate and the value types it is made of.
+//!
+//! Every type here validates on construction and keeps its fields private, so a value
+//! that exists is a valid one. Nothing here does I/O or knows about HTTP or SQL.
+
+mod conversation;
+mod id;
+mod text;
+mod timestamp;
+
+pub use conversation::{
+    Attachment, AttachmentParts, Conversation, ConversationError, ConversationParts, Customer,
+    CustomerParts, Message, MessageParts, SenderType, Status,
+};
+pub use id::{
+    AgentId, AttachmentId, BusinessId, ChannelId, ConversationId, CustomerId, IdError, MessageId,
+    SenderId,
+};
+pub use text::{ByteSize, ChannelType, Text, TextError};
+pub use timestamp::{Timestamp, TimestampError};
