@@ -1,1 +1,60 @@
+//! Pingback's HTTP adapter (actix-web): routes, bearer-token authentication,
+//! problem+json errors, request ids. Actix types stay inside this crate.
 
+pub mod auth;
+mod envelope;
+mod etag;
+mod problem;
+mod representation;
+mod routes;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
+
+pub use auth::{AuthConfig, AuthConfigError, AuthError, KeyConfig, TokenAuthority};
+pub use envelope::{MAX_HEAD_BYTES, REQUEST_ID};
+pub use problem::{ApiError, RETRY_AFTER_SECONDS};
+pub use representation::to_json as conversation_json;
+pub use routes::ApiState;
+
+/// Limits and timeouts of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// A client must send its request head within this time or is disconnected.
+    pub client_request_timeout: Duration,
+    /// In-flight requests get this long to finish on SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// Connections a worker holds at most; beyond that the listener stops accepting.
+    pub max_connections_per_worker: usize,
+}
+
+/// A running server handle: awaiting it runs the server until it stops (SIGTERM or
+/// SIGINT stop it gracefully).
+pub fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    settings: &HttpSettings,
+) -> std::io::Result<Server> {
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(envelope::envelope))
+            .configure(routes::configure(state.clone()))
+    })
+    .client_request_timeout(settings.client_request_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    .max_connections(settings.max_connections_per_worker);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+#[cfg(test)]
+mod tests;

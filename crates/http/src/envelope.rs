@@ -1,0 +1,129 @@
+//! The middleware every request passes through: request ids, the head-size limit,
+//! panic isolation, problem+json rendering with the request id, and the access log.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest, ResponseError};
+use futures_util::FutureExt as _;
+
+use crate::problem::{ApiError, PROBLEM_JSON};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The contract's limit on a request head (request line plus headers).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// The id of the current request, available to handlers through request extensions.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// The client's id when it is sane (1–128 of `A-Z a-z 0-9 . _ -`), else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .map(HeaderValue::as_bytes)
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// Bytes of the request line and headers as they came on the wire (near enough).
+fn head_size(req: &ServiceRequest) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers().iter().fold(line, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + 4
+    })
+}
+
+pub async fn envelope(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let id = request_id(req.headers());
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    req.extensions_mut().insert(RequestId(id.clone()));
+
+    // No clone of the request may be alive while it is routed (actix needs it unique).
+    let response = if head_size(&req) > MAX_HEAD_BYTES {
+        req.into_response(ApiError::HeadTooLarge.to_response(&id))
+    } else {
+        next.call(req).await?.map_into_boxed_body()
+    };
+
+    let mut response = render_problem(response, &id);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Never the query string or headers: they may carry credentials.
+    tracing::info!(
+        target: "pingback::access",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status,
+        latency_ms = format_args!("{latency_ms:.3}"),
+        "request"
+    );
+    Ok(response)
+}
+
+/// Wraps routed handlers: a panic becomes an opaque 500 for that request only, and
+/// the worker goes on serving others.
+pub async fn contain_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    // Routing is done at this depth, so holding a clone is safe.
+    let http_request: HttpRequest = req.request().clone();
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(result) => result.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => {
+            // The panic hook already logged the message and location.
+            tracing::error!("handler panicked; answered 500");
+            Ok(ServiceResponse::new(
+                http_request,
+                ApiError::Internal.error_response(),
+            ))
+        }
+    }
+}
+
+/// Every error response leaves as problem+json carrying the request id, whoever made
+/// it: our handlers, actix's extractors, or the router.
+fn render_problem(response: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let problem = match response.response().error() {
+        Some(error) => match error.as_error::<ApiError>() {
+            Some(api) => api.to_response(id),
+            None => ApiError::from_status(status).to_response(id),
+        },
+        None => {
+            let is_problem = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+            if is_problem {
+                return response;
+            }
+            ApiError::from_status(status).to_response(id)
+        }
+    };
+    let (http_request, _) = response.into_parts();
+    ServiceResponse::new(http_request, problem)
+}

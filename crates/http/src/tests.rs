@@ -1,0 +1,613 @@
+//! Adapter tests over a mocked repository: routing, authentication, problem bodies,
+//! caching headers. The black-box suite in /tests covers the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::middleware::from_fn;
+use actix_web::{App, test};
+use base64::Engine as _;
+use pingback_application::{
+    ConversationService, MockConversationRepository, RepositoryError, Subject,
+};
+use pingback_domain::{
+    BusinessId, ChannelType, Conversation, ConversationId, ConversationParts, Status, Timestamp,
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::{AuthConfig, KeyConfig, TokenAuthority};
+use crate::routes::{ApiState, configure};
+
+const SECRET: &str = "test-secret-test-secret-test-secret!";
+const BUSINESS: &str = "b2c3d4e5-f6a7-8901-bcde-f12345678901";
+const CONVERSATION: &str = "c3d4e5f6-a7b8-9012-cdef-123456789012";
+
+fn authority(issuer: Option<&str>, audience: Option<&str>) -> TokenAuthority {
+    TokenAuthority::new(&AuthConfig {
+        key: KeyConfig::Hs256 {
+            secret: SecretString::from(SECRET),
+        },
+        issuer: issuer.map(str::to_owned),
+        audience: audience.map(str::to_owned),
+        leeway_seconds: 30,
+    })
+    .unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+/// Signs arbitrary header and claims with HS256 and `secret`.
+fn sign(header: &Value, claims: &Value, secret: &str) -> String {
+    use jsonwebtoken::{EncodingKey, crypto::sign as jws_sign};
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let alg =
+        serde_json::from_value(header["alg"].clone()).unwrap_or(jsonwebtoken::Algorithm::HS256);
+    let signature = jws_sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(secret.as_bytes()),
+        alg,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
+fn claims() -> Value {
+    json!({ "sub": "agent-1", "business_id": BUSINESS, "exp": now() + 600 })
+}
+
+fn token_with(claims: &Value) -> String {
+    sign(&json!({ "alg": "HS256", "typ": "JWT" }), claims, SECRET)
+}
+
+fn conversation(business: &str) -> Conversation {
+    let at = Timestamp::parse_rfc3339("2024-03-01T09:00:00Z").unwrap();
+    Conversation::new(ConversationParts {
+        id: ConversationId::parse(CONVERSATION).unwrap(),
+        business_id: BusinessId::parse(business).unwrap(),
+        customer: None,
+        assignee_id: None,
+        status: Status::Open,
+        channel_type: ChannelType::new("widget").unwrap(),
+        channel_id: None,
+        created_at: at,
+        updated_at: at,
+        first_response_at: None,
+        messages: vec![],
+    })
+    .unwrap()
+}
+
+fn repository_with(found: Option<Conversation>) -> MockConversationRepository {
+    let mut repository = MockConversationRepository::new();
+    repository
+        .expect_find_conversation()
+        .returning(move |business, id| {
+            Ok(found
+                .clone()
+                .filter(|c| c.business_id() == business && c.id() == id))
+        });
+    repository.expect_ping().returning(|| Ok(()));
+    repository
+}
+
+async fn call_with(
+    repository: MockConversationRepository,
+    tokens: TokenAuthority,
+    request: test::TestRequest,
+) -> ServiceResponse {
+    let state = ApiState {
+        conversations: ConversationService::new(Arc::new(repository)),
+        tokens: Arc::new(tokens),
+    };
+    let app = test::init_service(
+        App::new()
+            .wrap(from_fn(crate::envelope::envelope))
+            .configure(configure(state)),
+    )
+    .await;
+    app.call(request.to_request()).await.unwrap()
+}
+
+async fn call(request: test::TestRequest) -> ServiceResponse {
+    call_with(
+        repository_with(Some(conversation(BUSINESS))),
+        authority(None, None),
+        request,
+    )
+    .await
+}
+
+fn get(path: &str) -> test::TestRequest {
+    test::TestRequest::get().uri(path)
+}
+
+fn conversation_path() -> String {
+    format!("/api/v1/conversations/{CONVERSATION}")
+}
+
+async fn problem(
+    response: ServiceResponse,
+) -> (StatusCode, actix_web::http::header::HeaderMap, Value) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).unwrap(),
+        "application/problem+json"
+    );
+    let body = test::read_body(response).await;
+    (status, headers, serde_json::from_slice(&body).unwrap())
+}
+
+#[actix_web::test]
+async fn a_valid_token_reads_its_business_conversation() {
+    let response = call(get(&conversation_path()).insert_header((
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims())),
+    )))
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(header::ETAG).is_some());
+    assert!(response.headers().get("x-request-id").is_some());
+    let body: Value = serde_json::from_slice(&test::read_body(response).await).unwrap();
+    assert_eq!(body["id"], CONVERSATION);
+    assert_eq!(body["customer"], Value::Null);
+    assert_eq!(body["messages"], json!([]));
+}
+
+#[actix_web::test]
+async fn the_scheme_is_case_insensitive() {
+    let response = call(get(&conversation_path()).insert_header((
+        header::AUTHORIZATION,
+        format!("bEaReR {}", token_with(&claims())),
+    )))
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn assert_unauthorized(authorization: Option<String>, tokens: TokenAuthority) -> Value {
+    let mut request = get(&conversation_path());
+    if let Some(value) = authorization {
+        request = request.insert_header((header::AUTHORIZATION, value));
+    }
+    let mut repository = MockConversationRepository::new();
+    repository.expect_find_conversation().never();
+    let (status, headers, body) = problem(call_with(repository, tokens, request).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    assert_eq!(body["type"], "/problems/unauthorized");
+    assert_eq!(body["status"], 401);
+    assert_eq!(
+        body["request_id"],
+        headers.get("x-request-id").unwrap().to_str().unwrap()
+    );
+    body
+}
+
+#[actix_web::test]
+async fn the_401_matrix() {
+    let bearer = |t: String| Some(format!("Bearer {t}"));
+    let mut c;
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing header", None),
+        ("basic scheme", Some("Basic dXNlcjpwYXNz".into())),
+        ("bearer without token", Some("Bearer".into())),
+        ("garbage", bearer("not-a-jwt".into())),
+        (
+            "bad signature",
+            bearer(sign(
+                &json!({"alg":"HS256"}),
+                &claims(),
+                "another-secret-another-secret-another",
+            )),
+        ),
+        (
+            "expired",
+            bearer(token_with(&{
+                c = claims();
+                c["exp"] = json!(now() - 120);
+                c.clone()
+            })),
+        ),
+        (
+            "nbf in the future",
+            bearer(token_with(&{
+                c = claims();
+                c["nbf"] = json!(now() + 120);
+                c.clone()
+            })),
+        ),
+        (
+            "iat in the future",
+            bearer(token_with(&{
+                c = claims();
+                c["iat"] = json!(now() + 120);
+                c.clone()
+            })),
+        ),
+        (
+            "alg none",
+            Some(format!(
+                "Bearer {}.{}.",
+                b64(&json!({"alg":"none"})),
+                b64(&claims())
+            )),
+        ),
+        (
+            "HS384 instead of HS256",
+            bearer(sign(&json!({"alg":"HS384"}), &claims(), SECRET)),
+        ),
+        (
+            "missing sub",
+            bearer(token_with(&{
+                c = claims();
+                c.as_object_mut().unwrap().remove("sub");
+                c.clone()
+            })),
+        ),
+        (
+            "numeric sub",
+            bearer(token_with(&{
+                c = claims();
+                c["sub"] = json!(42);
+                c.clone()
+            })),
+        ),
+        (
+            "missing business_id",
+            bearer(token_with(&{
+                c = claims();
+                c.as_object_mut().unwrap().remove("business_id");
+                c.clone()
+            })),
+        ),
+        (
+            "integer business_id",
+            bearer(token_with(&{
+                c = claims();
+                c["business_id"] = json!(7);
+                c.clone()
+            })),
+        ),
+        (
+            "non-UUID business_id",
+            bearer(token_with(&{
+                c = claims();
+                c["business_id"] = json!("acme");
+                c.clone()
+            })),
+        ),
+        (
+            "missing exp",
+            bearer(token_with(&{
+                c = claims();
+                c.as_object_mut().unwrap().remove("exp");
+                c.clone()
+            })),
+        ),
+        (
+            "string exp",
+            bearer(token_with(&{
+                c = claims();
+                c["exp"] = json!("tomorrow");
+                c.clone()
+            })),
+        ),
+        (
+            "crit header",
+            bearer(sign(
+                &json!({"alg":"HS256","crit":["exp"]}),
+                &claims(),
+                SECRET,
+            )),
+        ),
+        ("oversized", bearer("a".repeat(16 * 1024))),
+    ];
+    for (name, authorization) in cases {
+        let body = assert_unauthorized(authorization, authority(None, None)).await;
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn issuer_and_audience_are_enforced_when_configured() {
+    let tokens = || authority(Some("https://auth.example"), Some("pingback"));
+    let mut c = claims();
+    c["iss"] = json!("https://auth.example");
+    c["aud"] = json!(["other", "pingback"]);
+    let ok = call_with(
+        repository_with(Some(conversation(BUSINESS))),
+        tokens(),
+        get(&conversation_path())
+            .insert_header((header::AUTHORIZATION, format!("Bearer {}", token_with(&c)))),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    let mut wrong_iss = c.clone();
+    wrong_iss["iss"] = json!("https://evil.example");
+    assert_unauthorized(Some(format!("Bearer {}", token_with(&wrong_iss))), tokens()).await;
+    let mut wrong_aud = c.clone();
+    wrong_aud["aud"] = json!("other");
+    assert_unauthorized(Some(format!("Bearer {}", token_with(&wrong_aud))), tokens()).await;
+    let mut no_aud = c;
+    no_aud.as_object_mut().unwrap().remove("aud");
+    assert_unauthorized(Some(format!("Bearer {}", token_with(&no_aud))), tokens()).await;
+}
+
+#[actix_web::test]
+async fn authentication_comes_before_the_path_id() {
+    assert_unauthorized(None, authority(None, None)).await;
+    let response = call(get("/api/v1/conversations/not-a-uuid")).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn other_business_and_missing_and_malformed_ids_are_the_same_404() {
+    let auth = (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims())),
+    );
+    let other = call_with(
+        repository_with(Some(conversation("a1b2c3d4-e5f6-7890-abcd-ef1234567890"))),
+        authority(None, None),
+        get(&conversation_path()).insert_header(auth.clone()),
+    )
+    .await;
+    let missing = call_with(
+        repository_with(None),
+        authority(None, None),
+        get(&conversation_path()).insert_header(auth.clone()),
+    )
+    .await;
+    let malformed =
+        call(get("/api/v1/conversations/g7b8c9d0-e1f2-3456-abcd-567890123456").insert_header(auth))
+            .await;
+    let mut bodies = vec![];
+    for response in [other, missing, malformed] {
+        let (status, _, mut body) = problem(response).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        body.as_object_mut().unwrap().remove("request_id");
+        bodies.push(body);
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(bodies[1], bodies[2]);
+    assert_eq!(bodies[0]["type"], "/problems/not-found");
+}
+
+#[actix_web::test]
+async fn the_path_id_is_accepted_in_any_case() {
+    let response = call(
+        get(&conversation_path()
+            .to_uppercase()
+            .replace("/API/V1/CONVERSATIONS/", "/api/v1/conversations/"))
+        .insert_header((
+            header::AUTHORIZATION,
+            format!("Bearer {}", token_with(&claims())),
+        )),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn other_methods_get_405_with_allow_before_authentication() {
+    for method in [
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ] {
+        let (status, headers, body) = problem(
+            call(
+                test::TestRequest::default()
+                    .method(method)
+                    .uri(&conversation_path()),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers.get(header::ALLOW).unwrap(), "GET, HEAD");
+        assert_eq!(body["type"], "/problems/method-not-allowed");
+    }
+}
+
+#[actix_web::test]
+async fn etag_and_if_none_match_give_304() {
+    let auth = (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims())),
+    );
+    let first = call(get(&conversation_path()).insert_header(auth.clone())).await;
+    let etag = first
+        .headers()
+        .get(header::ETAG)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(etag.starts_with('"'), "strong tag: {etag}");
+    let second = call(
+        get(&conversation_path())
+            .insert_header(auth.clone())
+            .insert_header((header::IF_NONE_MATCH, etag.clone())),
+    )
+    .await;
+    assert_eq!(second.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        second
+            .headers()
+            .get(header::ETAG)
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        etag
+    );
+    assert!(test::read_body(second).await.is_empty());
+    let stale = call(
+        get(&conversation_path())
+            .insert_header(auth)
+            .insert_header((header::IF_NONE_MATCH, "\"stale\"")),
+    )
+    .await;
+    assert_eq!(stale.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn unavailable_storage_is_503_with_retry_after_and_internal_is_opaque() {
+    let auth = (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims())),
+    );
+    let mut down = MockConversationRepository::new();
+    down.expect_find_conversation()
+        .returning(|_, _| Err(RepositoryError::unavailable("connection refused")));
+    let (status, headers, body) = problem(
+        call_with(
+            down,
+            authority(None, None),
+            get(&conversation_path()).insert_header(auth.clone()),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.get(header::RETRY_AFTER).is_some());
+    assert_eq!(body["type"], "/problems/unavailable");
+
+    let mut broken = MockConversationRepository::new();
+    broken.expect_find_conversation().returning(|_, _| {
+        Err(RepositoryError::internal(
+            "ERROR: relation \"messages\" does not exist",
+        ))
+    });
+    let (status, _, body) = problem(
+        call_with(
+            broken,
+            authority(None, None),
+            get(&conversation_path()).insert_header(auth),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!body.to_string().contains("relation"), "{body}");
+}
+
+#[actix_web::test]
+async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
+    let echoed = call(get("/healthz").insert_header(("x-request-id", "abc-123_x.y"))).await;
+    assert_eq!(echoed.headers().get("x-request-id").unwrap(), "abc-123_x.y");
+    for insane in ["has space", "a".repeat(129).as_str(), "semi;colon"] {
+        let generated = call(get("/healthz").insert_header(("x-request-id", insane))).await;
+        let id = generated
+            .headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(Uuid::parse_str(&id).is_ok(), "{insane} -> {id}");
+    }
+}
+
+#[actix_web::test]
+async fn health_and_readiness() {
+    assert_eq!(call(get("/healthz")).await.status(), StatusCode::OK);
+    assert_eq!(call(get("/readyz")).await.status(), StatusCode::OK);
+    let mut down = MockConversationRepository::new();
+    down.expect_ping()
+        .returning(|| Err(RepositoryError::unavailable("down")));
+    let (status, headers, _) =
+        problem(call_with(down, authority(None, None), get("/readyz")).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.get(header::RETRY_AFTER).is_some());
+}
+
+#[actix_web::test]
+async fn unknown_routes_are_problem_404() {
+    let (status, _, body) = problem(call(get("/nope")).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["type"], "/problems/not-found");
+}
+
+#[actix_web::test]
+async fn minted_tokens_verify_and_self_test_passes() {
+    let tokens = authority(Some("iss"), Some("aud"));
+    tokens.self_test().unwrap();
+    let token = tokens
+        .mint(
+            BusinessId::parse(BUSINESS).unwrap(),
+            &Subject::new("s").unwrap(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(
+        tokens.verify(&token).unwrap().business_id().to_string(),
+        BUSINESS
+    );
+    assert!(
+        TokenAuthority::new(&AuthConfig {
+            key: KeyConfig::Hs256 {
+                secret: SecretString::from("short")
+            },
+            issuer: None,
+            audience: None,
+            leeway_seconds: 0
+        })
+        .is_err()
+    );
+}
+
+#[actix_web::test]
+async fn a_panicking_handler_is_an_opaque_500_for_that_request_only() {
+    let mut repository = MockConversationRepository::new();
+    repository.expect_find_conversation().returning(|_, _| panic!("adapter bug: secret detail"));
+    repository.expect_ping().returning(|| Ok(()));
+    let state = ApiState {
+        conversations: ConversationService::new(Arc::new(repository)),
+        tokens: Arc::new(authority(None, None)),
+    };
+    let app = test::init_service(App::new().wrap(from_fn(crate::envelope::envelope)).configure(configure(state))).await;
+    let auth = (header::AUTHORIZATION, format!("Bearer {}", token_with(&claims())));
+    let response = app.call(get(&conversation_path()).insert_header(auth).to_request()).await.unwrap();
+    let (status, headers, body) = problem(response).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["type"], "/problems/internal");
+    assert_eq!(body["request_id"], headers.get("x-request-id").unwrap().to_str().unwrap());
+    assert!(!body.to_string().contains("secret detail"));
+    let after = app.call(get("/readyz").to_request()).await.unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn a_request_head_over_32_kib_is_431() {
+    let (status, _, body) = problem(call(get("/healthz").insert_header(("x-padding", "a".repeat(33 * 1024)))).await).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(body["type"], "/problems/too-large");
+}

@@ -1,0 +1,246 @@
+//! Layered configuration: built-in defaults → `config/default.toml` →
+//! `config/{PINGBACK_ENV}.toml` → `PINGBACK__SECTION__KEY` variables (later wins).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use pingback_http::{AuthConfig, HttpSettings, KeyConfig};
+use pingback_persistence::DatabaseSettings;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults ship inside the binary so it runs from any directory.
+const DEFAULTS: &str = include_str!("../../../config/default.toml");
+/// Refused in production: it is public.
+pub const DEVELOPMENT_SECRET: &str = "pingback-development-secret-change-me-0123456789";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSection,
+    pub database: DatabaseSection,
+    pub auth: AuthSection,
+    pub log: LogSection,
+    #[serde(skip)]
+    pub environment: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub bind: String,
+    pub client_request_timeout_seconds: u64,
+    pub shutdown_timeout_seconds: u64,
+    pub workers: usize,
+    pub max_connections_per_worker: usize,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub url: SecretString,
+    pub max_connections: usize,
+    pub connect_timeout_seconds: u64,
+    pub pool_wait_timeout_seconds: u64,
+    pub statement_timeout_seconds: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub algorithm: String,
+    pub jwt_secret: Option<SecretString>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    pub private_key_file: Option<PathBuf>,
+    pub leeway_seconds: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: String,
+    pub level: String,
+}
+
+impl Settings {
+    /// Loads from `PINGBACK_CONFIG_DIR` (default `config`) and the environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let dir = std::env::var_os("PINGBACK_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
+        let environment = std::env::var("PINGBACK_ENV").unwrap_or_else(|_| "development".to_owned());
+        Self::load_from(&dir, &environment, Environment::with_prefix("PINGBACK").prefix_separator("__").separator("__"))
+    }
+
+    fn load_from(dir: &Path, environment: &str, env: Environment) -> Result<Self, SettingsError> {
+        if environment.is_empty() || !environment.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(SettingsError::Invalid(format!("PINGBACK_ENV {environment:?} is not a plain name")));
+        }
+        let config = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(dir.join("default.toml")).required(false))
+            .add_source(File::from(dir.join(format!("{environment}.toml"))).required(false))
+            .add_source(env)
+            .build()?;
+        let mut settings: Settings = config.try_deserialize()?;
+        settings.environment = environment.to_owned();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == "production"
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
+        if self.auth.leeway_seconds > pingback_http::auth::MAX_LEEWAY_SECONDS {
+            return invalid("auth.leeway_seconds must be between 0 and 60");
+        }
+        if self.is_production()
+            && self.auth.algorithm.eq_ignore_ascii_case("HS256")
+            && self.auth.jwt_secret.as_ref().is_none_or(|s| s.expose_secret() == DEVELOPMENT_SECRET)
+        {
+            return invalid(
+                "PINGBACK_ENV=production refuses the development JWT secret: set PINGBACK__AUTH__JWT_SECRET",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be at least 1");
+        }
+        if self.server.client_request_timeout_seconds == 0 {
+            return invalid("server.client_request_timeout_seconds must be at least 1");
+        }
+        match self.log.format.as_str() {
+            "text" | "json" => Ok(()),
+            other => Err(SettingsError::Invalid(format!("log.format must be \"text\" or \"json\", not {other:?}"))),
+        }
+    }
+
+    pub fn database(&self) -> DatabaseSettings {
+        let d = &self.database;
+        DatabaseSettings {
+            url: d.url.clone(),
+            max_connections: d.max_connections,
+            connect_timeout: Duration::from_secs(d.connect_timeout_seconds),
+            pool_wait_timeout: Duration::from_secs(d.pool_wait_timeout_seconds),
+            statement_timeout: Duration::from_secs(d.statement_timeout_seconds),
+        }
+    }
+
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            client_request_timeout: Duration::from_secs(self.server.client_request_timeout_seconds),
+            shutdown_timeout: Duration::from_secs(self.server.shutdown_timeout_seconds),
+            workers: self.server.workers,
+            max_connections_per_worker: self.server.max_connections_per_worker,
+        }
+    }
+
+    pub fn auth(&self) -> Result<AuthConfig, SettingsError> {
+        let a = &self.auth;
+        let read = |path: &Option<PathBuf>, what: &str| -> Result<Option<String>, SettingsError> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| SettingsError::Invalid(format!("auth.{what} {}: {e}", p.display())))
+                })
+                .transpose()
+        };
+        let key = match a.algorithm.to_ascii_uppercase().as_str() {
+            "HS256" => KeyConfig::Hs256 {
+                secret: a
+                    .jwt_secret
+                    .clone()
+                    .ok_or_else(|| SettingsError::Invalid("auth.jwt_secret is required for HS256".into()))?,
+            },
+            alg @ ("RS256" | "ES256") => {
+                let public_key_pem = read(&a.public_key_file, "public_key_file")?
+                    .ok_or_else(|| SettingsError::Invalid(format!("auth.public_key_file is required for {alg}")))?;
+                let private_key_pem = read(&a.private_key_file, "private_key_file")?.map(SecretString::from);
+                if alg == "RS256" {
+                    KeyConfig::Rs256 { public_key_pem, private_key_pem }
+                } else {
+                    KeyConfig::Es256 { public_key_pem, private_key_pem }
+                }
+            }
+            other => {
+                return Err(SettingsError::Invalid(format!(
+                    "auth.algorithm must be HS256, RS256 or ES256, not {other:?}"
+                )));
+            }
+        };
+        Ok(AuthConfig {
+            key,
+            issuer: a.issuer.clone(),
+            audience: a.audience.clone(),
+            leeway_seconds: a.leeway_seconds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(environment: &str, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let source: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let env = Environment::with_prefix("PINGBACK")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(source));
+        Settings::load_from(dir.path(), environment, env)
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_sqlite_and_loopback() {
+        let s = load("development", &[]).unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert!(s.database.url.expose_secret().starts_with("sqlite://"));
+        assert_eq!(s.auth.leeway_seconds, 30);
+    }
+
+    #[test]
+    fn environment_variables_override() {
+        let s = load(
+            "development",
+            &[("PINGBACK__DATABASE__URL", "postgres://u@h/db"), ("PINGBACK__AUTH__LEEWAY_SECONDS", "5")],
+        )
+        .unwrap();
+        assert_eq!(s.database.url.expose_secret(), "postgres://u@h/db");
+        assert_eq!(s.auth.leeway_seconds, 5);
+    }
+
+    #[test]
+    fn production_refuses_the_development_secret() {
+        let err = load("production", &[]).unwrap_err().to_string();
+        assert!(err.contains("development JWT secret"), "{err}");
+        assert!(load("production", &[("PINGBACK__AUTH__JWT_SECRET", "a-real-secret-of-more-than-32-bytes!!")]).is_ok());
+    }
+
+    #[test]
+    fn leeway_is_bounded_and_typos_are_refused() {
+        assert!(load("development", &[("PINGBACK__AUTH__LEEWAY_SECONDS", "61")]).is_err());
+        assert!(load("development", &[("PINGBACK__DATABASE__ULR", "x")]).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = load("development", &[("PINGBACK__DATABASE__URL", "postgres://u:hunter2@h/db")]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains(DEVELOPMENT_SECRET), "{shown}");
+    }
+}
