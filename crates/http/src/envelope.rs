@@ -93,10 +93,7 @@ pub async fn contain_panics(
         Err(_) => {
             // The panic hook already logged the message and location.
             tracing::error!("handler panicked; answered 500");
-            Ok(ServiceResponse::new(
-                http_request,
-                ApiError::Internal.error_response(),
-            ))
+            Ok(ServiceResponse::from_err(ApiError::Internal, http_request))
         }
     }
 }
