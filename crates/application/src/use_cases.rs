@@ -73,6 +73,11 @@ impl ConversationService {
         Ok(conversation)
     }
 
+    /// The storage pool's state, for metrics.
+    pub fn pool_status(&self) -> Option<crate::repository::PoolStatus> {
+        self.repository.pool_status()
+    }
+
     /// Whether the store answers now (for readiness probes).
     pub async fn ready(&self) -> Result<(), ReadinessError> {
         self.repository.ping().await.map_err(ReadinessError)

@@ -35,7 +35,7 @@ impl Timestamp {
 
     /// Refuses sub-microsecond parts rather than rounding them away.
     pub fn from_datetime(at: DateTime<Utc>) -> Result<Self, TimestampError> {
-        if at.timestamp_subsec_nanos() % 1_000 != 0 {
+        if !at.timestamp_subsec_nanos().is_multiple_of(1_000) {
             return Err(TimestampError::TooPrecise);
         }
         Self::from_unix_micros(at.timestamp_micros())

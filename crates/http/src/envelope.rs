@@ -11,7 +11,10 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 use futures_util::FutureExt as _;
 
+use crate::metrics::route_label;
 use crate::problem::{ApiError, PROBLEM_JSON};
+use crate::routes::ApiState;
+use actix_web::web;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The contract's limit on a request head (request line plus headers).
@@ -66,7 +69,15 @@ pub async fn envelope(
     }
 
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    if let Some(state) = response.request().app_data::<web::Data<ApiState>>() {
+        state.metrics.observe(
+            route_label(response.request().match_pattern().as_deref()),
+            status,
+            elapsed,
+        );
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     // Never the query string or headers: they may carry credentials.
     tracing::info!(
         target: "pingback::access",

@@ -4,6 +4,7 @@
 pub mod auth;
 mod envelope;
 mod etag;
+mod metrics;
 mod problem;
 mod representation;
 mod routes;
@@ -17,6 +18,7 @@ use actix_web::{App, HttpServer};
 
 pub use auth::{AuthConfig, AuthConfigError, AuthError, KeyConfig, TokenAuthority};
 pub use envelope::{MAX_HEAD_BYTES, REQUEST_ID};
+pub use metrics::Metrics;
 pub use problem::{ApiError, RETRY_AFTER_SECONDS};
 pub use representation::to_json as conversation_json;
 pub use routes::ApiState;

@@ -10,6 +10,7 @@ use pingback_domain::ConversationId;
 use crate::auth::TokenAuthority;
 use crate::envelope::{RequestId, contain_panics};
 use crate::etag::{none_match, strong_etag};
+use crate::metrics::{DatabaseError, Metrics};
 use crate::problem::ApiError;
 use crate::representation::to_json;
 use actix_web::middleware::from_fn;
@@ -19,6 +20,7 @@ use actix_web::middleware::from_fn;
 pub struct ApiState {
     pub conversations: ConversationService,
     pub tokens: Arc<TokenAuthority>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Mounts every route on an actix `App`.
@@ -28,6 +30,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(readable("/api/v1/conversations/{conversation_id}").to(get_conversation))
             .service(readable("/healthz").to(healthz))
             .service(readable("/readyz").to(readyz))
+            .service(readable("/metrics").to(metrics))
             .default_service(web::to(route_not_found));
     }
 }
@@ -109,10 +112,12 @@ async fn get_conversation(
             match error {
                 GetConversationError::NotFound => ApiError::ConversationNotFound,
                 GetConversationError::Unavailable(source) => {
+                    state.metrics.database_error(DatabaseError::Unavailable);
                     tracing::warn!(request_id, error = %source, "database unavailable");
                     ApiError::Unavailable
                 }
                 GetConversationError::Internal(source) => {
+                    state.metrics.database_error(DatabaseError::Internal);
                     tracing::error!(request_id, error = %source, "get conversation failed");
                     ApiError::Internal
                 }
@@ -162,4 +167,12 @@ async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
             Err(ApiError::Unavailable)
         }
     }
+}
+
+async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    let pool = state.conversations.pool_status();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(pool))
 }

@@ -112,6 +112,7 @@ async fn call_with(
     let state = ApiState {
         conversations: ConversationService::new(Arc::new(repository)),
         tokens: Arc::new(tokens),
+        metrics: Arc::default(),
     };
     let app = test::init_service(
         App::new()
@@ -587,19 +588,36 @@ async fn minted_tokens_verify_and_self_test_passes() {
 #[actix_web::test]
 async fn a_panicking_handler_is_an_opaque_500_for_that_request_only() {
     let mut repository = MockConversationRepository::new();
-    repository.expect_find_conversation().returning(|_, _| panic!("adapter bug: secret detail"));
+    repository
+        .expect_find_conversation()
+        .returning(|_, _| panic!("adapter bug: secret detail"));
     repository.expect_ping().returning(|| Ok(()));
     let state = ApiState {
         conversations: ConversationService::new(Arc::new(repository)),
         tokens: Arc::new(authority(None, None)),
+        metrics: Arc::default(),
     };
-    let app = test::init_service(App::new().wrap(from_fn(crate::envelope::envelope)).configure(configure(state))).await;
-    let auth = (header::AUTHORIZATION, format!("Bearer {}", token_with(&claims())));
-    let response = app.call(get(&conversation_path()).insert_header(auth).to_request()).await.unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(from_fn(crate::envelope::envelope))
+            .configure(configure(state)),
+    )
+    .await;
+    let auth = (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims())),
+    );
+    let response = app
+        .call(get(&conversation_path()).insert_header(auth).to_request())
+        .await
+        .unwrap();
     let (status, headers, body) = problem(response).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["type"], "/problems/internal");
-    assert_eq!(body["request_id"], headers.get("x-request-id").unwrap().to_str().unwrap());
+    assert_eq!(
+        body["request_id"],
+        headers.get("x-request-id").unwrap().to_str().unwrap()
+    );
     assert!(!body.to_string().contains("secret detail"));
     let after = app.call(get("/readyz").to_request()).await.unwrap();
     assert_eq!(after.status(), StatusCode::OK);
@@ -607,7 +625,41 @@ async fn a_panicking_handler_is_an_opaque_500_for_that_request_only() {
 
 #[actix_web::test]
 async fn a_request_head_over_32_kib_is_431() {
-    let (status, _, body) = problem(call(get("/healthz").insert_header(("x-padding", "a".repeat(33 * 1024)))).await).await;
+    let (status, _, body) =
+        problem(call(get("/healthz").insert_header(("x-padding", "a".repeat(33 * 1024)))).await)
+            .await;
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(body["type"], "/problems/too-large");
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let mut repository = repository_with(None);
+    repository.expect_pool_status().returning(|| None);
+    let state = ApiState {
+        conversations: ConversationService::new(Arc::new(repository)),
+        tokens: Arc::new(authority(None, None)),
+        metrics: Arc::default(),
+    };
+    let app = test::init_service(
+        App::new()
+            .wrap(from_fn(crate::envelope::envelope))
+            .configure(configure(state)),
+    )
+    .await;
+    app.call(get(&conversation_path()).to_request())
+        .await
+        .unwrap();
+    app.call(get("/healthz").to_request()).await.unwrap();
+    let response = app.call(get("/metrics").to_request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+    assert!(
+        text.contains("pingback_http_requests_total{route=\"conversation\",status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pingback_http_requests_total{route=\"healthz\",status=\"200\"} 1"),
+        "{text}"
+    );
 }

@@ -1,0 +1,31 @@
+# Pingback: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+DEMO_BUSINESS ?= b2c3d4e5-f6a7-8901-bcde-f12345678901
+BIND ?= 127.0.0.1:8080
+
+.PHONY: run test check fmt lint build release help
+
+help:
+	@echo "make run    build, migrate the embedded SQLite database, load demo data, serve on $(BIND)"
+	@echo "make test   fmt check, clippy, and every test (starts a throw-away PostgreSQL)"
+
+release:
+	$(CARGO) build --release --locked --bin pingback
+
+# Serves the embedded default (SQLite under data/) with generated demo data and
+# prints a ready-to-paste curl line. Safe to run again: generation is deterministic,
+# so re-running replaces the same conversations instead of adding more.
+run: release
+	@scripts/run-demo.sh "$(DEMO_BUSINESS)" "$(BIND)"
+
+# Everything CI runs: formatting, lints, unit, adapter (both backends) and
+# black-box tests. PostgreSQL is installed if missing and run as a temporary cluster.
+test:
+	@scripts/test.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

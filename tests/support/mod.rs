@@ -1,0 +1,295 @@
+//! `spawn_app` for black-box tests: the real `pingback` binary, a fresh database per
+//! test (PostgreSQL or SQLite), requests over real HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use pingback_persistence::testing::TestDatabase;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "black-box-test-secret-black-box-test-secret";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A database for one test, and the environment that points the binary at it.
+pub struct TestEnv {
+    pub database: TestDatabase,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> Self {
+        let database = match backend {
+            Backend::Postgres => TestDatabase::postgres().await,
+            Backend::Sqlite => TestDatabase::sqlite().await,
+        };
+        Self { database, extra_env: vec![] }
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The binary, configured like an operator would: `PINGBACK__…` variables.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pingback"));
+        command
+            .args(args)
+            .current_dir(repo_root())
+            .env_remove("RUST_LOG")
+            .env("PINGBACK_ENV", "test")
+            .env("PINGBACK__DATABASE__URL", self.database.url())
+            .env("PINGBACK__AUTH__JWT_SECRET", SECRET)
+            .env("PINGBACK__LOG__LEVEL", "warn");
+        for (k, v) in &self.extra_env {
+            command.env(k, v);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().expect("run pingback")
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pingback");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Imports JSON through `pingback import` and insists it succeeds.
+    pub fn import(&self, document: &Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("import.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(document).unwrap()).unwrap();
+        let output = self.run(&["import", path.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "import failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Starts `pingback serve` on a free port and waits until it listens.
+    pub fn serve(&self) -> App {
+        self.serve_with(&[])
+    }
+
+    pub fn serve_with(&self, env: &[(&str, &str)]) -> App {
+        let mut command = self.command(&["serve"]);
+        command
+            .env("PINGBACK__SERVER__BIND", "127.0.0.1:0")
+            .env("PINGBACK__SERVER__WORKERS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn pingback serve");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let (log_tx, log_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut all);
+            let _ = log_tx.send(all);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => App { child, address: address.parse().unwrap(), logs: Some(log_rx) },
+            Err(_) => {
+                let _ = child.kill();
+                let logs = log_rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                panic!("pingback serve did not start:\n{logs}");
+            }
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running server; killed when dropped.
+pub struct App {
+    pub child: Child,
+    pub address: SocketAddr,
+    logs: Option<mpsc::Receiver<String>>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts a problem+json body of `status` and returns it.
+    pub fn problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        let body = self.json();
+        assert_eq!(body["status"], status);
+        assert_eq!(body["request_id"].as_str(), self.header("x-request-id"));
+        for key in ["type", "title", "detail"] {
+            assert!(body[key].as_str().is_some_and(|v| !v.is_empty()), "{key} in {body}");
+        }
+        body
+    }
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// One request with arbitrary method and headers.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let request = http_request(method, &self.url(path), headers);
+        let mut response = agent.run(request).expect("request");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let body = response.body_mut().with_config().limit(256 * 1024 * 1024).read_to_vec().unwrap_or_default();
+        Reply { status, headers, body }
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request("GET", path, headers)
+    }
+
+    pub fn get_as(&self, path: &str, token: &str) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.get(path, &[("authorization", &auth)])
+    }
+
+    /// Raw bytes on a fresh connection; returns whatever the server answers.
+    pub fn raw(&self, bytes: &[u8]) -> String {
+        let mut stream = TcpStream::connect(self.address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = stream.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let logs = self.logs.take().and_then(|rx| rx.recv_timeout(Duration::from_secs(10)).ok()).unwrap_or_default();
+        (status, logs)
+    }
+}
+
+fn http_request(method: &str, url: &str, headers: &[(&str, &str)]) -> ureq::http::Request<()> {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(()).unwrap()
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub fn b64(value: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// Signs any header and claims (HS-family) with `secret`.
+pub fn sign(header: &Value, claims: &Value, secret: &str) -> String {
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let alg: jsonwebtoken::Algorithm =
+        serde_json::from_value(header["alg"].clone()).unwrap_or(jsonwebtoken::Algorithm::HS256);
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, alg).unwrap();
+    format!("{message}.{signature}")
+}
+
+pub fn claims_for(business: &str) -> Value {
+    json!({ "sub": "agent-7", "business_id": business, "exp": now() + 600, "iat": now() })
+}
+
+pub fn token_for(business: &str) -> String {
+    sign(&json!({ "alg": "HS256", "typ": "JWT" }), &claims_for(business), SECRET)
+}
+
+/// Runs the same async test body on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident => $body:expr;)+) => {
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = TestEnv::new(Backend::Postgres).await;
+                    ($body)(env).await;
+                }
+            )+
+        }
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = TestEnv::new(Backend::Sqlite).await;
+                    ($body)(env).await;
+                }
+            )+
+        }
+    };
+}
