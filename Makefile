@@ -4,7 +4,7 @@ CARGO ?= cargo
 DEMO_BUSINESS ?= b2c3d4e5-f6a7-8901-bcde-f12345678901
 BIND ?= 127.0.0.1:8080
 
-.PHONY: run test check fmt lint build release help
+.PHONY: run test check fmt lint build release help audit
 
 help:
 	@echo "make run    build, migrate the embedded SQLite database, load demo data, serve on $(BIND)"
@@ -29,3 +29,9 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Supply chain: licenses, duplicate versions, sources (offline). Advisories need the
+# advisory database from the network: `cargo deny check advisories` where reachable.
+audit:
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
+	$(CARGO) deny check bans licenses sources

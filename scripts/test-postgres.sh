@@ -5,6 +5,7 @@
 #
 #   eval "$(scripts/test-postgres.sh start)"   # exports PINGBACK_TEST_DATABASE_URL, …
 #   scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR"
+#   scripts/test-postgres.sh pause|resume DIR   # stop/start it in place (fault tests)
 set -euo pipefail
 
 log() { echo "test-postgres: $*" >&2; }
@@ -59,13 +60,28 @@ start() {
     || { cat "$dir/initdb.log" >&2; exit 1; }
   port=$(free_port)
   # Durability is pointless for a throw-away cluster: trade it for test speed.
-  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB" >&2 \
-    || { cat "$dir/server.log" >&2; exit 1; }
+  echo "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB" >"$dir/options"
+  chmod 644 "$dir/options"
+  resume "$dir"
   echo "export PINGBACK_TEST_DATABASE_URL=postgres://pingback@127.0.0.1:$port/postgres"
   echo "export PINGBACK_TEST_PG_DIR=$dir"
   echo "export PINGBACK_TEST_PG_BIN=$bindir"
   log "cluster ready on 127.0.0.1:$port (data in $dir)"
+}
+
+# Starts (again) a cluster made by `start`, on the same port: fault-injection tests
+# stop the database under a running server and bring it back.
+resume() {
+  local dir=$1 bindir
+  bindir=$(find_bindir)
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$(cat "$dir/options")" >&2 \
+    || { cat "$dir/server.log" >&2; exit 1; }
+}
+
+pause() {
+  local dir=$1 bindir
+  bindir=$(find_bindir)
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >&2
 }
 
 stop() {
@@ -80,5 +96,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) shift; stop "${1:-}" ;;
-  *) echo "usage: $0 start | stop [DIR]" >&2; exit 2 ;;
+  pause) pause "${2:?cluster dir}" ;;
+  resume) resume "${2:?cluster dir}" ;;
+  *) echo "usage: $0 start | stop [DIR] | pause DIR | resume DIR" >&2; exit 2 ;;
 esac

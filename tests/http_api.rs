@@ -288,10 +288,7 @@ on_both_backends! {
 /// 503 (with Retry-After) instead of hanging or crashing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_503_not_a_hang() {
-    let env = TestEnv::new(Backend::Postgres).await.with_env(
-        "PINGBACK__DATABASE__URL",
-        "postgres://pingback@127.0.0.1:1/nowhere",
-    );
+    let env = TestEnv::at_url("postgres://pingback@127.0.0.1:1/nowhere");
     let app = env.serve_with(&[("PINGBACK__DATABASE__CONNECT_TIMEOUT_SECONDS", "1"), ("PINGBACK__DATABASE__POOL_WAIT_TIMEOUT_SECONDS", "1")]);
     let started = std::time::Instant::now();
     let reply = app.get_as(&path(CONVERSATION), &token_for(BUSINESS));

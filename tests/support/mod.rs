@@ -23,17 +23,25 @@ pub enum Backend {
 
 /// A database for one test, and the environment that points the binary at it.
 pub struct TestEnv {
-    pub database: TestDatabase,
+    /// Kept alive for the test's duration (dropping it may remove the database).
+    pub database: Option<TestDatabase>,
+    pub url: String,
     pub extra_env: Vec<(String, String)>,
 }
 
 impl TestEnv {
+    /// A fresh, migrated database of `backend`.
     pub async fn new(backend: Backend) -> Self {
         let database = match backend {
             Backend::Postgres => TestDatabase::postgres().await,
             Backend::Sqlite => TestDatabase::sqlite().await,
         };
-        Self { database, extra_env: vec![] }
+        Self { url: database.url(), database: Some(database), extra_env: vec![] }
+    }
+
+    /// A database the test manages itself (e.g. on its own cluster).
+    pub fn at_url(url: &str) -> Self {
+        Self { database: None, url: url.to_owned(), extra_env: vec![] }
     }
 
     pub fn with_env(mut self, key: &str, value: &str) -> Self {
@@ -49,7 +57,7 @@ impl TestEnv {
             .current_dir(repo_root())
             .env_remove("RUST_LOG")
             .env("PINGBACK_ENV", "test")
-            .env("PINGBACK__DATABASE__URL", self.database.url())
+            .env("PINGBACK__DATABASE__URL", &self.url)
             .env("PINGBACK__AUTH__JWT_SECRET", SECRET)
             .env("PINGBACK__LOG__LEVEL", "warn");
         for (k, v) in &self.extra_env {
@@ -292,4 +300,65 @@ macro_rules! on_both_backends {
             )+
         }
     };
+}
+
+/// A PostgreSQL cluster of the test's own (from scripts/test-postgres.sh), so that it
+/// can be stopped and restarted without disturbing other tests.
+pub struct OwnCluster {
+    pub dir: String,
+    pub admin_url: String,
+}
+
+impl OwnCluster {
+    pub fn start() -> Self {
+        let output = Command::new(repo_root().join("scripts/test-postgres.sh")).arg("start").output().unwrap();
+        assert!(output.status.success(), "cluster start: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8(output.stdout).unwrap();
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} missing in {text}"))
+                .to_owned()
+        };
+        Self { dir: var("PINGBACK_TEST_PG_DIR"), admin_url: var("PINGBACK_TEST_DATABASE_URL") }
+    }
+
+    fn script(&self, verb: &str) {
+        let status = Command::new(repo_root().join("scripts/test-postgres.sh"))
+            .args([verb, &self.dir])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cluster {verb}");
+    }
+
+    pub fn pause(&self) {
+        self.script("pause");
+    }
+
+    pub fn resume(&self) {
+        self.script("resume");
+    }
+
+    /// Runs SQL through psql (in the background when `background`).
+    pub fn psql(&self, sql: &str) -> Child {
+        let bin = std::env::var("PINGBACK_TEST_PG_BIN").map(|b| format!("{b}/psql")).unwrap_or_else(|_| "psql".into());
+        Command::new(bin)
+            .args([self.admin_url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/test-postgres.sh"))
+            .args(["stop", &self.dir])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
