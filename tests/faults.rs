@@ -30,7 +30,11 @@ fn document() -> serde_json::Value {
 fn prepared(cluster: &OwnCluster) -> TestEnv {
     let env = TestEnv::at_url(&cluster.admin_url);
     let migrated = env.run(&["migrate"]);
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     env.import(&document());
     env
 }
@@ -54,7 +58,11 @@ fn a_stopped_database_gives_503_then_recovers_without_restart() {
     for _ in 0..3 {
         let started = Instant::now();
         let reply = app.get_as(&path(), &token);
-        assert!(started.elapsed() <= Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() <= Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
         reply.problem(503);
         assert!(reply.header("retry-after").is_some());
     }
@@ -67,7 +75,10 @@ fn a_stopped_database_gives_503_then_recovers_without_restart() {
         if status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "did not recover: last status {status}");
+        assert!(
+            Instant::now() < deadline,
+            "did not recover: last status {status}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(app.get("/readyz", &[]).status, 200);
@@ -86,7 +97,9 @@ fn a_blocked_query_hits_the_statement_timeout_and_an_exhausted_pool_gives_503() 
     assert_eq!(app.get_as(&path(), &token).status, 200);
 
     // Another session locks the table for longer than the statement timeout.
-    let mut locker = cluster.psql("BEGIN; LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;");
+    let mut locker = cluster.psql(
+        "BEGIN; LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT;",
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     std::thread::scope(|scope| {
@@ -101,11 +114,17 @@ fn a_blocked_query_hits_the_statement_timeout_and_an_exhausted_pool_gives_503() 
         let queued = app.get_as(&path(), &token);
         let queued_elapsed = started.elapsed();
         queued.problem(503);
-        assert!(queued_elapsed < Duration::from_secs(3), "pool wait took {queued_elapsed:?}");
+        assert!(
+            queued_elapsed < Duration::from_secs(3),
+            "pool wait took {queued_elapsed:?}"
+        );
 
         let (reply, elapsed) = slow.join().unwrap();
         reply.problem(503);
-        assert!(elapsed < Duration::from_secs(4), "statement timeout took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(4),
+            "statement timeout took {elapsed:?}"
+        );
     });
     let _ = locker.wait();
     // Once the lock is gone the same server answers normally.
@@ -121,13 +140,20 @@ fn sigterm_finishes_in_flight_requests_then_exits_0() {
     assert_eq!(app.get_as(&path(), &token).status, 200);
 
     // Make the next request wait ~2 s on a lock, so it is in flight at SIGTERM.
-    let mut locker = cluster.psql("BEGIN; LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;");
+    let mut locker = cluster.psql(
+        "BEGIN; LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;",
+    );
     std::thread::sleep(Duration::from_millis(500));
     let address = app.address;
     let in_flight = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
         let response = agent
-            .get(format!("http://{address}/api/v1/conversations/{CONVERSATION}"))
+            .get(format!(
+                "http://{address}/api/v1/conversations/{CONVERSATION}"
+            ))
             .header("authorization", format!("Bearer {}", token_for(BUSINESS)))
             .call()
             .unwrap();
@@ -135,7 +161,11 @@ fn sigterm_finishes_in_flight_requests_then_exits_0() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let (status, logs) = app.terminate();
-    assert_eq!(in_flight.join().unwrap(), 200, "the in-flight request completes");
+    assert_eq!(
+        in_flight.join().unwrap(),
+        200,
+        "the in-flight request completes"
+    );
     assert!(status.success(), "exit status {status}; logs:\n{logs}");
     let _ = locker.wait();
 }

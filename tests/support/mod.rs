@@ -36,12 +36,20 @@ impl TestEnv {
             Backend::Postgres => TestDatabase::postgres().await,
             Backend::Sqlite => TestDatabase::sqlite().await,
         };
-        Self { url: database.url(), database: Some(database), extra_env: vec![] }
+        Self {
+            url: database.url(),
+            database: Some(database),
+            extra_env: vec![],
+        }
     }
 
     /// A database the test manages itself (e.g. on its own cluster).
     pub fn at_url(url: &str) -> Self {
-        Self { database: None, url: url.to_owned(), extra_env: vec![] }
+        Self {
+            database: None,
+            url: url.to_owned(),
+            extra_env: vec![],
+        }
     }
 
     pub fn with_env(mut self, key: &str, value: &str) -> Self {
@@ -67,7 +75,10 @@ impl TestEnv {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().expect("run pingback")
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pingback")
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
@@ -130,10 +141,16 @@ impl TestEnv {
             let _ = log_tx.send(all);
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(address) => App { child, address: address.parse().unwrap(), logs: Some(log_rx) },
+            Ok(address) => App {
+                child,
+                address: address.parse().unwrap(),
+                logs: std::sync::Mutex::new(Some(log_rx)),
+            },
             Err(_) => {
                 let _ = child.kill();
-                let logs = log_rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                let logs = log_rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_default();
                 panic!("pingback serve did not start:\n{logs}");
             }
         }
@@ -148,7 +165,7 @@ pub fn repo_root() -> PathBuf {
 pub struct App {
     pub child: Child,
     pub address: SocketAddr,
-    logs: Option<mpsc::Receiver<String>>,
+    logs: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
 }
 
 pub struct Reply {
@@ -159,7 +176,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
@@ -169,13 +189,24 @@ impl Reply {
 
     /// Asserts a problem+json body of `status` and returns it.
     pub fn problem(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let body = self.json();
         assert_eq!(body["status"], status);
         assert_eq!(body["request_id"].as_str(), self.header("x-request-id"));
         for key in ["type", "title", "detail"] {
-            assert!(body[key].as_str().is_some_and(|v| !v.is_empty()), "{key} in {body}");
+            assert!(
+                body[key].as_str().is_some_and(|v| !v.is_empty()),
+                "{key} in {body}"
+            );
         }
         body
     }
@@ -199,10 +230,24 @@ impl App {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
-        let body = response.body_mut().with_config().limit(256 * 1024 * 1024).read_to_vec().unwrap_or_default();
-        Reply { status, headers, body }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -217,7 +262,9 @@ impl App {
     /// Raw bytes on a fresh connection; returns whatever the server answers.
     pub fn raw(&self, bytes: &[u8]) -> String {
         let mut stream = TcpStream::connect(self.address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let _ = stream.write_all(bytes);
         let mut out = Vec::new();
         let _ = stream.read_to_end(&mut out);
@@ -229,7 +276,10 @@ impl App {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
-        let logs = self.logs.take().and_then(|rx| rx.recv_timeout(Duration::from_secs(10)).ok()).unwrap_or_default();
+        let receiver = self.logs.lock().unwrap().take();
+        let logs = receiver
+            .and_then(|rx| rx.recv_timeout(Duration::from_secs(10)).ok())
+            .unwrap_or_default();
         (status, logs)
     }
 }
@@ -250,7 +300,10 @@ impl Drop for App {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub fn b64(value: &Value) -> String {
@@ -272,7 +325,11 @@ pub fn claims_for(business: &str) -> Value {
 }
 
 pub fn token_for(business: &str) -> String {
-    sign(&json!({ "alg": "HS256", "typ": "JWT" }), &claims_for(business), SECRET)
+    sign(
+        &json!({ "alg": "HS256", "typ": "JWT" }),
+        &claims_for(business),
+        SECRET,
+    )
 }
 
 /// Runs the same async test body on both backends.
@@ -311,8 +368,15 @@ pub struct OwnCluster {
 
 impl OwnCluster {
     pub fn start() -> Self {
-        let output = Command::new(repo_root().join("scripts/test-postgres.sh")).arg("start").output().unwrap();
-        assert!(output.status.success(), "cluster start: {}", String::from_utf8_lossy(&output.stderr));
+        let output = Command::new(repo_root().join("scripts/test-postgres.sh"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "cluster start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let text = String::from_utf8(output.stdout).unwrap();
         let var = |name: &str| {
             text.lines()
@@ -320,7 +384,10 @@ impl OwnCluster {
                 .unwrap_or_else(|| panic!("{name} missing in {text}"))
                 .to_owned()
         };
-        Self { dir: var("PINGBACK_TEST_PG_DIR"), admin_url: var("PINGBACK_TEST_DATABASE_URL") }
+        Self {
+            dir: var("PINGBACK_TEST_PG_DIR"),
+            admin_url: var("PINGBACK_TEST_DATABASE_URL"),
+        }
     }
 
     fn script(&self, verb: &str) {
@@ -343,7 +410,9 @@ impl OwnCluster {
 
     /// Runs SQL through psql (in the background when `background`).
     pub fn psql(&self, sql: &str) -> Child {
-        let bin = std::env::var("PINGBACK_TEST_PG_BIN").map(|b| format!("{b}/psql")).unwrap_or_else(|_| "psql".into());
+        let bin = std::env::var("PINGBACK_TEST_PG_BIN")
+            .map(|b| format!("{b}/psql"))
+            .unwrap_or_else(|_| "psql".into());
         Command::new(bin)
             .args([self.admin_url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
             .stdout(Stdio::null())

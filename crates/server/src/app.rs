@@ -19,7 +19,10 @@ pub enum StartupError {
     #[error("database: {0}")]
     Storage(#[from] pingback_persistence::StorageError),
     #[error("cannot listen on {address}: {source}")]
-    Bind { address: String, source: std::io::Error },
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
 }
 
 /// A built, bound server (zero2prod's `Application`): tests bind port 0 and read the
@@ -38,8 +41,12 @@ impl Application {
         let state = ApiState {
             conversations: ConversationService::new(storage.repository),
             tokens,
+            metrics: Arc::default(),
         };
-        let bind_error = |source| StartupError::Bind { address: settings.server.bind.clone(), source };
+        let bind_error = |source| StartupError::Bind {
+            address: settings.server.bind.clone(),
+            source,
+        };
         let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         let server = pingback_http::serve(listener, state, &settings.http()).map_err(bind_error)?;

@@ -32,6 +32,36 @@ enum Command {
     Serve,
     /// Apply pending migrations to the configured database (creates an SQLite file).
     Migrate,
+    /// Import conversations from JSON files in the GET response shape (`-` = stdin).
+    ///
+    /// Each file holds one conversation or an array of them. A file is validated
+    /// completely and written in one transaction: on any invalid value nothing of it
+    /// is written and every problem (up to 50) is listed with its JSON path. Files
+    /// are taken in order; the first invalid one stops the command. Importing a
+    /// conversation again replaces it (fields, customer, whole message set).
+    Import {
+        /// JSON files, or `-` for standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Write deterministic synthetic data (for demos and benchmarks) and print the
+    /// created conversation ids, one per line.
+    ///
+    /// The same business, counts and seed always produce the same ids, so running it
+    /// again replaces the data instead of duplicating it.
+    Generate {
+        #[arg(long, value_name = "UUID", value_parser = parse_business)]
+        business_id: BusinessId,
+        /// How many conversations.
+        #[arg(long, value_name = "N")]
+        conversations: usize,
+        /// Messages in each conversation.
+        #[arg(long, value_name = "M")]
+        messages: usize,
+        /// Varies the data; the same seed gives the same data.
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+    },
     /// Print a signed access token for the configured key.
     Token {
         /// The tenant the token grants access to.
@@ -60,11 +90,17 @@ struct Failure {
 }
 
 fn runtime(message: impl std::fmt::Display) -> Failure {
-    Failure { code: 1, message: message.to_string() }
+    Failure {
+        code: 1,
+        message: message.to_string(),
+    }
 }
 
 fn usage(message: impl std::fmt::Display) -> Failure {
-    Failure { code: 2, message: message.to_string() }
+    Failure {
+        code: 2,
+        message: message.to_string(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -80,9 +116,19 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(&settings),
         Command::Migrate => migrate(&settings),
-        Command::Token { business_id, sub, ttl, allow_production } => {
-            token(&settings, business_id, &sub, ttl, allow_production)
-        }
+        Command::Import { files } => import(&settings, &files),
+        Command::Generate {
+            business_id,
+            conversations,
+            messages,
+            seed,
+        } => generate(&settings, business_id, conversations, messages, seed),
+        Command::Token {
+            business_id,
+            sub,
+            ttl,
+            allow_production,
+        } => token(&settings, business_id, &sub, ttl, allow_production),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,12 +155,17 @@ fn serve(settings: &Settings) -> Result<(), Failure> {
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(runtime)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(runtime)
 }
 
 fn migrate(settings: &Settings) -> Result<(), Failure> {
     tokio_runtime()?.block_on(async {
-        let applied = pingback_persistence::migrate(&settings.database()).await.map_err(runtime)?;
+        let applied = pingback_persistence::migrate(&settings.database())
+            .await
+            .map_err(runtime)?;
         if applied.is_empty() {
             tracing::info!("database schema is up to date");
         } else {
@@ -124,13 +175,126 @@ fn migrate(settings: &Settings) -> Result<(), Failure> {
     })
 }
 
-fn token(settings: &Settings, business: BusinessId, sub: &str, ttl: u64, allow_production: bool) -> Result<(), Failure> {
+fn storage(settings: &Settings) -> Result<pingback_persistence::Storage, Failure> {
+    pingback_persistence::connect(&settings.database()).map_err(runtime)
+}
+
+fn import(settings: &Settings, files: &[String]) -> Result<(), Failure> {
+    use pingback_server::import::{Progress, import_file};
+
+    tokio_runtime()?.block_on(async {
+        let importer = storage(settings)?.importer;
+        let started = std::time::Instant::now();
+        let mut done: Vec<String> = Vec::new();
+        for (index, name) in files.iter().enumerate() {
+            let result = if name == "-" {
+                import_file(importer.clone(), "-", std::io::stdin(), Progress::stderr()).await
+            } else {
+                match std::fs::File::open(name) {
+                    Ok(file) => {
+                        let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        let progress = Progress::stderr().with_total_bytes(length);
+                        import_file(importer.clone(), name, file, progress).await
+                    }
+                    Err(error) => {
+                        let summary = summary_line(&done, &files[index..]);
+                        return Err(usage(format!("{name}: cannot open: {error}
+{summary}")));
+                    }
+                }
+            };
+            match result {
+                Ok(outcome) => {
+                    let s = outcome.summary;
+                    eprintln!(
+                        "{name}: imported {} conversations, {} messages, {} customers, {} attachments",
+                        s.conversations, s.messages, s.customers, s.attachments
+                    );
+                    done.push(name.clone());
+                }
+                Err(error) => {
+                    let summary = summary_line(&done, &files[index..]);
+                    let code = error.exit_code();
+                    return Err(Failure { code, message: format!("{error}
+{name}: nothing written
+{summary}") });
+                }
+            }
+        }
+        eprintln!("imported {} file(s) in {:.1?}", done.len(), started.elapsed());
+        Ok(())
+    })
+}
+
+/// Which files made it, for the last line of a failed import.
+fn summary_line(done: &[String], not_done: &[String]) -> String {
+    let list = |files: &[String]| {
+        if files.is_empty() {
+            "none".to_owned()
+        } else {
+            files.join(", ")
+        }
+    };
+    format!("imported: {}; not imported: {}", list(done), list(not_done))
+}
+
+fn generate(
+    settings: &Settings,
+    business: BusinessId,
+    conversations: usize,
+    messages: usize,
+    seed: u64,
+) -> Result<(), Failure> {
+    use pingback_server::generate::{GenerateError, generate_into};
+    use pingback_server::import::Progress;
+
+    tokio_runtime()?.block_on(async {
+        let importer = storage(settings)?.importer;
+        let started = std::time::Instant::now();
+        let ids = generate_into(
+            importer,
+            business,
+            conversations,
+            messages,
+            seed,
+            Progress::stderr(),
+        )
+        .await
+        .map_err(|error| match error {
+            GenerateError::Invalid(_) => usage(error),
+            _ => runtime(error),
+        })?;
+        let mut stdout = std::io::stdout().lock();
+        for id in &ids {
+            use std::io::Write as _;
+            writeln!(stdout, "{id}").map_err(runtime)?;
+        }
+        eprintln!(
+            "generated {} conversations of {messages} messages in {:.1?}",
+            ids.len(),
+            started.elapsed()
+        );
+        Ok(())
+    })
+}
+
+fn token(
+    settings: &Settings,
+    business: BusinessId,
+    sub: &str,
+    ttl: u64,
+    allow_production: bool,
+) -> Result<(), Failure> {
     if settings.is_production() && !allow_production {
-        return Err(usage("refusing to mint a token with PINGBACK_ENV=production (pass --allow-production)"));
+        return Err(usage(
+            "refusing to mint a token with PINGBACK_ENV=production (pass --allow-production)",
+        ));
     }
     let subject = Subject::new(sub).map_err(|e| usage(format!("--sub: {e}")))?;
     let authority = TokenAuthority::new(&settings.auth().map_err(usage)?).map_err(usage)?;
-    let token = authority.mint(business, &subject, Duration::from_secs(ttl)).map_err(usage)?;
+    let token = authority
+        .mint(business, &subject, Duration::from_secs(ttl))
+        .map_err(usage)?;
     #[allow(clippy::print_stdout)]
     {
         println!("{token}");

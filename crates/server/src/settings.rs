@@ -76,14 +76,28 @@ pub struct LogSection {
 impl Settings {
     /// Loads from `PINGBACK_CONFIG_DIR` (default `config`) and the environment.
     pub fn load() -> Result<Self, SettingsError> {
-        let dir = std::env::var_os("PINGBACK_CONFIG_DIR").map_or_else(|| PathBuf::from("config"), PathBuf::from);
-        let environment = std::env::var("PINGBACK_ENV").unwrap_or_else(|_| "development".to_owned());
-        Self::load_from(&dir, &environment, Environment::with_prefix("PINGBACK").prefix_separator("__").separator("__"))
+        let dir = std::env::var_os("PINGBACK_CONFIG_DIR")
+            .map_or_else(|| PathBuf::from("config"), PathBuf::from);
+        let environment =
+            std::env::var("PINGBACK_ENV").unwrap_or_else(|_| "development".to_owned());
+        Self::load_from(
+            &dir,
+            &environment,
+            Environment::with_prefix("PINGBACK")
+                .prefix_separator("__")
+                .separator("__"),
+        )
     }
 
     fn load_from(dir: &Path, environment: &str, env: Environment) -> Result<Self, SettingsError> {
-        if environment.is_empty() || !environment.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(SettingsError::Invalid(format!("PINGBACK_ENV {environment:?} is not a plain name")));
+        if environment.is_empty()
+            || !environment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(SettingsError::Invalid(format!(
+                "PINGBACK_ENV {environment:?} is not a plain name"
+            )));
         }
         let config = Config::builder()
             .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
@@ -108,7 +122,11 @@ impl Settings {
         }
         if self.is_production()
             && self.auth.algorithm.eq_ignore_ascii_case("HS256")
-            && self.auth.jwt_secret.as_ref().is_none_or(|s| s.expose_secret() == DEVELOPMENT_SECRET)
+            && self
+                .auth
+                .jwt_secret
+                .as_ref()
+                .is_none_or(|s| s.expose_secret() == DEVELOPMENT_SECRET)
         {
             return invalid(
                 "PINGBACK_ENV=production refuses the development JWT secret: set PINGBACK__AUTH__JWT_SECRET",
@@ -122,7 +140,9 @@ impl Settings {
         }
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),
-            other => Err(SettingsError::Invalid(format!("log.format must be \"text\" or \"json\", not {other:?}"))),
+            other => Err(SettingsError::Invalid(format!(
+                "log.format must be \"text\" or \"json\", not {other:?}"
+            ))),
         }
     }
 
@@ -151,26 +171,37 @@ impl Settings {
         let read = |path: &Option<PathBuf>, what: &str| -> Result<Option<String>, SettingsError> {
             path.as_ref()
                 .map(|p| {
-                    std::fs::read_to_string(p)
-                        .map_err(|e| SettingsError::Invalid(format!("auth.{what} {}: {e}", p.display())))
+                    std::fs::read_to_string(p).map_err(|e| {
+                        SettingsError::Invalid(format!("auth.{what} {}: {e}", p.display()))
+                    })
                 })
                 .transpose()
         };
         let key = match a.algorithm.to_ascii_uppercase().as_str() {
             "HS256" => KeyConfig::Hs256 {
-                secret: a
-                    .jwt_secret
-                    .clone()
-                    .ok_or_else(|| SettingsError::Invalid("auth.jwt_secret is required for HS256".into()))?,
+                secret: a.jwt_secret.clone().ok_or_else(|| {
+                    SettingsError::Invalid("auth.jwt_secret is required for HS256".into())
+                })?,
             },
             alg @ ("RS256" | "ES256") => {
-                let public_key_pem = read(&a.public_key_file, "public_key_file")?
-                    .ok_or_else(|| SettingsError::Invalid(format!("auth.public_key_file is required for {alg}")))?;
-                let private_key_pem = read(&a.private_key_file, "private_key_file")?.map(SecretString::from);
+                let public_key_pem =
+                    read(&a.public_key_file, "public_key_file")?.ok_or_else(|| {
+                        SettingsError::Invalid(format!(
+                            "auth.public_key_file is required for {alg}"
+                        ))
+                    })?;
+                let private_key_pem =
+                    read(&a.private_key_file, "private_key_file")?.map(SecretString::from);
                 if alg == "RS256" {
-                    KeyConfig::Rs256 { public_key_pem, private_key_pem }
+                    KeyConfig::Rs256 {
+                        public_key_pem,
+                        private_key_pem,
+                    }
                 } else {
-                    KeyConfig::Es256 { public_key_pem, private_key_pem }
+                    KeyConfig::Es256 {
+                        public_key_pem,
+                        private_key_pem,
+                    }
                 }
             }
             other => {
@@ -196,8 +227,10 @@ mod tests {
 
     fn load(environment: &str, vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let dir = tempfile::tempdir().unwrap();
-        let source: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let source: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let env = Environment::with_prefix("PINGBACK")
             .prefix_separator("__")
             .separator("__")
@@ -217,7 +250,10 @@ mod tests {
     fn environment_variables_override() {
         let s = load(
             "development",
-            &[("PINGBACK__DATABASE__URL", "postgres://u@h/db"), ("PINGBACK__AUTH__LEEWAY_SECONDS", "5")],
+            &[
+                ("PINGBACK__DATABASE__URL", "postgres://u@h/db"),
+                ("PINGBACK__AUTH__LEEWAY_SECONDS", "5"),
+            ],
         )
         .unwrap();
         assert_eq!(s.database.url.expose_secret(), "postgres://u@h/db");
@@ -228,7 +264,16 @@ mod tests {
     fn production_refuses_the_development_secret() {
         let err = load("production", &[]).unwrap_err().to_string();
         assert!(err.contains("development JWT secret"), "{err}");
-        assert!(load("production", &[("PINGBACK__AUTH__JWT_SECRET", "a-real-secret-of-more-than-32-bytes!!")]).is_ok());
+        assert!(
+            load(
+                "production",
+                &[(
+                    "PINGBACK__AUTH__JWT_SECRET",
+                    "a-real-secret-of-more-than-32-bytes!!"
+                )]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -239,8 +284,15 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = load("development", &[("PINGBACK__DATABASE__URL", "postgres://u:hunter2@h/db")]).unwrap();
+        let s = load(
+            "development",
+            &[("PINGBACK__DATABASE__URL", "postgres://u:hunter2@h/db")],
+        )
+        .unwrap();
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains(DEVELOPMENT_SECRET), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(DEVELOPMENT_SECRET),
+            "{shown}"
+        );
     }
 }
