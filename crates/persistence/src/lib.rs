@@ -1,1 +1,89 @@
+//! Pingback's storage adapters: the application's ports over PostgreSQL (production,
+//! Citus-ready keys) and embedded SQLite (development, single node), with Diesel.
+//!
+//! The adapter is chosen by the URL's scheme. [`connect`] never touches the database
+//! (the service starts while it is down and answers 503 until it is back);
+//! [`migrate`] is an explicit step.
+//!
+//! - Reads filter by business and id, always. PostgreSQL answers a read in one round
+//!   trip: `BEGIN` (repeatable read, read only), the conversation with its customer,
+//!   the history with its attachments, and `COMMIT` are pipelined on one connection,
+//!   so a concurrent import is seen entirely or not at all.
+//! - Every call is bounded by `pool_wait_timeout + statement_timeout`; waiting for the
+//!   pool, failing to connect, timeouts and lost connections are
+//!   [`RepositoryError::Unavailable`](pingback_application::RepositoryError), everything
+//!   else `Internal`. A connection whose call did not finish cleanly is closed, never
+//!   reused; a database not migrated yet gives no connection (Unavailable).
+//! - An import is one transaction (imports take turns); each batch is checked for ids
+//!   owned elsewhere with set-based lookups before anything of it is written.
 
+use std::sync::Arc;
+
+use pingback_application::{ConversationImporter, ConversationRepository};
+
+mod error;
+mod import;
+mod migrations;
+mod pool;
+mod postgres;
+mod rows;
+mod schema;
+mod settings;
+mod sqlite;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::StorageError;
+pub use settings::{Backend, DatabaseSettings};
+
+/// The ports, wired to one database.
+#[derive(Clone)]
+pub struct Storage {
+    pub repository: Arc<dyn ConversationRepository>,
+    pub importer: Arc<dyn ConversationImporter>,
+    pub backend: Backend,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the connection pool lazily: succeeds even when the database is down.
+pub fn connect(settings: &DatabaseSettings) -> Result<Storage, StorageError> {
+    settings.validate()?;
+    match settings.target()? {
+        settings::Target::Postgres(url) => {
+            let store = postgres::PostgresStore::new(&url, settings)?;
+            Ok(Storage {
+                repository: Arc::new(store.clone()),
+                importer: Arc::new(store),
+                backend: Backend::Postgres,
+            })
+        }
+        settings::Target::Sqlite(path) => {
+            let store = sqlite::SqliteStore::new(settings::sqlite_uri(&path, "rw"), settings)?;
+            Ok(Storage {
+                repository: Arc::new(store.clone()),
+                importer: Arc::new(store),
+                backend: Backend::Sqlite,
+            })
+        }
+    }
+}
+
+/// Applies pending migrations (`migrations/postgres` or `migrations/sqlite`, embedded
+/// at build time); for SQLite, creates the file and its folder. Returns the versions
+/// applied, empty when the database was up to date.
+pub async fn migrate(settings: &DatabaseSettings) -> Result<Vec<String>, StorageError> {
+    migrations::migrate(settings).await
+}
+
+/// Reverts every applied migration (tests of the down migrations).
+pub async fn revert_all(settings: &DatabaseSettings) -> Result<(), StorageError> {
+    migrations::revert_all(settings).await
+}

@@ -1,0 +1,175 @@
+//! One Diesel schema for both backends.
+//!
+//! The two columns types that differ between PostgreSQL and SQLite (UUIDs and
+//! timestamps) are custom SQL types that name the native type of each backend, so the
+//! tables, rows and queries are written once and compile for both.
+
+use std::io::Write as _;
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sqlite::{Sqlite, SqliteValue};
+
+/// Custom SQL types.
+pub(crate) mod sql {
+    use diesel::query_builder::QueryId;
+    use diesel::sql_types::SqlType;
+
+    /// PostgreSQL `uuid` (OID 2950); SQLite 16-byte BLOB.
+    #[derive(SqlType, QueryId, Clone, Copy, Debug, Default)]
+    #[diesel(postgres_type(oid = 2950, array_oid = 2951))]
+    #[diesel(sqlite_type(name = "Binary"))]
+    pub struct Uuid;
+
+    /// PostgreSQL `timestamptz` (OID 1184); SQLite INTEGER unix microseconds.
+    #[derive(SqlType, QueryId, Clone, Copy, Debug, Default)]
+    #[diesel(postgres_type(oid = 1184, array_oid = 1185))]
+    #[diesel(sqlite_type(name = "Long"))]
+    pub struct Instant;
+}
+
+/// A UUID as stored by either backend.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, AsExpression, FromSqlRow)]
+#[diesel(sql_type = sql::Uuid)]
+pub(crate) struct DbUuid(pub uuid::Uuid);
+
+/// A timestamp as unix microseconds, the domain's own representation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, AsExpression, FromSqlRow)]
+#[diesel(sql_type = sql::Instant)]
+pub(crate) struct Micros(pub i64);
+
+impl ToSql<sql::Uuid, Pg> for DbUuid {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        out.write_all(self.0.as_bytes())?;
+        Ok(IsNull::No)
+    }
+}
+
+impl FromSql<sql::Uuid, Pg> for DbUuid {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        Ok(Self(uuid::Uuid::from_slice(value.as_bytes())?))
+    }
+}
+
+impl ToSql<sql::Uuid, Sqlite> for DbUuid {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.0.as_bytes().as_slice());
+        Ok(IsNull::No)
+    }
+}
+
+impl FromSql<sql::Uuid, Sqlite> for DbUuid {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        Ok(Self(uuid::Uuid::from_slice(value.read_blob())?))
+    }
+}
+
+/// PostgreSQL counts timestamps in microseconds from 2000-01-01T00:00:00Z.
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+impl ToSql<sql::Instant, Pg> for Micros {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        let pg = self
+            .0
+            .checked_sub(PG_EPOCH_UNIX_MICROS)
+            .ok_or("timestamp out of range")?;
+        out.write_all(&pg.to_be_bytes())?;
+        Ok(IsNull::No)
+    }
+}
+
+impl FromSql<sql::Instant, Pg> for Micros {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        let bytes: [u8; 8] = value
+            .as_bytes()
+            .try_into()
+            .map_err(|_| "timestamptz is not 8 bytes")?;
+        // `infinity` is i64::MAX: out of range here, hence an error, never a panic.
+        i64::from_be_bytes(bytes)
+            .checked_add(PG_EPOCH_UNIX_MICROS)
+            .map(Self)
+            .ok_or_else(|| "timestamptz out of range".into())
+    }
+}
+
+impl ToSql<sql::Instant, Sqlite> for Micros {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.0);
+        Ok(IsNull::No)
+    }
+}
+
+impl FromSql<sql::Instant, Sqlite> for Micros {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        Ok(Self(value.read_long()))
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{Nullable, Text};
+    use super::sql::{Instant, Uuid};
+
+    customers (business_id, id) {
+        business_id -> Uuid,
+        id -> Uuid,
+        name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        created_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{Nullable, Text};
+    use super::sql::{Instant, Uuid};
+
+    conversations (business_id, id) {
+        business_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Nullable<Uuid>,
+        assignee_id -> Nullable<Uuid>,
+        status -> Text,
+        channel_type -> Text,
+        channel_id -> Nullable<Uuid>,
+        created_at -> Instant,
+        updated_at -> Instant,
+        first_response_at -> Nullable<Instant>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{Nullable, Text};
+    use super::sql::{Instant, Uuid};
+
+    messages (business_id, id) {
+        business_id -> Uuid,
+        id -> Uuid,
+        conversation_id -> Uuid,
+        sender_type -> Text,
+        sender_id -> Nullable<Uuid>,
+        content -> Text,
+        created_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{BigInt, Integer, Text};
+    use super::sql::Uuid;
+
+    attachments (business_id, id) {
+        business_id -> Uuid,
+        id -> Uuid,
+        conversation_id -> Uuid,
+        message_id -> Uuid,
+        position -> Integer,
+        file_name -> Text,
+        content_type -> Text,
+        byte_size -> BigInt,
+        url -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(customers, conversations, messages, attachments);

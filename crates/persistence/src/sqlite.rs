@@ -1,0 +1,349 @@
+//! The embedded SQLite adapter: Diesel's synchronous SQLite connection behind
+//! diesel-async's `SyncConnectionWrapper`, which runs each call on tokio's blocking
+//! pool, pooled by deadpool like PostgreSQL.
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool::Runtime;
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::{
+    Connection, ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl, QueryResult,
+    RunQueryDsl,
+};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+use futures_util::StreamExt as _;
+use pingback_application::{
+    ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
+    RepositoryError, SourceAborted,
+};
+use pingback_domain::{BusinessId, Conversation, ConversationId};
+use tokio::sync::oneshot;
+
+use crate::error::{DeadlineExceeded, StorageError, classify, classify_pool};
+use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_import};
+use crate::pool::Checkout;
+use crate::rows::{
+    self, BatchRows, ConversationRecord, HistoryRecord, conversation_query, history_query,
+};
+use crate::schema::{DbUuid, attachments, conversations, customers, messages};
+use crate::settings::DatabaseSettings;
+
+pub(crate) type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
+
+/// SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32).
+const MAX_BINDS: usize = 32_766;
+
+/// Ids per `IN (…)` lookup, well under the bind limit.
+const LOOKUP_CHUNK: usize = 10_000;
+
+/// Per connection: WAL lets readers run beside the writer; NORMAL sync is durable
+/// across application crashes in WAL mode; foreign keys are off by default in SQLite.
+pub(crate) fn pragmas(busy_timeout: Duration) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+        busy_timeout.as_millis()
+    )
+}
+
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    pool: Pool<SqliteAsync>,
+    budget: Duration,
+}
+
+impl SqliteStore {
+    /// `uri` is a `file:` URI that does not create the file: serving never invents an
+    /// empty database (`migrate` creates it).
+    pub(crate) fn new(uri: String, settings: &DatabaseSettings) -> Result<Self, StorageError> {
+        let pragmas = pragmas(settings.statement_timeout);
+        let mut config = ManagerConfig::<SqliteAsync>::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(move |url| {
+            let (url, pragmas) = (url.to_owned(), pragmas.clone());
+            // Detached: deadpool drops this future when its create timeout fires.
+            Box::pin(async move {
+                tokio::spawn(async move { pooled_setup(&url, &pragmas).await })
+                    .await
+                    .unwrap_or_else(|e| Err(ConnectionError::BadConnection(e.to_string())))
+            })
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(uri, config);
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_connections)
+            .wait_timeout(Some(settings.pool_wait_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StorageError::InvalidSettings(e.to_string()))?;
+        Ok(Self {
+            pool,
+            budget: settings.pool_wait_timeout + settings.statement_timeout,
+        })
+    }
+}
+
+/// Opens a connection with the per-connection settings.
+pub(crate) async fn setup(url: &str, pragmas: &str) -> ConnectionResult<SqliteAsync> {
+    let mut conn = SqliteAsync::establish(url).await?;
+    conn.batch_execute(pragmas)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// A pooled connection also prepares the read statements: a database that is not
+/// migrated yet gives no connection, hence `Unavailable` (as with PostgreSQL) rather
+/// than a failing query per request.
+async fn pooled_setup(url: &str, pragmas: &str) -> ConnectionResult<SqliteAsync> {
+    let mut conn = setup(url, pragmas).await?;
+    conn.spawn_blocking(|conn| {
+        let nil = DbUuid(uuid::Uuid::nil());
+        conversation_query!(nil, nil).load::<ConversationRecord>(conn)?;
+        history_query!(nil, nil).load::<HistoryRecord>(conn)?;
+        Ok(())
+    })
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Runs `work` on a pooled connection's blocking thread within the call's budget.
+    ///
+    /// `SyncConnectionWrapper` futures must run to completion: dropping one early
+    /// blocks the thread until its blocking task ends (`block_in_place`), which panics
+    /// on a current-thread runtime such as actix's workers. Each call therefore runs
+    /// in a task of its own; past the budget (or if the caller goes away) the caller
+    /// stops waiting, the task finishes and returns its connection to the pool.
+    async fn call<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut SqliteConnection) -> QueryResult<R> + Send + 'static,
+    ) -> Result<R, RepositoryError> {
+        let pool = self.pool.clone();
+        let task = tokio::spawn(async move {
+            let mut checkout = Checkout::new(pool.get().await.map_err(classify_pool)?);
+            let Some(conn) = checkout.connection() else {
+                return Err(RepositoryError::internal("pooled connection missing"));
+            };
+            let value = conn.spawn_blocking(work).await.map_err(classify)?;
+            checkout.release();
+            Ok(value)
+        });
+        match tokio::time::timeout(self.budget, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(RepositoryError::internal(join)),
+            Err(_) => Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))),
+        }
+    }
+}
+
+#[async_trait]
+impl ConversationRepository for SqliteStore {
+    async fn find_conversation(
+        &self,
+        business: BusinessId,
+        id: ConversationId,
+    ) -> Result<Option<Conversation>, RepositoryError> {
+        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
+        let (conversation, history) = self
+            .call(move |conn| {
+                // One read transaction: both queries see the same snapshot.
+                conn.transaction(|conn| {
+                    let conversation =
+                        conversation_query!(business, id).load::<ConversationRecord>(conn)?;
+                    if conversation.is_empty() {
+                        return Ok((conversation, Vec::new()));
+                    }
+                    let history = history_query!(business, id).load::<HistoryRecord>(conn)?;
+                    Ok((conversation, history))
+                })
+            })
+            .await?;
+        let Some(conversation) = conversation.into_iter().next() else {
+            return Ok(None);
+        };
+        rows::conversation(conversation, history)
+            .map(Some)
+            .map_err(RepositoryError::internal)
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        self.call(|conn| conn.batch_execute("SELECT 1")).await
+    }
+}
+
+#[async_trait]
+impl ConversationImporter for SqliteStore {
+    async fn import(&self, batches: ConversationBatches) -> Result<ImportSummary, ImportError> {
+        // Detached like `call`; dropping this future still aborts the import, through
+        // the source: the task then rolls back.
+        let (caller, gone) = oneshot::channel::<()>();
+        let batches = abort_when_dropped(batches, gone);
+        let pool = self.pool.clone();
+        let task = tokio::spawn(async move {
+            let object = pool
+                .get()
+                .await
+                .map_err(|e| ImportError::Storage(classify_pool(e)))?;
+            let mut checkout = Checkout::new(object);
+            let Some(conn) = checkout.connection() else {
+                return Err(ImportError::Storage(RepositoryError::internal(
+                    "pooled connection missing",
+                )));
+            };
+            // IMMEDIATE takes the write lock up front: one writer at a time, and a
+            // concurrent import waits (busy_timeout) instead of failing on lock upgrade.
+            let result = conn
+                .immediate_transaction(async move |conn| {
+                    import::run(&mut SqliteSink { conn }, batches).await
+                })
+                .await;
+            finish_import(checkout, result)
+        });
+        let result = task
+            .await
+            .unwrap_or_else(|join| Err(ImportError::Storage(RepositoryError::internal(join))));
+        drop(caller);
+        result
+    }
+}
+
+/// Ends `batches` with `SourceAborted` once `caller` is dropped (the importing future
+/// was cancelled), so the detached import rolls back instead of committing.
+fn abort_when_dropped(
+    mut batches: ConversationBatches,
+    caller: oneshot::Receiver<()>,
+) -> ConversationBatches {
+    let mut caller = Some(caller);
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        if let Some(receiver) = caller.as_mut()
+            && Pin::new(receiver).poll(cx).is_ready()
+        {
+            caller = None;
+            return Poll::Ready(Some(Err(SourceAborted("the import was cancelled".into()))));
+        }
+        batches.poll_next_unpin(cx)
+    }))
+}
+
+struct SqliteSink<'c> {
+    conn: &'c mut SqliteAsync,
+}
+
+impl ImportSink for SqliteSink<'_> {
+    async fn existing(&mut self, ids: BatchIds) -> Result<Existing, ImportFailure> {
+        Ok(self
+            .conn
+            .spawn_blocking(move |conn| {
+                let mut existing = Existing::default();
+                for chunk in ids.conversations.chunks(LOOKUP_CHUNK) {
+                    existing.conversations.extend(
+                        conversations::table
+                            .filter(conversations::id.eq_any(chunk))
+                            .select((conversations::business_id, conversations::id))
+                            .load::<(DbUuid, DbUuid)>(conn)?,
+                    );
+                }
+                for chunk in ids.customers.chunks(LOOKUP_CHUNK) {
+                    existing.customers.extend(
+                        customers::table
+                            .filter(customers::id.eq_any(chunk))
+                            .select((customers::business_id, customers::id))
+                            .load::<(DbUuid, DbUuid)>(conn)?,
+                    );
+                }
+                for chunk in ids.messages.chunks(LOOKUP_CHUNK) {
+                    existing.messages.extend(
+                        messages::table
+                            .filter(messages::id.eq_any(chunk))
+                            .select((
+                                messages::business_id,
+                                messages::conversation_id,
+                                messages::id,
+                            ))
+                            .load::<(DbUuid, DbUuid, DbUuid)>(conn)?,
+                    );
+                }
+                for chunk in ids.attachments.chunks(LOOKUP_CHUNK) {
+                    existing.attachments.extend(
+                        attachments::table
+                            .filter(attachments::id.eq_any(chunk))
+                            .select((
+                                attachments::business_id,
+                                attachments::conversation_id,
+                                attachments::message_id,
+                                attachments::id,
+                            ))
+                            .load::<(DbUuid, DbUuid, DbUuid, DbUuid)>(conn)?,
+                    );
+                }
+                Ok(existing)
+            })
+            .await?)
+    }
+
+    async fn write(&mut self, batch: Vec<Conversation>) -> Result<(), ImportFailure> {
+        self.conn
+            .spawn_blocking(move |conn| Ok(write(conn, &batch)))
+            .await??;
+        Ok(())
+    }
+}
+
+fn write(conn: &mut SqliteConnection, batch: &[Conversation]) -> Result<(), ImportFailure> {
+    let rows = BatchRows::of(batch)?;
+    for chunk in rows.customers.chunks(MAX_BINDS / rows::CUSTOMER_COLUMNS) {
+        diesel::insert_into(customers::table)
+            .values(chunk)
+            .on_conflict((customers::business_id, customers::id))
+            .do_update()
+            .set(rows::customer_upsert!())
+            .execute(conn)?;
+    }
+    for chunk in rows
+        .conversations
+        .chunks(MAX_BINDS / rows::CONVERSATION_COLUMNS)
+    {
+        diesel::insert_into(conversations::table)
+            .values(chunk)
+            .on_conflict((conversations::business_id, conversations::id))
+            .do_update()
+            .set(rows::conversation_upsert!())
+            .execute(conn)?;
+    }
+    for (business, ids) in &rows.replaced {
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            diesel::delete(
+                messages::table
+                    .filter(messages::business_id.eq(business))
+                    .filter(messages::conversation_id.eq_any(chunk)),
+            )
+            .execute(conn)?;
+        }
+    }
+    for chunk in rows.messages.chunks(MAX_BINDS / rows::MESSAGE_COLUMNS) {
+        diesel::insert_into(messages::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    for chunk in rows
+        .attachments
+        .chunks(MAX_BINDS / rows::ATTACHMENT_COLUMNS)
+    {
+        diesel::insert_into(attachments::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    Ok(())
+}
