@@ -4,7 +4,7 @@ CARGO ?= cargo
 DEMO_BUSINESS ?= b2c3d4e5-f6a7-8901-bcde-f12345678901
 BIND ?= 127.0.0.1:8080
 
-.PHONY: run test check fmt lint build release help audit
+.PHONY: run test check fmt lint build release help audit fuzz
 
 help:
 	@echo "make run    build, migrate the embedded SQLite database, load demo data, serve on $(BIND)"
@@ -35,3 +35,18 @@ lint:
 audit:
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
 	$(CARGO) deny check bans licenses sources
+
+# Throughput and latency of GET /api/v1/conversations/{id} against a hand-written
+# baseline and pgbench, on a throw-away PostgreSQL; rewrites docs/benchmarks.md.
+# BENCH_QUICK=1 for a short smoke run.
+.PHONY: bench
+bench:
+	@scripts/bench.sh
+
+# A bounded property-testing campaign over the token extractor and the import parser
+# (the same properties run with few cases in `make test`). Failures are saved under
+# proptest-regressions/ and replayed first; commit them.
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p pingback-http --test token_fuzz
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p pingback-server --test import_fuzz

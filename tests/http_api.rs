@@ -270,11 +270,32 @@ on_both_backends! {
         app.get("/nowhere", &[]).problem(404);
     };
 
+    metrics_are_exposed => |env: TestEnv| async move {
+        let app = served_with_seed(&env);
+        assert_eq!(app.get_as(&path(CONVERSATION), &token_for(BUSINESS)).status, 200);
+        app.get(&path(CONVERSATION), &[]).problem(401);
+        let metrics = app.get("/metrics", &[]);
+        assert_eq!(metrics.status, 200);
+        let text = String::from_utf8(metrics.body).unwrap();
+        for expected in [
+            "pingback_http_requests_total{route=\"conversation\",status=\"200\"} 1",
+            "pingback_http_requests_total{route=\"conversation\",status=\"401\"} 1",
+            "pingback_http_request_duration_seconds_count{route=\"conversation\"} 2",
+            "pingback_db_pool_max_size",
+        ] {
+            assert!(text.contains(expected), "{expected} missing in\n{text}");
+        }
+    };
+
     oversized_heads_get_431 => |env: TestEnv| async move {
         let app = env.serve();
         let big = "x".repeat(40 * 1024);
         let reply = app.get("/healthz", &[("x-big", &big)]);
         assert_eq!(reply.status, 431);
+        // Too many headers is refused at parse time, before any handler runs.
+        let names: Vec<String> = (0..120).map(|i| format!("x-h{i}")).collect();
+        let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+        assert_eq!(app.get("/healthz", &many).status, 431);
         let huge_token = format!("Bearer {}", "a".repeat(16 * 1024));
         let reply = app.get(&path(CONVERSATION), &[("authorization", &huge_token)]);
         reply.problem(401);

@@ -663,3 +663,63 @@ async fn metrics_count_requests_by_route_and_status() {
         "{text}"
     );
 }
+
+const RSA_PUBLIC: &str = include_str!("../tests/fixtures/rsa-public.pem");
+const RSA_PRIVATE: &str = include_str!("../tests/fixtures/rsa-private.pem");
+
+fn rs256_authority() -> TokenAuthority {
+    TokenAuthority::new(&AuthConfig {
+        key: KeyConfig::Rs256 {
+            public_key_pem: RSA_PUBLIC.to_owned(),
+            private_key_pem: Some(SecretString::from(RSA_PRIVATE)),
+        },
+        issuer: None,
+        audience: None,
+        leeway_seconds: 30,
+    })
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn rs256_tokens_verify_and_the_public_key_as_hmac_secret_is_refused() {
+    let tokens = rs256_authority();
+    tokens.self_test().unwrap();
+    let token = tokens
+        .mint(
+            BusinessId::parse(BUSINESS).unwrap(),
+            &Subject::new("s").unwrap(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let ok = call_with(
+        repository_with(Some(conversation(BUSINESS))),
+        rs256_authority(),
+        get(&conversation_path()).insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+
+    // The classic confusion: an HS256 token keyed with the (public) RSA key.
+    let forged = sign(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &claims(),
+        RSA_PUBLIC,
+    );
+    assert_unauthorized(Some(format!("Bearer {forged}")), rs256_authority()).await;
+}
+
+#[actix_web::test]
+async fn kid_and_jku_are_ignored_the_configured_key_decides() {
+    // A valid signature with headers pointing elsewhere: nothing is fetched, the
+    // configured key verifies it.
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": "attacker-key", "jku": "http://127.0.0.1:9/keys.json"});
+    let token = sign(&header, &claims(), SECRET);
+    let response = call(
+        get(&conversation_path()).insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The same headers with a signature from another key do not help.
+    let forged = sign(&header, &claims(), "the-attackers-own-secret-of-32-bytes!!");
+    assert_unauthorized(Some(format!("Bearer {forged}")), authority(None, None)).await;
+}

@@ -76,3 +76,14 @@ where
         Err(_) => Err(RepositoryError::unavailable(DeadlineExceeded(budget))),
     }
 }
+
+/// A snapshot of a pool for metrics.
+pub(crate) fn status<M: Manager>(pool: &Pool<M>) -> pingback_application::PoolStatus {
+    let status = pool.status();
+    pingback_application::PoolStatus {
+        size: status.size,
+        available: status.available,
+        waiting: status.waiting,
+        max_size: status.max_size,
+    }
+}

@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use futures_util::future::{try_join3, try_join4};
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
-    RepositoryError,
+    PoolStatus, RepositoryError,
 };
 use pingback_domain::{BusinessId, Conversation, ConversationId};
 
@@ -160,6 +160,10 @@ impl ConversationRepository for PostgresStore {
             Box::pin(conn.batch_execute("SELECT 1"))
         })
         .await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        Some(crate::pool::status(&self.pool))
     }
 }
 

@@ -24,7 +24,7 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use futures_util::StreamExt as _;
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
-    RepositoryError, SourceAborted,
+    PoolStatus, RepositoryError, SourceAborted,
 };
 use pingback_domain::{BusinessId, Conversation, ConversationId};
 use tokio::sync::oneshot;
@@ -180,6 +180,10 @@ impl ConversationRepository for SqliteStore {
 
     async fn ping(&self) -> Result<(), RepositoryError> {
         self.call(|conn| conn.batch_execute("SELECT 1")).await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        Some(crate::pool::status(&self.pool))
     }
 }
 
