@@ -1,0 +1,770 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/bench.sh (`make bench`); Python standard library only.
+
+  snapshot [PID]                 CPU counters now: the process's utime+stime and every core's busy ticks
+  window ...                     the same counters (and conversation reads) at two points inside a run
+  settle ...                     waits until the servers and PostgreSQL are idle
+  check ...                      the servers answer 200 with the same body for a few ids
+  pgbench-script ...             the pgbench transaction from the baseline's two statements
+  record ...                     one measured run (wrk or pgbench) -> one JSON line
+  peak ...                       a server's peak RSS (VmHWM) -> one JSON line
+  report ...                     medians, ratios -> results.json and docs/benchmarks.md
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SYSTEMS = ("pingback", "baseline", "pgbench")
+
+
+# --- counters -------------------------------------------------------------------
+
+
+def process_ticks(pid):
+    """utime + stime of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def core_busy_ticks():
+    """Busy (not idle, not iowait) ticks of each core: {"cpu0": n, ...}."""
+    busy = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *values = line.split()
+            if re.fullmatch(r"cpu\d+", name):
+                v = [int(x) for x in values]
+                busy[name] = sum(v[:8]) - v[3] - v[4]  # user..steal minus idle, iowait
+    return busy
+
+
+def family_ticks(parent):
+    """utime+stime of a process and its children (PostgreSQL: the postmaster and its backends)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry) == parent or int(fields[1]) == parent:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def cmd_snapshot(args):
+    snap = {"time": time.monotonic(), "cores": core_busy_ticks(), "process_ticks": None}
+    if args.pid:
+        snap["process_ticks"] = process_ticks(args.pid)
+    json.dump(snap, sys.stdout)
+    print()
+
+
+def conversation_reads(psql, url):
+    """Executions of the conversation statement (the one joining customers) so far."""
+    sql = ("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+           "WHERE query ILIKE '%customers%' AND query NOT ILIKE '%pg_stat_statements%'")
+    out = subprocess.run([psql, "-X", "-At", "-c", sql, url], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def cmd_window(args):
+    """Counters at `skip` seconds into a run and `skip` seconds before its end: the
+    steady state, without the ramp-up and the requests cut off at the end."""
+    start = time.monotonic()
+    snaps = []
+    for at in (args.skip, args.duration - args.skip):
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        reads = conversation_reads(args.psql, args.db)
+        snap = {"time": time.monotonic(), "cores": core_busy_ticks(), "process_ticks": None, "reads": reads,
+                "postgres_ticks": family_ticks(args.postmaster) if args.postmaster else None}
+        if args.pid:
+            snap["process_ticks"] = process_ticks(args.pid)
+        snaps.append(snap)
+    with open(args.out, "w") as f:
+        json.dump(snaps, f)
+
+
+def cmd_settle(args):
+    """Waits until the servers and PostgreSQL are idle: requests cut off by the end of
+    the last run may still be running, and must not be billed to the next one. (Their
+    CPU, not the core's: other work on the machine must not stall the benchmark.)"""
+
+    def ours():
+        total = family_ticks(args.postmaster)
+        for pid in args.pid or []:
+            try:
+                total += process_ticks(pid)
+            except OSError:
+                pass
+        return total
+
+    deadline = time.monotonic() + args.max
+    quiet = 0
+    while time.monotonic() < deadline and quiet < 2:
+        before = ours()
+        time.sleep(0.25)
+        quiet = quiet + 1 if ours() - before <= 2 else 0  # at most 8 % of a core
+    if quiet < 2:
+        print(f"bench: the server or PostgreSQL still busy after {args.max} s", file=sys.stderr)
+
+
+def cmd_peak(args):
+    peak = None
+    with open(f"/proc/{args.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1])
+    with open(args.out, "a") as f:
+        f.write(json.dumps({"system": args.system, "size": args.size, "vmhwm_kib": peak}) + "\n")
+
+
+# --- correctness ----------------------------------------------------------------
+
+
+def fetch(url, token):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+def cmd_check(args):
+    """Both servers: 200, `size` messages, the same JSON (and bytes) for a few ids."""
+    with open(args.ids) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    result = {"size": args.size, "ids_checked": 0, "identical_json": True, "identical_bytes": True,
+              "identical_etag": True, "body_bytes": None, "problems": []}
+    for conversation in ids[: args.count]:
+        bodies = {}
+        for name, base in (("pingback", args.pingback), ("baseline", args.baseline)):
+            status, body, headers = fetch(f"{base}/api/v1/conversations/{conversation}", args.token)
+            if status != 200:
+                result["problems"].append(f"{name}: {conversation}: HTTP {status}: {body[:300]!r}")
+                continue
+            document = json.loads(body)
+            if len(document.get("messages", [])) != args.size:
+                result["problems"].append(
+                    f"{name}: {conversation}: {len(document.get('messages', []))} messages, expected {args.size}")
+            bodies[name] = (body, document, headers.get("ETag") or headers.get("Etag"))
+        if len(bodies) == 2:
+            (pb, pd, pe), (bb, bd, be) = bodies["pingback"], bodies["baseline"]
+            result["identical_json"] &= pd == bd
+            result["identical_bytes"] &= pb == bb
+            result["identical_etag"] &= pe == be
+            result["body_bytes"] = len(pb)
+            if pd != bd:
+                result["problems"].append(f"bodies differ for {conversation}: {first_difference(pd, bd)}")
+        result["ids_checked"] += 1
+    with open(args.out, "a") as f:
+        f.write(json.dumps(result) + "\n")
+    for problem in result["problems"]:
+        print(f"bench: check: {problem}", file=sys.stderr)
+    # A server that does not answer 200 with the full history makes the numbers meaningless.
+    fatal = [p for p in result["problems"] if not p.startswith("bodies differ")]
+    return 1 if fatal else 0
+
+
+def first_difference(a, b, path="$"):
+    if type(a) is not type(b):
+        return f"{path}: {a!r:.80} vs {b!r:.80}"
+    if isinstance(a, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{path}.{key} present in only one"
+            if a[key] != b[key]:
+                return first_difference(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_difference(x, y, f"{path}[{i}]")
+    return f"{path}: {a!r:.80} vs {b!r:.80}"
+
+
+# --- pgbench --------------------------------------------------------------------
+
+
+def cmd_pgbench_script(args):
+    """Q1 and Q2 with $1/$2 as pgbench variables, pipelined, after a random pick from bench_ids."""
+    with open(args.sql) as f:
+        statements = [line.strip().rstrip(";") for line in f if line.strip()]
+    if len(statements) != 2:
+        sys.exit(f"expected two statements in {args.sql}, got {len(statements)}")
+    lines = [
+        "\\set n random(1, :count)",
+        "SELECT business_id AS bid, id AS cid FROM bench_ids WHERE size = :size AND n = :n \\gset",
+    ]
+    # Pipelined, as both servers send them: one round trip for the two.
+    lines.append("\\startpipeline")
+    for statement in statements:
+        lines.append(re.sub(r"\$2\b", ":cid", re.sub(r"\$1\b", ":bid", statement)) + ";")
+    lines.append("\\endpipeline")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def pgbench_latencies_us(prefix):
+    """Per-transaction latencies from pgbench -l logs (`client tx latency_us script epoch us`)."""
+    latencies = []
+    for path in glob.glob(glob.escape(prefix) + ".*"):
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    latencies.append(int(fields[2]))
+    latencies.sort()
+    return latencies
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+# --- one run --------------------------------------------------------------------
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def cmd_record(args):
+    before, after = read_json(args.before), read_json(args.after)
+    with open(args.output) as f:
+        output = f.read()
+    run = {"system": args.system, "size": args.size, "repeat": args.repeat}
+    if args.kind == "wrk":
+        match = re.search(r"^BENCH_JSON (\{.*\})$", output, re.M)
+        if not match:
+            sys.exit(f"bench: no BENCH_JSON line in {args.output}:\n{output}")
+        w = json.loads(match.group(1))
+        requests = w["requests"]
+        seconds = w["duration_us"] / 1e6
+        socket_errors = w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["timeouts"]
+        run.update(
+            requests=requests,
+            seconds=seconds,
+            rps=requests / seconds if seconds else 0.0,
+            p50_ms=w["p50_us"] / 1000,
+            p99_ms=w["p99_us"] / 1000,
+            mean_ms=w["latency_mean_us"] / 1000,
+            errors=w["non_2xx"] + socket_errors,
+            non_2xx=w["non_2xx"],
+            socket_errors=socket_errors,
+            first_error_status=w["first_error_status"],
+            bytes_per_request=w["bytes"] / requests if requests else None,
+        )
+    else:
+        processed = re.search(r"number of transactions actually processed: (\d+)", output)
+        failed = re.search(r"number of failed transactions: (\d+)", output)
+        tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", output)
+        if not processed or not tps:
+            sys.exit(f"bench: cannot parse pgbench output {args.output}:\n{output}")
+        requests = int(processed.group(1))
+        latencies = pgbench_latencies_us(args.pgbench_log_prefix)
+        run.update(
+            requests=requests,
+            seconds=requests / float(tps.group(1)) if float(tps.group(1)) else 0.0,
+            rps=float(tps.group(1)),
+            p50_ms=(percentile(latencies, 50) or 0) / 1000,
+            p99_ms=(percentile(latencies, 99) or 0) / 1000,
+            mean_ms=statistics.fmean(latencies) / 1000 if latencies else None,
+            errors=(int(failed.group(1)) if failed else 0) + (0 if args.exit_code == 0 else 1),
+            non_2xx=None,
+            socket_errors=None,
+            bytes_per_request=None,
+        )
+        for path in glob.glob(glob.escape(args.pgbench_log_prefix) + ".*"):
+            os.remove(path)  # large; the percentiles are what we keep
+
+    ms_per_tick = 1000 / CLK_TCK
+    core, load = f"cpu{args.server_cpu}", f"cpu{args.load_cpu}"
+
+    # Whole run (as wrk counts it): includes the ramp-up and the work on requests still
+    # in flight when the run stops.
+    elapsed = after["time"] - before["time"]
+    whole = {
+        "server_cpu_ms_per_request": (after["process_ticks"] - before["process_ticks"]) * ms_per_tick / requests
+        if before["process_ticks"] is not None and requests else None,
+        "server_core_cpu_ms_per_request": (after["cores"][core] - before["cores"][core]) * ms_per_tick / requests
+        if requests else None,
+    }
+    run["whole_run"] = whole
+    run["load_core_utilisation"] = (after["cores"][load] - before["cores"][load]) * ms_per_tick / 1000 / elapsed
+
+    # Steady state: CPU between two points inside the run / conversation reads between them.
+    window = read_json(args.window) if args.window and os.path.exists(args.window) else None
+    if window and window[1]["reads"] > window[0]["reads"]:
+        a, b = window
+        reads = b["reads"] - a["reads"]
+        seconds = b["time"] - a["time"]
+        run["window"] = {"seconds": seconds, "reads": reads, "reads_per_second": reads / seconds}
+        run["server_cpu_ms_per_request"] = (
+            (b["process_ticks"] - a["process_ticks"]) * ms_per_tick / reads if a["process_ticks"] is not None else None
+        )
+        run["server_core_cpu_ms_per_request"] = (b["cores"][core] - a["cores"][core]) * ms_per_tick / reads
+        run["server_core_utilisation"] = (b["cores"][core] - a["cores"][core]) * ms_per_tick / 1000 / seconds
+        # CPU on the server core used by neither the server nor PostgreSQL: other work on
+        # this machine stealing from the system under test.
+        core_ticks = b["cores"][core] - a["cores"][core]
+        if a.get("postgres_ticks") is not None and core_ticks > 0:
+            ours = (b["postgres_ticks"] - a["postgres_ticks"]) + (
+                b["process_ticks"] - a["process_ticks"] if a["process_ticks"] is not None else 0)
+            run["server_core_foreign_share"] = max(0.0, (core_ticks - ours) / core_ticks)
+    else:
+        run["window"] = None
+        run["server_cpu_ms_per_request"] = whole["server_cpu_ms_per_request"]
+        run["server_core_cpu_ms_per_request"] = whole["server_core_cpu_ms_per_request"]
+        run["server_core_utilisation"] = (after["cores"][core] - before["cores"][core]) * ms_per_tick / 1000 / elapsed
+
+    statements = read_json(args.pgss) or []
+    # pgbench's random pick in bench_ids is harness overhead, not the endpoint's work.
+    endpoint = [s for s in statements if "bench_ids" not in s["query"]]
+    run["statements"] = sorted(endpoint, key=lambda s: -s["calls"])
+    # Per conversation read (executions of the statement joining customers), not per
+    # completed request: requests cut off at the end of the run also ran statements.
+    reads = sum(s["calls"] for s in endpoint if "customers" in s["query"]) or requests
+    run["conversation_reads"] = reads
+    run["statements_per_request"] = sum(s["calls"] for s in endpoint) / reads if reads else None
+    run["db_exec_ms_per_request"] = sum(s["total_ms"] for s in endpoint) / reads if reads else None
+    with open(args.out, "a") as f:
+        f.write(json.dumps(run) + "\n")
+    errs = run["errors"]
+    print(
+        f"bench: {args.system:>8} size {args.size:>5} run {args.repeat}: {run['rps']:9.1f} req/s  "
+        f"p50 {run['p50_ms']:8.2f} ms  p99 {run['p99_ms']:8.2f} ms  errors {errs}  "
+        f"CPU/req {run['server_cpu_ms_per_request'] or 0:.3f} ms (core {run['server_core_cpu_ms_per_request'] or 0:.3f})  "
+        f"stmts/req {run['statements_per_request'] or 0:.2f}",
+        file=sys.stderr,
+    )
+
+
+# --- report ---------------------------------------------------------------------
+
+
+def read_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def command_output(command):
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=20)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine():
+    info = {"cores": os.cpu_count()}
+    with open("/proc/cpuinfo") as f:
+        models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    info["cpu"] = models[0] if models else platform.processor()
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    info["os"] = platform.platform()
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    info["os"] = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    info["kernel"] = platform.release()
+    info["rustc"] = command_output(["rustc", "--version"])
+    info["wrk"] = command_output(["wrk", "-v"]).split(" Copyright")[0]
+    return info
+
+
+def fmt(value, digits=1, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def ratio(a, b, digits=2):
+    if a is None or not b:
+        return "–"
+    return f"{a / b:.{digits}f}×"
+
+
+def cmd_report(args):
+    meta = read_json(args.meta)
+    runs = read_lines(os.path.join(args.work, "runs.jsonl"))
+    peaks = {(p["system"], p["size"]): p["vmhwm_kib"] for p in read_lines(os.path.join(args.work, "peaks.jsonl"))}
+    checks = {c["size"]: c for c in read_lines(os.path.join(args.work, "checks.jsonl"))}
+    sizes = sorted({r["size"] for r in runs})
+
+    results = []
+    for size in sizes:
+        row = {"messages": size, "conversations": meta["conversations"].get(str(size)), "systems": {}}
+        for system in SYSTEMS:
+            rs = [r for r in runs if r["size"] == size and r["system"] == system]
+            if not rs:
+                continue
+            key_statements = {}
+            for r in rs:
+                for s in r["statements"]:
+                    key = s.get("queryid") or s["query"]
+                    entry = key_statements.setdefault(
+                        key, {"queryid": s.get("queryid"), "query": s["query"], "calls": 0, "rows": 0})
+                    entry["calls"] += s["calls"]
+                    entry["rows"] += s["rows"]
+            total_requests = sum(r["requests"] for r in rs)
+            total_reads = sum(r.get("conversation_reads") or r["requests"] for r in rs)
+            statements = sorted(key_statements.values(), key=lambda s: -s["calls"])
+            for s in statements:
+                s["calls_per_request"] = s["calls"] / total_reads if total_reads else None
+                s["rows_per_call"] = s["rows"] / s["calls"] if s["calls"] else None
+            row["systems"][system] = {
+                "runs": len(rs),
+                "requests_per_second": median([r["rps"] for r in rs]),
+                "p50_ms": median([r["p50_ms"] for r in rs]),
+                "p99_ms": median([r["p99_ms"] for r in rs]),
+                "errors": sum(r["errors"] for r in rs),
+                "requests": total_requests,
+                "peak_rss_mib": peaks[(system, size)] / 1024 if peaks.get((system, size)) else None,
+                "server_cpu_ms_per_request": median([r["server_cpu_ms_per_request"] for r in rs]),
+                "server_core_cpu_ms_per_request": median([r["server_core_cpu_ms_per_request"] for r in rs]),
+                "server_core_utilisation": median([r["server_core_utilisation"] for r in rs]),
+                "load_core_utilisation": median([r["load_core_utilisation"] for r in rs]),
+                "server_core_foreign_share_max": max(
+                    [r["server_core_foreign_share"] for r in rs if r.get("server_core_foreign_share") is not None],
+                    default=None),
+                "statements_per_request": median([r["statements_per_request"] for r in rs]),
+                "db_exec_ms_per_request": median([r["db_exec_ms_per_request"] for r in rs]),
+                "bytes_per_request": median([r.get("bytes_per_request") for r in rs]),
+                "statements": statements,
+                "per_run": [
+                    {k: r[k] for k in ("repeat", "rps", "p50_ms", "p99_ms", "errors", "requests",
+                                       "server_cpu_ms_per_request", "server_core_cpu_ms_per_request")}
+                    for r in rs
+                ],
+            }
+        s = row["systems"]
+        rps = {k: v["requests_per_second"] for k, v in s.items()}
+        row["ratios"] = {
+            "pingback_over_baseline_rps": rps["pingback"] / rps["baseline"] if rps.get("pingback") and rps.get("baseline") else None,
+            "pingback_over_pgbench_rps": rps["pingback"] / rps["pgbench"] if rps.get("pingback") and rps.get("pgbench") else None,
+            "baseline_over_pgbench_rps": rps["baseline"] / rps["pgbench"] if rps.get("baseline") and rps.get("pgbench") else None,
+        }
+        row["check"] = checks.get(size)
+        # The same SQL everywhere: the two SELECTs of every system have the same queryid.
+        selects = {
+            system: {st["queryid"] for st in v["statements"] if st["query"].lstrip().upper().startswith("SELECT")}
+            for system, v in s.items()
+        }
+        row["same_select_statements"] = len({frozenset(v) for v in selects.values()}) == 1 and all(
+            len(v) == 2 for v in selects.values())
+        results.append(row)
+
+    document = {
+        "generated_at": meta["date"],
+        "machine": machine() | {"postgresql": meta.get("postgresql")},
+        "git": meta.get("git"),
+        "settings": {k: v for k, v in meta.items() if k not in ("date", "git", "postgresql")},
+        "results": results,
+    }
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(document, f, indent=2)
+        f.write("\n")
+    markdown = render_markdown(document)
+    if args.doc:
+        with open(args.doc, "w") as f:
+            f.write(markdown)
+    print(summary_table(results))
+
+
+def summary_table(results):
+    lines = [
+        "| messages | pingback req/s | baseline req/s | pgbench tx/s | pingback / baseline | pingback / pgbench | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results:
+        s = row["systems"]
+        get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
+        errors = sum(v["errors"] for v in s.values())
+        lines.append(
+            f"| {row['messages']:,} | {fmt(get('pingback', 'requests_per_second'))} | "
+            f"{fmt(get('baseline', 'requests_per_second'))} | {fmt(get('pgbench', 'requests_per_second'))} | "
+            f"{ratio(get('pingback', 'requests_per_second'), get('baseline', 'requests_per_second'))} | "
+            f"{ratio(get('pingback', 'requests_per_second'), get('pgbench', 'requests_per_second'))} | {errors} |"
+        )
+    return "\n".join(lines)
+
+
+def render_markdown(doc):
+    m, st = doc["machine"], doc["settings"]
+    quick = st.get("quick")
+    out = []
+    w = out.append
+    w("# Benchmarks")
+    w("")
+    w("<!-- Generated by `make bench` (scripts/bench.sh, benches/bench.py). Do not edit by hand: run it again. -->")
+    w("")
+    if quick:
+        w("> **Smoke run (`BENCH_QUICK=1`)**: one short run per size on small data. These numbers only show "
+          "that the harness works; run `make bench` for real ones.")
+        w("")
+    w("`GET /api/v1/conversations/{id}` — one conversation, its customer and its complete history — "
+      "served by three systems from the same PostgreSQL database, under the same load, in the same run:")
+    w("")
+    w("- **pingback** — `pingback serve` (release build): JWT authentication, the application service with "
+      "its tenant re-check, the Diesel/diesel-async PostgreSQL adapter over its deadpool pool, the domain "
+      "aggregate, the JSON representation, request ids, ETag.")
+    w("- **baseline** — `benches/baseline` (`pingback-baseline`): the same endpoint written by hand on the same "
+      "stack (actix-web, tokio-postgres, jsonwebtoken, serde_json): the same token check, the same two statements "
+      "prepared once and pipelined on one connection per worker, the same JSON body (checked byte for byte "
+      "below) with the same ETag, serialized straight from the rows. The lower bound of this stack.")
+    w("- **pgbench** — PostgreSQL's own client running the same two statements for random conversations "
+      "(prepared protocol, the two pipelined), no HTTP, no JSON: the database ceiling.")
+    w("")
+    w("## Machine and settings")
+    w("")
+    w(f"- Date: {doc['generated_at']}; commit `{doc.get('git') or 'unknown'}`")
+    w(f"- CPU: {m.get('cpu')}, {m.get('cores')} cores; memory {m.get('memory_gib')} GiB; {m.get('os')}, "
+      f"kernel {m.get('kernel')}")
+    w(f"- {m.get('rustc')}; {m.get('postgresql')}; {m.get('wrk')}")
+    w(f"- Load: `wrk -c {st['connections']} -t {st['threads']} -d {st['duration_s']}s` pinned to core "
+      f"{st['load_cpu']}, picking conversation ids at random (`benches/wrk/conversations.lua`, a valid token, "
+      f"every non-2xx response counted as an error); pgbench `-c {st['pgbench_clients']} -j 1 -M prepared` "
+      f"on the same core.")
+    w(f"- Server under test and PostgreSQL share core {st['server_cpu']} (`taskset`); both HTTP servers run "
+      f"{st['workers']} actix worker; pingback's pool holds up to {st['pingback_pool']} connections, the baseline "
+      f"one pipelined connection per worker. PostgreSQL 15 with `fsync=off`, `shared_buffers=128MB`, "
+      f"`pg_stat_statements`; data `VACUUM ANALYZE`d before the runs.")
+    w(f"- Each system: a {st['warmup_s']} s warm-up, then {st['repeats']} run(s) of {st['duration_s']} s, "
+      f"interleaved (pingback, baseline, pgbench, pingback, …); the tables give medians.")
+    conv = ", ".join(f"{int(k):,} messages × {v}" for k, v in sorted(st["conversations"].items(), key=lambda kv: int(kv[0])))
+    w(f"- Data (`pingback generate`, one business per size): {conv} conversations.")
+    foreign = [v["server_core_foreign_share_max"] for r in doc["results"] for v in r["systems"].values()
+               if v.get("server_core_foreign_share_max") is not None]
+    if foreign:
+        worst = max(foreign)
+        w(f"- Interference: other processes took at most {worst * 100:.1f} % of the server core during the "
+          "measured windows" + (" — **this machine was not quiet: treat these numbers with care**." if worst > 0.05
+                                 else "."))
+    w("")
+    w("## Summary")
+    w("")
+    w("Throughput, medians. A ratio below 1 means pingback serves fewer requests per second.")
+    w("")
+    w(summary_table(doc["results"]))
+    w("")
+    w("## Per size")
+    w("")
+    w("- **req/s**: completed requests (pgbench: transactions of the two statements) per second.")
+    w("- **p50 / p99**: latency at the load above (wrk: per HTTP request over "
+      f"{st['connections']} connections; pgbench: per transaction over {st['pgbench_clients']} clients).")
+    w("- **peak RSS**: the server's `VmHWM` after its runs at this size (a fresh process per size).")
+    w("- **server CPU/req**: the server process's user+system CPU (`/proc/PID/stat`) per request; "
+      f"**core {st['server_cpu']} CPU/req**: everything on the server core (server + PostgreSQL) per request; "
+      f"**core {st['server_cpu']} busy**: its utilisation (near 100 % means that core is the bottleneck). "
+      f"All three over the steady state of each run — from {st.get('skip_s', 1)} s after its start to "
+      f"{st.get('skip_s', 1)} s before its end, divided by the conversation reads PostgreSQL executed meanwhile "
+      "(`pg_stat_statements`) — so neither the ramp-up nor the requests cut off when wrk stops skew them; "
+      "the whole-run figures (CPU delta / completed requests) are in `results.json`. Before every run the "
+      "harness waits until the servers and PostgreSQL are idle.")
+    w("- **stmts/req**: statements executed per conversation read, from `pg_stat_statements` (pgbench's random "
+      "id pick in `bench_ids` excluded). Pingback wraps its two SELECTs in a read-only repeatable-read "
+      "transaction (BEGIN and COMMIT pipelined with them: still one round trip); the baseline pipelines the "
+      "two SELECTs alone.")
+    w("")
+    for row in doc["results"]:
+        s = row["systems"]
+        w(f"### {row['messages']:,} messages per conversation ({row['conversations']} conversations)")
+        w("")
+        w(f"| system | req/s | p50 ms | p99 ms | errors | peak RSS MiB | server CPU ms/req | "
+          f"core {st['server_cpu']} CPU ms/req | core {st['server_cpu']} busy | stmts/req |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for system in SYSTEMS:
+            v = s.get(system)
+            if not v:
+                continue
+            util = v["server_core_utilisation"]
+            w(f"| {system} | {fmt(v['requests_per_second'])} | {fmt(v['p50_ms'], 2)} | {fmt(v['p99_ms'], 2)} | "
+              f"{v['errors']} | {fmt(v['peak_rss_mib'])} | {fmt(v['server_cpu_ms_per_request'], 3)} | "
+              f"{fmt(v['server_core_cpu_ms_per_request'], 3)} | {fmt(util * 100 if util is not None else None, 0, ' %')} | "
+              f"{fmt(v['statements_per_request'], 2)} |")
+        r = row["ratios"]
+        pb, bl = s.get("pingback", {}), s.get("baseline", {})
+        w("")
+        parts = [
+            f"pingback / baseline: **{fmt(r['pingback_over_baseline_rps'], 2, '×')}** throughput",
+            f"{ratio(pb.get('p50_ms'), bl.get('p50_ms'))} p50 latency",
+            f"{ratio(pb.get('server_cpu_ms_per_request'), bl.get('server_cpu_ms_per_request'))} server CPU per request",
+        ]
+        w("- " + ", ".join(parts) + ".")
+        w(f"- pingback / pgbench: **{fmt(r['pingback_over_pgbench_rps'], 2, '×')}** throughput; "
+          f"baseline / pgbench: {fmt(r['baseline_over_pgbench_rps'], 2, '×')}.")
+        c = row.get("check")
+        if c:
+            same = "identical bytes" if c["identical_bytes"] else ("the same JSON" if c["identical_json"] else "**different bodies**")
+            w(f"- Check before the runs: {c['ids_checked']} conversations answered 200 with {row['messages']:,} "
+              f"messages by both servers, {same}"
+              + (f" ({c['body_bytes']:,} bytes)" if c.get("body_bytes") else "")
+              + ("" if c["identical_etag"] else ", different ETags") + ".")
+            for p in c["problems"][:3]:
+                w(f"  - {p}")
+        w("")
+    w("## The SQL")
+    w("")
+    w("What each system executed per conversation read, from `pg_stat_statements` (largest size, "
+      "all runs):")
+    w("")
+    if doc["results"]:
+        same = all(r.get("same_select_statements") for r in doc["results"])
+        w("The baseline's statements are the text Diesel generates for pingback's adapter; pgbench runs them with "
+          "`:bid`/`:cid` for `$1`/`$2`. " + (
+              "At every size, the two SELECTs of all three systems have the same `queryid`: PostgreSQL "
+              "ran the same statements." if same else
+              "**The SELECTs of the three systems do not have the same `queryid` at every size**: see "
+              "`results.json`."))
+        w("")
+    if doc["results"]:
+        last = doc["results"][-1]
+        for system in SYSTEMS:
+            v = last["systems"].get(system)
+            if not v:
+                continue
+            w(f"**{system}**")
+            w("")
+            for s in v["statements"]:
+                if (s["calls_per_request"] or 0) < 0.001:
+                    continue
+                w(f"- {s['calls_per_request']:.3f} calls/request, {fmt(s['rows_per_call'], 1)} rows/call: "
+                  f"`{' '.join(s['query'].split())}`")
+            w("")
+    w("## Reproduce")
+    w("")
+    w("```sh")
+    w("make bench                 # release build, fresh PostgreSQL, data, all runs; rewrites this page")
+    w("BENCH_QUICK=1 make bench   # smoke test: small data, one 3 s run per size")
+    w("```")
+    w("")
+    w("Needs root or passwordless `apt-get` only when `wrk` or PostgreSQL are missing. Knobs (environment): "
+      "`BENCH_DURATION` (s), `BENCH_REPEATS`, `BENCH_WARMUP` (s), `BENCH_CONNECTIONS`, `BENCH_THREADS`, "
+      "`BENCH_PGBENCH_CLIENTS`, `BENCH_SIZES` (e.g. `10:200 100:100`), `BENCH_LOAD_CPU`, `BENCH_SERVER_CPU`. "
+      "Raw per-run data, the machine-readable results (`results.json`) and the servers' logs are in "
+      "`bench-results/` (not committed).")
+    w("")
+    w("Caveats: the load generator and the system under test share one machine (separate cores). The pgbench "
+      "\"ceiling\" is PostgreSQL's cost under pgbench's protocol: one extra primary-key lookup per transaction "
+      "(`bench_ids`, to pick a random conversation; excluded from stmts/req) and results in text format, where "
+      "both servers read binary (PostgreSQL formats every uuid and timestamp as text for pgbench) — so on small "
+      "conversations the baseline can come close to it or pass it. Medians of a few short runs are indicative, "
+      "not precise to the percent; the interference line above says whether the machine was quiet.")
+    w("")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("snapshot")
+    p.add_argument("pid", nargs="?", type=int)
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("window")
+    p.add_argument("--out", required=True)
+    p.add_argument("--pid", type=int)
+    p.add_argument("--postmaster", type=int)
+    p.add_argument("--psql", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--skip", type=float, required=True)
+    p.set_defaults(func=cmd_window)
+
+    p = sub.add_parser("settle")
+    p.add_argument("--postmaster", type=int, required=True)
+    p.add_argument("--pid", type=int, action="append")
+    p.add_argument("--max", type=float, default=60)
+    p.set_defaults(func=cmd_settle)
+
+    p = sub.add_parser("peak")
+    p.add_argument("--out", required=True)
+    p.add_argument("--system", required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.set_defaults(func=cmd_peak)
+
+    p = sub.add_parser("check")
+    p.add_argument("--out", required=True)
+    p.add_argument("--pingback", required=True)
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--ids", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--count", type=int, default=3)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("pgbench-script")
+    p.add_argument("--sql", required=True)
+    p.set_defaults(func=cmd_pgbench_script)
+
+    p = sub.add_parser("record")
+    p.add_argument("--out", required=True)
+    p.add_argument("--system", required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--repeat", type=int, required=True)
+    p.add_argument("--kind", choices=("wrk", "pgbench"), required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--before", required=True)
+    p.add_argument("--after", required=True)
+    p.add_argument("--pgss", required=True)
+    p.add_argument("--pgbench-log-prefix")
+    p.add_argument("--window")
+    p.add_argument("--exit-code", type=int, default=0)
+    p.add_argument("--server-cpu", type=int, required=True)
+    p.add_argument("--load-cpu", type=int, required=True)
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("report")
+    p.add_argument("--work", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--doc")
+    p.set_defaults(func=cmd_report)
+
+    args = parser.parse_args()
+    sys.exit(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# `make bench`: pingback vs a hand-written baseline vs pgbench, on the same data, in
+# the same run. Writes docs/benchmarks.md and bench-results/results.json.
+#
+#   make bench                 # full run (a few minutes)
+#   BENCH_QUICK=1 make bench   # smoke test: small data, one 3 s run per size
+#
+# Steps: release build → throw-away PostgreSQL (scripts/test-postgres.sh) with
+# pg_stat_statements, pinned to the server core → migrate → `pingback generate` per
+# size → per size: start pingback and the baseline (server core), check they answer
+# the same bodies, then interleaved runs of wrk (load core) against each and pgbench
+# (load core) against the database → medians, ratios, report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  DURATION=${BENCH_DURATION:-3}
+  REPEATS=${BENCH_REPEATS:-1}
+  WARMUP=${BENCH_WARMUP:-1}
+  SIZES=${BENCH_SIZES:-"10:20 100:10 1000:5 10000:2"}
+else
+  DURATION=${BENCH_DURATION:-10}
+  REPEATS=${BENCH_REPEATS:-3}
+  WARMUP=${BENCH_WARMUP:-3}
+  SIZES=${BENCH_SIZES:-"10:200 100:100 1000:20 10000:4"}
+fi
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-1}             # wrk has one core: one thread
+PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
+LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
+SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
+WORKERS=1                               # one core for the server: one actix worker
+PINGBACK_POOL=10                        # pingback's default pool size
+SEED=7
+# CPU per request is measured between SKIP s after the start and SKIP s before the end
+# of each run (steady state; see benches/bench.py window).
+SKIP=$(awk -v d="$DURATION" 'BEGIN { s = d * 0.15; if (s < 1) s = 1; print s }')
+SECRET="pingback-bench-secret-0123456789abcdef-not-for-production"
+
+OUT=$ROOT/bench-results
+WORK=$OUT/work
+DOC=$ROOT/docs/benchmarks.md
+PINGBACK=$ROOT/target/release/pingback
+BASELINE=$ROOT/target/release/pingback-baseline
+HELPER=$ROOT/benches/bench.py
+LUA=$ROOT/benches/wrk/conversations.lua
+
+awk -v d="$DURATION" -v s="$SKIP" 'BEGIN { exit !(d > 2 * s) }' || die "BENCH_DURATION must be at least 3 s"
+[ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 cores; load generator and server will share a core"
+
+# --- tools -----------------------------------------------------------------------
+
+command -v python3 >/dev/null || die "python3 is required"
+command -v taskset >/dev/null || die "taskset (util-linux) is required"
+if ! command -v wrk >/dev/null; then
+  [ "$(id -u)" -eq 0 ] || die "wrk is missing: install it (apt-get install wrk)"
+  log "installing wrk (apt-get install wrk)…"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2 \
+    || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2; }
+fi
+
+log "building (cargo build --release --locked -p pingback-server -p pingback-baseline)…"
+cargo build --release --locked -p pingback-server -p pingback-baseline >&2
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+# --- cleanup ---------------------------------------------------------------------
+
+SERVER_PIDS=()
+PG_DIR=""
+cleanup() {
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${SERVER_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "$PG_DIR" ]; then
+    cp "$PG_DIR/server.log" "$WORK/postgres.log" 2>/dev/null || true
+    "$ROOT/scripts/test-postgres.sh" stop "$PG_DIR" || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- database --------------------------------------------------------------------
+
+eval "$("$ROOT/scripts/test-postgres.sh" start)"
+PG_DIR=$PINGBACK_TEST_PG_DIR
+PG_BIN=$PINGBACK_TEST_PG_BIN
+
+# pg_stat_statements must be preloaded: restart the cluster with the option added.
+"$ROOT/scripts/test-postgres.sh" pause "$PG_DIR"
+echo "$(cat "$PG_DIR/options") -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=top -c pg_stat_statements.max=1000" >"$PG_DIR/options.new"
+cat "$PG_DIR/options.new" >"$PG_DIR/options"
+rm -f "$PG_DIR/options.new"
+"$ROOT/scripts/test-postgres.sh" resume "$PG_DIR"
+
+pin_postgres() {
+  # The postmaster and its current children; later backends inherit the affinity.
+  local postmaster pid
+  postmaster=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+  for pid in "$postmaster" $(pgrep -P "$postmaster" || true); do
+    taskset -apc "$SERVER_CPU" "$pid" >/dev/null
+  done
+}
+pin_postgres
+
+ADMIN_URL=$PINGBACK_TEST_DATABASE_URL
+DB_URL=${ADMIN_URL%/*}/pingback_bench
+psql_admin() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" "$@"; }
+psql_bench() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$DB_URL" "$@"; }
+psql_admin -c "CREATE DATABASE pingback_bench"
+psql_bench -c "CREATE EXTENSION pg_stat_statements"
+PG_VERSION=$(psql_bench -At -c "SHOW server_version")
+
+export PINGBACK__DATABASE__URL=$DB_URL
+export PINGBACK__AUTH__JWT_SECRET=$SECRET
+export PINGBACK__LOG__LEVEL=warn
+unset PINGBACK_ENV RUST_LOG
+
+log "migrating…"
+"$PINGBACK" migrate >&2
+
+# --- data ------------------------------------------------------------------------
+
+business_for() { printf 'b0000000-0000-4000-8000-%012d\n' "$1"; }
+
+psql_bench -c "CREATE TABLE bench_ids (size integer NOT NULL, n integer NOT NULL, business_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (size, n))"
+CONVERSATIONS_JSON="{"
+for spec in $SIZES; do
+  size=${spec%%:*}
+  count=${spec##*:}
+  business=$(business_for "$size")
+  log "generating $count conversations of $size messages (business $business)…"
+  start=$(date +%s.%N)
+  "$PINGBACK" generate --business-id "$business" --conversations "$count" --messages "$size" --seed "$((SEED + size))" \
+    | grep -E '^[0-9a-fA-F-]{36}$' >"$WORK/ids-$size.txt" || die "pingback generate failed"
+  got=$(wc -l <"$WORK/ids-$size.txt")
+  [ "$got" -eq "$count" ] || die "pingback generate printed $got ids, expected $count"
+  log "  done in $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s"
+  awk -v size="$size" -v business="$business" '{ printf "%d,%d,%s,%s\n", size, NR, business, $1 }' \
+    "$WORK/ids-$size.txt" >"$WORK/bench-ids-$size.csv"
+  psql_bench -c "\\copy bench_ids FROM '$WORK/bench-ids-$size.csv' WITH (FORMAT csv)"
+  "$PINGBACK" token --business-id "$business" --sub bench --ttl 86400 >"$WORK/token-$size.txt"
+  CONVERSATIONS_JSON+="\"$size\": $count, "
+done
+CONVERSATIONS_JSON="${CONVERSATIONS_JSON%, }}"
+log "VACUUM ANALYZE…"
+psql_bench -c "VACUUM ANALYZE"
+
+"$BASELINE" --print-sql >"$WORK/statements.sql"
+python3 "$HELPER" pgbench-script --sql "$WORK/statements.sql" >"$WORK/pgbench.sql"
+
+# --- servers ---------------------------------------------------------------------
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server NAME SIZE: starts it on the server core; sets SERVER_PID and SERVER_URL.
+start_server() {
+  local name=$1 size=$2 port out i
+  port=$(free_port)
+  out=$WORK/$name-$size
+  case $name in
+    pingback)
+      PINGBACK__SERVER__BIND=127.0.0.1:$port PINGBACK__SERVER__WORKERS=$WORKERS \
+        PINGBACK__DATABASE__MAX_CONNECTIONS=$PINGBACK_POOL \
+        taskset -c "$SERVER_CPU" "$PINGBACK" serve >"$out.out" 2>"$out.err" &
+      ;;
+    baseline)
+      DATABASE_URL=$DB_URL BIND=127.0.0.1:$port JWT_SECRET=$SECRET WORKERS=$WORKERS \
+        taskset -c "$SERVER_CPU" "$BASELINE" >"$out.out" 2>"$out.err" &
+      ;;
+  esac
+  SERVER_PID=$!
+  SERVER_PIDS+=("$SERVER_PID")
+  for i in $(seq 1 300); do
+    if grep -q '^listening on http://' "$out.out" 2>/dev/null; then
+      SERVER_URL=$(grep -m 1 -o 'http://[^ ]*' "$out.out")
+      return 0
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$out.err" >&2; die "$name exited during start-up"; }
+    sleep 0.1
+  done
+  cat "$out.err" >&2
+  die "$name did not print 'listening on' within 30 s"
+}
+
+# alive NAME PID SIZE: the server still runs, else stop with its exit status and log.
+alive() {
+  kill -0 "$2" 2>/dev/null && return 0
+  local status=0
+  wait "$2" || status=$?
+  tail -n 20 "$WORK/$1-$3.err" >&2
+  [ "$status" -gt 128 ] && die "$1 (pid $2) was killed by signal $((status - 128))"
+  die "$1 (pid $2) exited unexpectedly with status $status"
+}
+
+stop_server() {
+  local pid=$1 keep=() p
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${SERVER_PIDS[@]}"; do
+    [ "$p" = "$pid" ] || keep+=("$p")
+  done
+  SERVER_PIDS=("${keep[@]}")
+}
+
+# --- runs ------------------------------------------------------------------------
+
+reset_statements() { psql_bench -At -c "SELECT pg_stat_statements_reset()" >/dev/null; }
+dump_statements() {
+  psql_bench -At -c "SELECT coalesce(json_agg(json_build_object('queryid', queryid::text, 'query', query, 'calls', calls, 'rows', rows, 'total_ms', total_exec_time)), '[]') FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT ILIKE '%pg_stat_statements%'" >"$1"
+}
+
+# settle: waits until the running servers and PostgreSQL are idle.
+settle() {
+  local pid args=()
+  for pid in "${SERVER_PIDS[@]}"; do args+=(--pid "$pid"); done
+  python3 "$HELPER" settle --postmaster "$(head -n 1 "$PG_DIR/data/postmaster.pid")" "${args[@]}"
+}
+
+# wrk_run URL SIZE SECONDS OUTPUT: in the background; sets WRK_PID.
+wrk_run() {
+  taskset -c "$LOAD_CPU" wrk -c "$CONNECTIONS" -t "$THREADS" -d "${3}s" --timeout 30s --latency \
+    -s "$LUA" "$1" -- "$WORK/ids-$2.txt" "$(cat "$WORK/token-$2.txt")" >"$4" 2>&1 &
+  WRK_PID=$!
+}
+
+wrk_wait() { # OUTPUT
+  wait "$WRK_PID" || { cat "$1" >&2; die "wrk failed"; }
+}
+
+# window OUT [PID]: counters at two points inside the run that has just started.
+window() {
+  taskset -c "$LOAD_CPU" python3 "$HELPER" window ${2:+--pid "$2"} \
+    --postmaster "$(head -n 1 "$PG_DIR/data/postmaster.pid")" --psql "$PG_BIN/psql" --db "$DB_URL" \
+    --duration "$DURATION" --skip "$SKIP" --out "$1" || log "warning: no steady-state sample ($1)"
+}
+
+# measure_http SYSTEM PID URL SIZE REPEAT
+measure_http() {
+  local system=$1 pid=$2 url=$3 size=$4 repeat=$5 base
+  base=$WORK/run-$system-$size-$repeat
+  settle
+  reset_statements
+  python3 "$HELPER" snapshot "$pid" >"$base.before"
+  wrk_run "$url" "$size" "$DURATION" "$base.wrk"
+  window "$base.window" "$pid"
+  wrk_wait "$base.wrk"
+  python3 "$HELPER" snapshot "$pid" >"$base.after"
+  dump_statements "$base.pgss"
+  python3 "$HELPER" record --out "$WORK/runs.jsonl" --system "$system" --size "$size" --repeat "$repeat" \
+    --kind wrk --output "$base.wrk" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --window "$base.window" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+pgbench_run() { # SIZE COUNT SECONDS OUTPUT [LOGPREFIX]
+  local status=0
+  taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$3" \
+    -D size="$1" -D count="$2" -f "$WORK/pgbench.sql" ${5:+-l --log-prefix="$5"} "$DB_URL" >"$4" 2>&1 || status=$?
+  return $status
+}
+
+# measure_pgbench SIZE COUNT REPEAT
+measure_pgbench() {
+  local size=$1 count=$2 repeat=$3 base status=0
+  base=$WORK/run-pgbench-$size-$repeat
+  settle
+  reset_statements
+  python3 "$HELPER" snapshot >"$base.before"
+  window "$base.window" &
+  local window_pid=$!
+  pgbench_run "$size" "$count" "$DURATION" "$base.out" "$base.log" || status=$?
+  wait "$window_pid" || true
+  python3 "$HELPER" snapshot >"$base.after"
+  dump_statements "$base.pgss"
+  [ "$status" -eq 0 ] || { cat "$base.out" >&2; log "pgbench exited with $status"; }
+  python3 "$HELPER" record --out "$WORK/runs.jsonl" --system pgbench --size "$size" --repeat "$repeat" \
+    --kind pgbench --output "$base.out" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --pgbench-log-prefix "$base.log" --window "$base.window" --exit-code "$status" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+for spec in $SIZES; do
+  size=${spec%%:*}
+  count=${spec##*:}
+  log "size $size: starting servers…"
+  start_server pingback "$size"
+  PB_PID=$SERVER_PID PB_URL=$SERVER_URL
+  start_server baseline "$size"
+  BL_PID=$SERVER_PID BL_URL=$SERVER_URL
+  alive pingback "$PB_PID" "$size"
+  alive baseline "$BL_PID" "$size"
+  python3 "$HELPER" check --out "$WORK/checks.jsonl" --pingback "$PB_URL" --baseline "$BL_URL" \
+    --ids "$WORK/ids-$size.txt" --token "$(cat "$WORK/token-$size.txt")" --size "$size" \
+    || die "size $size: the servers do not answer as expected (see above)"
+
+  log "size $size: warming up (${WARMUP} s each)…"
+  settle
+  wrk_run "$PB_URL" "$size" "$WARMUP" "$WORK/warmup-pingback-$size.wrk"
+  wrk_wait "$WORK/warmup-pingback-$size.wrk"
+  settle
+  wrk_run "$BL_URL" "$size" "$WARMUP" "$WORK/warmup-baseline-$size.wrk"
+  wrk_wait "$WORK/warmup-baseline-$size.wrk"
+  settle
+  pgbench_run "$size" "$count" "$WARMUP" "$WORK/warmup-pgbench-$size.out" \
+    || { cat "$WORK/warmup-pgbench-$size.out" >&2; die "pgbench failed"; }
+
+  for repeat in $(seq 1 "$REPEATS"); do
+    measure_http pingback "$PB_PID" "$PB_URL" "$size" "$repeat"
+    measure_http baseline "$BL_PID" "$BL_URL" "$size" "$repeat"
+    measure_pgbench "$size" "$count" "$repeat"
+    alive pingback "$PB_PID" "$size"
+    alive baseline "$BL_PID" "$size"
+  done
+
+  python3 "$HELPER" peak --out "$WORK/peaks.jsonl" --system pingback --size "$size" --pid "$PB_PID"
+  python3 "$HELPER" peak --out "$WORK/peaks.jsonl" --system baseline --size "$size" --pid "$BL_PID"
+  stop_server "$PB_PID"
+  stop_server "$BL_PID"
+done
+
+# --- report ----------------------------------------------------------------------
+
+GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain 2>/dev/null | head -n 1)" ]; then GIT_REV="$GIT_REV (with uncommitted changes)"; fi
+cat >"$WORK/meta.json" <<EOF
+{
+  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "git": "$GIT_REV",
+  "postgresql": "PostgreSQL $PG_VERSION",
+  "quick": $([ "$QUICK" = 1 ] && echo true || echo false),
+  "duration_s": $DURATION,
+  "repeats": $REPEATS,
+  "warmup_s": $WARMUP,
+  "skip_s": $SKIP,
+  "connections": $CONNECTIONS,
+  "threads": $THREADS,
+  "pgbench_clients": $PGBENCH_CLIENTS,
+  "load_cpu": $LOAD_CPU,
+  "server_cpu": $SERVER_CPU,
+  "workers": $WORKERS,
+  "pingback_pool": $PINGBACK_POOL,
+  "conversations": $CONVERSATIONS_JSON
+}
+EOF
+python3 "$HELPER" report --work "$WORK" --meta "$WORK/meta.json" --json "$OUT/results.json" --doc "$DOC"
+log "wrote $DOC and $OUT/results.json"
+
+errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(s["errors"] for r in d["results"] for s in r["systems"].values()))' "$OUT/results.json")
+[ "$errors" -eq 0 ] || die "$errors requests failed: the numbers above are not trustworthy"
