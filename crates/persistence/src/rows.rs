@@ -439,3 +439,59 @@ impl<'a> BatchRows<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::pg::Pg;
+    use diesel::sqlite::Sqlite;
+
+    use crate::schema::DbUuid;
+
+    /// Every read is single-business: each table it touches is constrained by
+    /// `business_id`, in the WHERE clause or the join condition. That keeps reads on
+    /// one shard when the tables are distributed by business (docs/scaling.md).
+    fn assert_scoped(sql: &str, tables: &[&str]) {
+        // SQLite quotes with backticks, PostgreSQL with double quotes.
+        let sql = &sql.replace('`', "\"");
+        let (_, where_clause) = sql.split_once(" WHERE ").expect("a WHERE clause");
+        for table in tables {
+            let column = format!("\"{table}\".\"business_id\"");
+            assert!(
+                sql.contains(&column),
+                "{table} not constrained by business in: {sql}"
+            );
+        }
+        assert!(
+            where_clause.contains("\"business_id\" = $1")
+                || where_clause.contains("\"business_id\" = ?"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn every_read_filters_by_business() {
+        let nil = DbUuid(uuid::Uuid::nil());
+        for sql in [
+            diesel::debug_query::<Pg, _>(&conversation_query!(nil, nil)).to_string(),
+            diesel::debug_query::<Sqlite, _>(&conversation_query!(nil, nil)).to_string(),
+        ] {
+            assert_scoped(&sql, &["conversations", "customers"]);
+            let sql = sql.replace('`', "\"");
+            assert!(
+                sql.contains("\"customers\".\"business_id\" = \"conversations\".\"business_id\""),
+                "{sql}"
+            );
+        }
+        for sql in [
+            diesel::debug_query::<Pg, _>(&history_query!(nil, nil)).to_string(),
+            diesel::debug_query::<Sqlite, _>(&history_query!(nil, nil)).to_string(),
+        ] {
+            assert_scoped(&sql, &["messages", "attachments"]);
+            let sql = sql.replace('`', "\"");
+            assert!(
+                sql.contains("\"attachments\".\"business_id\" = \"messages\".\"business_id\""),
+                "{sql}"
+            );
+        }
+    }
+}
