@@ -356,7 +356,8 @@ def cmd_record(args):
     print(
         f"bench: {args.system:>8} size {args.size:>5} run {args.repeat}: {run['rps']:9.1f} req/s  "
         f"p50 {run['p50_ms']:8.2f} ms  p99 {run['p99_ms']:8.2f} ms  errors {errs}  "
-        f"CPU/req {run['server_cpu_ms_per_request'] or 0:.3f} ms (core {run['server_core_cpu_ms_per_request'] or 0:.3f})  "
+        + (f"server CPU/req {run['server_cpu_ms_per_request']:.3f} ms  " if run["server_cpu_ms_per_request"] else "")
+        + f"core {args.server_cpu} CPU/req {run['server_core_cpu_ms_per_request'] or 0:.3f} ms  "
         f"stmts/req {run['statements_per_request'] or 0:.2f}",
         file=sys.stderr,
     )

@@ -88,7 +88,9 @@ fn a_stopped_database_gives_503_then_recovers_without_restart() {
 fn a_blocked_query_hits_the_statement_timeout_and_an_exhausted_pool_gives_503() {
     let cluster = OwnCluster::start();
     let env = prepared(&cluster);
+    // One worker: pools are per worker, and this test needs the only connection busy.
     let app = env.serve_with(&[
+        ("PINGBACK__SERVER__WORKERS", "1"),
         ("PINGBACK__DATABASE__MAX_CONNECTIONS", "1"),
         ("PINGBACK__DATABASE__POOL_WAIT_TIMEOUT_SECONDS", "1"),
         ("PINGBACK__DATABASE__STATEMENT_TIMEOUT_SECONDS", "2"),

@@ -38,15 +38,22 @@ pub struct HttpSettings {
 
 /// A running server handle: awaiting it runs the server until it stops (SIGTERM or
 /// SIGINT stop it gracefully).
-pub fn serve(
-    listener: TcpListener,
-    state: ApiState,
-    settings: &HttpSettings,
-) -> std::io::Result<Server> {
+///
+/// `state` is called once per worker. Each actix worker runs its own single-threaded
+/// runtime, and a database connection belongs to the runtime that opened it, so each
+/// worker gets its own storage (its own pool): no connection is ever driven by another
+/// worker's runtime, which costs a cross-thread hop per query and dies with that
+/// worker at shutdown.
+pub fn serve<F>(listener: TcpListener, state: F, settings: &HttpSettings) -> std::io::Result<Server>
+where
+    F: Fn() -> ApiState + Send + Clone + 'static,
+{
     let mut server = HttpServer::new(move || {
+        let state = state();
+        state.metrics.track_pool(state.conversations.clone());
         App::new()
             .wrap(from_fn(envelope::envelope))
-            .configure(routes::configure(state.clone()))
+            .configure(routes::configure(state))
     })
     .client_request_timeout(settings.client_request_timeout)
     .client_disconnect_timeout(Duration::from_secs(1))

@@ -28,9 +28,11 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     database_errors: [AtomicU64; 2],
+    /// One per worker: each has a pool of its own.
+    pools: Mutex<Vec<ConversationService>>,
 }
 
-use pingback_application::PoolStatus as PoolGauge;
+use pingback_application::{ConversationService, PoolStatus as PoolGauge};
 
 #[derive(Clone, Copy)]
 pub enum DatabaseError {
@@ -67,6 +69,30 @@ impl Metrics {
         histogram.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         histogram.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Adds a worker's storage to the pool gauges (they report the sum).
+    pub fn track_pool(&self, service: ConversationService) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.push(service);
+        }
+    }
+
+    /// The pools of every worker, summed; `None` when no adapter reports a pool.
+    pub fn pools(&self) -> Option<PoolGauge> {
+        let pools = self.pools.lock().ok()?;
+        pools
+            .iter()
+            .filter_map(ConversationService::pool_status)
+            .fold(None, |sum, p| {
+                let s: PoolGauge = sum.unwrap_or_default();
+                Some(PoolGauge {
+                    size: s.size + p.size,
+                    available: s.available + p.available,
+                    waiting: s.waiting + p.waiting,
+                    max_size: s.max_size + p.max_size,
+                })
+            })
     }
 
     pub fn database_error(&self, kind: DatabaseError) {

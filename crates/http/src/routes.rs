@@ -170,7 +170,7 @@ async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
 }
 
 async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let pool = state.conversations.pool_status();
+    let pool = state.metrics.pools();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -1,7 +1,6 @@
 //! The PostgreSQL adapter: diesel-async over tokio-postgres (no libpq), pooled by
 //! deadpool.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -71,44 +70,12 @@ impl PostgresStore {
     }
 }
 
-/// The runtime that drives every PostgreSQL connection's socket.
+/// A connection is driven by a task on the runtime that opens it; the HTTP adapter gives
+/// each actix worker a pool of its own so that runtime is always the caller's.
 ///
-/// tokio-postgres spawns a connection's driver task on the runtime that opens it. Under
-/// actix each worker has a runtime of its own, so a pooled connection opened by one
-/// worker and used by another dies with its creator: at graceful shutdown an idle
-/// worker stops first and the requests still in flight on other workers lose their
-/// connection. Opening every connection here ties them to a runtime that lives as long
-/// as the process.
-fn driver_runtime() -> Result<&'static tokio::runtime::Handle, ConnectionError> {
-    static DRIVERS: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    DRIVERS
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("pingback-pg")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map(tokio::runtime::Runtime::handle)
-        .map_err(|e| {
-            ConnectionError::BadConnection(format!("cannot start the database runtime: {e}"))
-        })
-}
-
-/// Opens a connection on the [`driver_runtime`], whichever runtime asks.
-async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
-    let url = url.to_owned();
-    driver_runtime()?
-        .spawn(async move { open(&url, statement_timeout_ms).await })
-        .await
-        .map_err(|e| ConnectionError::BadConnection(format!("connection task failed: {e}")))?
-}
-
 /// Per connection: the statement timeout, and the read statements prepared up front so
 /// that every read pipelines all its messages (see `find_conversation`).
-async fn open(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
+async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
     let conn = AsyncPgConnection::establish(url).await?;
     let set_timeout = format!("SET statement_timeout = {statement_timeout_ms}");
     let nil = DbUuid(uuid::Uuid::nil());

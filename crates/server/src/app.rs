@@ -5,8 +5,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use pingback_application::ConversationService;
-use pingback_http::{ApiState, TokenAuthority};
+use pingback_application::{ConversationRepository, ConversationService, RepositoryError};
+use pingback_domain::{BusinessId, Conversation, ConversationId};
+use pingback_http::{ApiState, Metrics, TokenAuthority};
+use pingback_persistence::DatabaseSettings;
 
 use crate::settings::{Settings, SettingsError};
 
@@ -36,12 +38,16 @@ impl Application {
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
         let tokens = Arc::new(TokenAuthority::new(&settings.auth()?)?);
         tokens.self_test()?;
-        // Lazy pool: the server starts while the database is down and answers 503.
-        let storage = pingback_persistence::connect(&settings.database())?;
-        let state = ApiState {
-            conversations: ConversationService::new(storage.repository),
-            tokens,
-            metrics: Arc::default(),
+        // Pools are lazy: the server starts while the database is down and answers
+        // 503. Connecting once here refuses a bad URL before anything listens; each
+        // worker then builds its own (see `pingback_http::serve`).
+        let database = settings.database();
+        pingback_persistence::connect(&database)?;
+        let metrics = Arc::new(Metrics::default());
+        let state = move || ApiState {
+            conversations: ConversationService::new(worker_repository(&database)),
+            tokens: tokens.clone(),
+            metrics: metrics.clone(),
         };
         let bind_error = |source| StartupError::Bind {
             address: settings.server.bind.clone(),
@@ -60,5 +66,34 @@ impl Application {
     /// Runs until SIGTERM/SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// A worker's repository. The settings were accepted at start-up, so this cannot fail
+/// in practice; if it ever did, the worker answers 500s (logged) instead of crashing.
+fn worker_repository(database: &DatabaseSettings) -> Arc<dyn ConversationRepository> {
+    match pingback_persistence::connect(database) {
+        Ok(storage) => storage.repository,
+        Err(error) => {
+            tracing::error!(%error, "a worker could not build its database pool");
+            Arc::new(Unconnected(error.to_string()))
+        }
+    }
+}
+
+struct Unconnected(String);
+
+#[async_trait::async_trait]
+impl ConversationRepository for Unconnected {
+    async fn find_conversation(
+        &self,
+        _business: BusinessId,
+        _id: ConversationId,
+    ) -> Result<Option<Conversation>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
     }
 }
