@@ -2,6 +2,8 @@
 //! `Authorization` header, it answers (never panics, never accepts a forgery), and
 //! stays cheap. `make fuzz` runs many more cases (PROPTEST_CASES).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use pingback_application::Subject;

@@ -2,6 +2,8 @@
 //! invalid (exit code 2), never a panic, a hang or an internal error. `make fuzz`
 //! runs many more cases (PROPTEST_CASES).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
