@@ -17,4 +17,4 @@ pub use id::{
     SenderId,
 };
 pub use text::{ByteSize, ChannelType, Text, TextError};
-pub use timestamp::{Timestamp, TimestampError};
+pub use timestamp::{RFC3339_MAX_LEN, Timestamp, TimestampError};

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Utc};
 
 /// Why a value is not a timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,31 +84,76 @@ fn fraction_digits(input: &str) -> usize {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.f]Z`: the fraction only when non-zero, without trailing zeros.
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = self.to_datetime().naive_utc();
-        let date: NaiveDate = at.date();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            date.year(),
-            date.month(),
-            date.day(),
-            at.hour(),
-            at.minute(),
-            at.second()
-        )?;
+/// Room for the longest form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RFC3339_MAX_LEN: usize = 27;
+
+impl Timestamp {
+    /// Writes `YYYY-MM-DDTHH:MM:SS[.f]Z` (the fraction only when non-zero, without
+    /// trailing zeros) into `buf` and returns it. No allocation and no formatting
+    /// machinery: responses print several timestamps per message.
+    pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX_LEN]) -> &str {
+        let seconds = self.0.div_euclid(1_000_000);
         let mut micros = self.0.rem_euclid(1_000_000);
+        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        let second_of_day = seconds.rem_euclid(86_400);
+        // The constructor bounds years to 1..=9999, so four digits always suffice.
+        let year = u32::try_from(year).unwrap_or(0);
+        put_digits(&mut buf[0..4], year);
+        buf[4] = b'-';
+        put_digits(&mut buf[5..7], month);
+        buf[7] = b'-';
+        put_digits(&mut buf[8..10], day);
+        buf[10] = b'T';
+        put_digits(&mut buf[11..13], (second_of_day / 3600) as u32);
+        buf[13] = b':';
+        put_digits(&mut buf[14..16], (second_of_day / 60 % 60) as u32);
+        buf[16] = b':';
+        put_digits(&mut buf[17..19], (second_of_day % 60) as u32);
+        let mut len = 19;
         if micros != 0 {
             let mut width = 6;
             while micros % 10 == 0 {
                 micros /= 10;
                 width -= 1;
             }
-            write!(f, ".{micros:0width$}")?;
+            buf[19] = b'.';
+            put_digits(&mut buf[20..20 + width], micros as u32);
+            len = 20 + width;
         }
-        f.write_str("Z")
+        buf[len] = b'Z';
+        // Only ASCII digits and punctuation were written.
+        std::str::from_utf8(&buf[..=len]).unwrap_or_default()
+    }
+}
+
+/// Writes `value` as exactly `out.len()` decimal digits, zero-padded.
+fn put_digits(out: &mut [u8], mut value: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f]Z`: the fraction only when non-zero, without trailing zeros.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0; RFC3339_MAX_LEN];
+        f.write_str(self.write_rfc3339(&mut buf))
     }
 }
 
@@ -187,6 +232,50 @@ mod tests {
             "1969-12-31T23:59:59.5Z"
         );
         assert_eq!(round_trip("0001-01-01T00:00:00Z"), "0001-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_fast_formatter_agrees_with_chrono_everywhere() {
+        // A deterministic walk over the whole range, plus the edges.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let span = (MAX_MICROS - MIN_MICROS) as u64;
+        let mut samples = vec![
+            MIN_MICROS,
+            MAX_MICROS,
+            0,
+            -1,
+            1,
+            951_782_400_000_000,
+            4_107_542_399_999_999,
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let micros = MIN_MICROS + (x % span) as i64;
+            // Half of them on whole seconds, to exercise the no-fraction form.
+            samples.push(if x % 2 == 0 {
+                micros - micros.rem_euclid(1_000_000)
+            } else {
+                micros
+            });
+        }
+        for micros in samples {
+            let at = Timestamp::from_unix_micros(micros).unwrap();
+            let expected = at
+                .to_datetime()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            // chrono prints six digits always; trim to the contract's shortest form.
+            let (head, fraction) = expected.trim_end_matches('Z').split_once('.').unwrap();
+            let fraction = fraction.trim_end_matches('0');
+            let expected = if fraction.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{fraction}Z")
+            };
+            assert_eq!(at.to_string(), expected, "{micros}");
+            assert_eq!(Timestamp::parse_rfc3339(&expected).unwrap(), at);
+        }
     }
 
     #[test]

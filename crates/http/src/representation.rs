@@ -1,8 +1,11 @@
 //! The 200 body of `GET /api/v1/conversations/{id}`, serialized straight from the
 //! domain aggregate (no intermediate values).
 
-use pingback_domain::{Attachment, Conversation, ConversationId, Customer, Message, Timestamp};
+use pingback_domain::{
+    Attachment, Conversation, ConversationId, Customer, Message, RFC3339_MAX_LEN, Timestamp,
+};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use uuid::Uuid;
 
 /// Serializes a conversation in the contract's shape.
 pub struct ConversationBody<'a>(pub &'a Conversation);
@@ -20,23 +23,23 @@ pub fn to_json(conversation: &Conversation) -> Result<Vec<u8>, serde_json::Error
     Ok(buffer)
 }
 
-/// `Display` values as JSON strings, `None` as null.
-fn opt<S: SerializeMap, T: std::fmt::Display>(
-    map: &mut S,
-    key: &'static str,
-    value: Option<T>,
-) -> Result<(), S::Error> {
-    match value {
-        Some(v) => map.serialize_entry(key, &Shown(v)),
-        None => map.serialize_entry(key, &()),
+/// An id as its lower-case hyphenated string, formatted on the stack.
+struct Id(Uuid);
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+        serializer.serialize_str(self.0.hyphenated().encode_lower(&mut buf))
     }
 }
 
-struct Shown<T>(T);
+/// A timestamp in the contract's RFC 3339 form, formatted on the stack.
+struct Time(Timestamp);
 
-impl<T: std::fmt::Display> Serialize for Shown<T> {
+impl Serialize for Time {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+        let mut buf = [0; RFC3339_MAX_LEN];
+        serializer.serialize_str(self.0.write_rfc3339(&mut buf))
     }
 }
 
@@ -52,16 +55,16 @@ impl Serialize for ConversationBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let c = self.0;
         let mut map = serializer.serialize_map(Some(13))?;
-        map.serialize_entry("id", &Shown(c.id()))?;
-        map.serialize_entry("business_id", &Shown(c.business_id()))?;
-        opt(&mut map, "customer_id", c.customer_id())?;
-        opt(&mut map, "assignee_id", c.assignee_id())?;
+        map.serialize_entry("id", &Id(c.id().into_uuid()))?;
+        map.serialize_entry("business_id", &Id(c.business_id().into_uuid()))?;
+        map.serialize_entry("customer_id", &c.customer_id().map(|i| Id(i.into_uuid())))?;
+        map.serialize_entry("assignee_id", &c.assignee_id().map(|i| Id(i.into_uuid())))?;
         map.serialize_entry("status", c.status().as_str())?;
         map.serialize_entry("channel_type", c.channel_type().as_str())?;
-        opt(&mut map, "channel_id", c.channel_id())?;
-        map.serialize_entry("created_at", &Shown(c.created_at()))?;
-        map.serialize_entry("updated_at", &Shown(c.updated_at()))?;
-        opt::<_, Timestamp>(&mut map, "first_response_at", c.first_response_at())?;
+        map.serialize_entry("channel_id", &c.channel_id().map(|i| Id(i.into_uuid())))?;
+        map.serialize_entry("created_at", &Time(c.created_at()))?;
+        map.serialize_entry("updated_at", &Time(c.updated_at()))?;
+        map.serialize_entry("first_response_at", &c.first_response_at().map(Time))?;
         map.serialize_entry("customer", &c.customer().map(CustomerBody))?;
         map.serialize_entry(
             "messages",
@@ -80,13 +83,13 @@ impl Serialize for CustomerBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let c = self.0;
         let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", &Shown(c.id()))?;
-        map.serialize_entry("business_id", &Shown(c.business_id()))?;
+        map.serialize_entry("id", &Id(c.id().into_uuid()))?;
+        map.serialize_entry("business_id", &Id(c.business_id().into_uuid()))?;
         text(&mut map, "name", c.name())?;
         text(&mut map, "email", c.email())?;
         text(&mut map, "phone", c.phone())?;
         text(&mut map, "external_id", c.external_id())?;
-        map.serialize_entry("created_at", &Shown(c.created_at()))?;
+        map.serialize_entry("created_at", &Time(c.created_at()))?;
         map.end()
     }
 }
@@ -120,13 +123,13 @@ impl Serialize for MessageBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let m = self.message;
         let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", &Shown(m.id()))?;
+        map.serialize_entry("id", &Id(m.id().into_uuid()))?;
         map.serialize_entry("conversation_id", self.conversation)?;
         map.serialize_entry("sender_type", m.sender_type().as_str())?;
-        opt(&mut map, "sender_id", m.sender_id())?;
+        map.serialize_entry("sender_id", &m.sender_id().map(|i| Id(i.into_uuid())))?;
         map.serialize_entry("content", m.content().as_str())?;
         map.serialize_entry("attachments", &Attachments(m.attachments()))?;
-        map.serialize_entry("created_at", &Shown(m.created_at()))?;
+        map.serialize_entry("created_at", &Time(m.created_at()))?;
         map.end()
     }
 }
@@ -149,7 +152,7 @@ impl Serialize for AttachmentBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let a = self.0;
         let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("id", &Shown(a.id()))?;
+        map.serialize_entry("id", &Id(a.id().into_uuid()))?;
         map.serialize_entry("file_name", a.file_name().as_str())?;
         map.serialize_entry("content_type", a.content_type().as_str())?;
         map.serialize_entry("byte_size", &a.byte_size().get())?;
