@@ -312,35 +312,60 @@ async fn an_import_killed_midway_writes_nothing() {
     let env = TestEnv::new(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.json");
-    let ids: Vec<String> = (0..40).map(|c| format!("30000000-0000-4000-8000-{c:012}")).collect();
+    let ids: Vec<String> = (0..40)
+        .map(|c| format!("30000000-0000-4000-8000-{c:012}"))
+        .collect();
     let documents: Vec<Value> = ids
         .iter()
         .enumerate()
         .map(|(c, id)| {
             let messages: Vec<(String, String)> = (0..5000)
-                .map(|m| (format!("40000000-0000-4000-{c:04}-{m:012}"), format!("message {m} of a long history")))
+                .map(|m| {
+                    (
+                        format!("40000000-0000-4000-{c:04}-{m:012}"),
+                        format!("message {m} of a long history"),
+                    )
+                })
                 .collect();
-            let borrowed: Vec<(&str, &str)> = messages.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let borrowed: Vec<(&str, &str)> = messages
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
             conversation(id, BUSINESS, &borrowed)
         })
         .collect();
     std::fs::write(&path, serde_json::to_vec(&documents).unwrap()).unwrap();
 
-    let mut child = env.command(&["import", path.to_str().unwrap()]).spawn().unwrap();
+    let mut child = env
+        .command(&["import", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be killed");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import finished before it could be killed"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 
     let app = env.serve();
     for id in &ids {
-        assert_eq!(status_of(&app, BUSINESS, id), 404, "conversation {id} was partly imported");
+        assert_eq!(
+            status_of(&app, BUSINESS, id),
+            404,
+            "conversation {id} was partly imported"
+        );
     }
     // And the same file imports completely afterwards.
     drop(app);
     let output = env.run(&["import", path.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let app = env.serve();
-    let body = app.get_as(&format!("/api/v1/conversations/{}", ids[39]), &token_for(BUSINESS)).json();
+    let body = app
+        .get_as(
+            &format!("/api/v1/conversations/{}", ids[39]),
+            &token_for(BUSINESS),
+        )
+        .json();
     assert_eq!(body["messages"].as_array().unwrap().len(), 5000);
 }

@@ -254,7 +254,7 @@ mod tests {
             x ^= x << 17;
             let micros = MIN_MICROS + (x % span) as i64;
             // Half of them on whole seconds, to exercise the no-fraction form.
-            samples.push(if x % 2 == 0 {
+            samples.push(if x.is_multiple_of(2) {
                 micros - micros.rem_euclid(1_000_000)
             } else {
                 micros
