@@ -16,12 +16,15 @@ trap 'scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR"' EXIT
 
 echo "==> tests (PostgreSQL at ${PINGBACK_TEST_DATABASE_URL})"
 log=$(mktemp)
-trap 'rm -f "$log"; scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR"' EXIT
+trap 'rm -f "$log"; scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR" >/dev/null 2>&1' EXIT
 # No doc tests: there are none, and compiling them costs a minute on two cores.
 set +e
 cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+echo "==> contract tests: schemathesis against the OpenAPI document, /docs in Chromium"
+scripts/contract-test.sh || status=1
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }

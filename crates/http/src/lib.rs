@@ -4,7 +4,9 @@
 pub mod auth;
 mod envelope;
 mod etag;
+mod example;
 mod metrics;
+pub mod openapi;
 mod problem;
 mod representation;
 mod routes;
@@ -65,5 +67,9 @@ where
     Ok(server.listen(listener)?.run())
 }
 
+#[cfg(test)]
+mod edge_sample;
+#[cfg(test)]
+mod openapi_tests;
 #[cfg(test)]
 mod tests;

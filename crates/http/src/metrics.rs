@@ -20,11 +20,19 @@ struct Histogram {
 }
 
 /// The routes we label by; anything else is `other` so labels stay bounded.
-pub const ROUTES: [&str; 5] = ["conversation", "healthz", "readyz", "metrics", "other"];
+pub const ROUTES: [&str; 7] = [
+    "conversation",
+    "healthz",
+    "readyz",
+    "metrics",
+    "openapi",
+    "docs",
+    "other",
+];
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (route, status) → count. Bounded: 5 routes × a few statuses.
+    /// (route, status) → count. Bounded: 7 routes × a few statuses.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     database_errors: [AtomicU64; 2],
@@ -46,6 +54,8 @@ pub fn route_label(pattern: Option<&str>) -> &'static str {
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",
+        Some("/api/openapi.json") => "openapi",
+        Some("/docs") => "docs",
         _ => "other",
     }
 }

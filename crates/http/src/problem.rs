@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 
@@ -33,30 +34,60 @@ pub enum ApiError {
     Internal,
 }
 
-/// The body of every error response.
-#[derive(Serialize)]
+/// The problem type: a relative URI, documented on the docs page (`/docs#errors`).
+/// `/problems/bad-request` is a 400 for a request the server cannot read; `/problems/too-large`
+/// is also a 413 for a request body too large.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub enum ProblemType {
+    #[serde(rename = "/problems/unauthorized")]
+    Unauthorized,
+    #[serde(rename = "/problems/not-found")]
+    NotFound,
+    #[serde(rename = "/problems/method-not-allowed")]
+    MethodNotAllowed,
+    #[serde(rename = "/problems/bad-request")]
+    BadRequest,
+    #[serde(rename = "/problems/too-large")]
+    TooLarge,
+    #[serde(rename = "/problems/unavailable")]
+    Unavailable,
+    #[serde(rename = "/problems/internal")]
+    Internal,
+}
+
+/// An error (RFC 9457 `application/problem+json`). Internal details (SQL, driver
+/// messages, stack traces) never appear in it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
 pub struct Problem<'a> {
+    /// The problem type, a relative URI.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: ProblemType,
+    /// A short summary of the problem type (the HTTP reason phrase).
     pub title: &'static str,
+    /// The HTTP status code of the response.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// A human-readable explanation of this occurrence, safe to show to any caller.
     pub detail: &'a str,
+    /// The request's id, as in the `X-Request-Id` response header and the server log.
+    #[schema(min_length = 1, max_length = 128)]
     pub request_id: &'a str,
 }
 
 impl ApiError {
     /// The problem's `type` (relative URI) and `title`.
-    pub fn kind_and_title(&self) -> (&'static str, &'static str) {
+    pub fn kind_and_title(&self) -> (ProblemType, &'static str) {
         match self {
-            Self::Unauthorized(_) => ("/problems/unauthorized", "Unauthorized"),
+            Self::Unauthorized(_) => (ProblemType::Unauthorized, "Unauthorized"),
             Self::ConversationNotFound | Self::RouteNotFound => {
-                ("/problems/not-found", "Not Found")
+                (ProblemType::NotFound, "Not Found")
             }
-            Self::MethodNotAllowed => ("/problems/method-not-allowed", "Method Not Allowed"),
-            Self::BadRequest(_) => ("/problems/bad-request", "Bad Request"),
-            Self::HeadTooLarge => ("/problems/too-large", "Request Header Fields Too Large"),
-            Self::Unavailable => ("/problems/unavailable", "Service Unavailable"),
-            Self::Internal => ("/problems/internal", "Internal Server Error"),
+            Self::MethodNotAllowed => (ProblemType::MethodNotAllowed, "Method Not Allowed"),
+            Self::BadRequest(_) => (ProblemType::BadRequest, "Bad Request"),
+            Self::HeadTooLarge => (ProblemType::TooLarge, "Request Header Fields Too Large"),
+            Self::Unavailable => (ProblemType::Unavailable, "Service Unavailable"),
+            Self::Internal => (ProblemType::Internal, "Internal Server Error"),
         }
     }
 

@@ -1,14 +1,22 @@
-//! The 200 body of `GET /api/v1/conversations/{id}`, serialized straight from the
-//! domain aggregate (no intermediate values).
+//! The 200 body of `GET /api/v1/conversations/{id}`: borrowed views of the domain
+//! aggregate. Their derived `Serialize` writes the body (no intermediate values; ids
+//! and timestamps are formatted on the stack) and their derived `ToSchema` documents
+//! it, so the OpenAPI document and the bytes come from one definition. The few
+//! hand-written pieces (the id and timestamp formats, the enums, the two sequences)
+//! are checked against the serializer's output by `openapi_tests`.
+
+use std::borrow::Cow;
 
 use pingback_domain::{
-    Attachment, Conversation, ConversationId, Customer, Message, RFC3339_MAX_LEN, Timestamp,
+    Attachment, Conversation, ConversationId, Customer, Message, RFC3339_MAX_LEN, SenderType,
+    Status, Timestamp,
 };
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
-
-/// Serializes a conversation in the contract's shape.
-pub struct ConversationBody<'a>(pub &'a Conversation);
 
 /// A guess at the body size so the buffer grows at most once or twice.
 pub fn estimated_len(conversation: &Conversation) -> usize {
@@ -19,12 +27,20 @@ pub fn estimated_len(conversation: &Conversation) -> usize {
 
 pub fn to_json(conversation: &Conversation) -> Result<Vec<u8>, serde_json::Error> {
     let mut buffer = Vec::with_capacity(estimated_len(conversation));
-    serde_json::to_writer(&mut buffer, &ConversationBody(conversation))?;
+    serde_json::to_writer(&mut buffer, &ConversationBody::new(conversation))?;
     Ok(buffer)
 }
 
+/// What the documented id pattern promises: lower-case, hyphenated.
+pub const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+/// What the documented timestamp pattern promises: UTC with `Z`, a fraction of 1 to 6
+/// digits only when it is not zero (trailing zeros are never printed).
+pub const TIMESTAMP_PATTERN: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,5}[1-9])?Z$";
+
 /// An id as its lower-case hyphenated string, formatted on the stack.
-struct Id(Uuid);
+#[derive(Clone, Copy)]
+pub struct Id(Uuid);
 
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -33,8 +49,29 @@ impl Serialize for Id {
     }
 }
 
+impl PartialSchema for Id {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uuid".to_owned())))
+            .pattern(Some(UUID_PATTERN))
+            .description(Some(
+                "A UUID, printed lower-case and hyphenated (8-4-4-4-12).",
+            ))
+            .examples(["c3d4e5f6-a7b8-9012-cdef-123456789012"])
+            .into()
+    }
+}
+
+impl ToSchema for Id {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Uuid")
+    }
+}
+
 /// A timestamp in the contract's RFC 3339 form, formatted on the stack.
-struct Time(Timestamp);
+#[derive(Clone, Copy)]
+pub struct Time(Timestamp);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -43,57 +80,173 @@ impl Serialize for Time {
     }
 }
 
-fn text<S: SerializeMap>(
-    map: &mut S,
-    key: &'static str,
-    value: Option<&pingback_domain::Text>,
-) -> Result<(), S::Error> {
-    map.serialize_entry(key, &value.map(pingback_domain::Text::as_str))
+impl PartialSchema for Time {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .pattern(Some(TIMESTAMP_PATTERN))
+            .description(Some(
+                "RFC 3339 in UTC with a `Z` suffix; fractional seconds (microsecond \
+                 precision) only when non-zero, without trailing zeros.",
+            ))
+            .examples(["2024-03-01T09:00:00Z", "2024-03-01T09:05:00.25Z"])
+            .into()
+    }
 }
 
-impl Serialize for ConversationBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let c = self.0;
-        let mut map = serializer.serialize_map(Some(13))?;
-        map.serialize_entry("id", &Id(c.id().into_uuid()))?;
-        map.serialize_entry("business_id", &Id(c.business_id().into_uuid()))?;
-        map.serialize_entry("customer_id", &c.customer_id().map(|i| Id(i.into_uuid())))?;
-        map.serialize_entry("assignee_id", &c.assignee_id().map(|i| Id(i.into_uuid())))?;
-        map.serialize_entry("status", c.status().as_str())?;
-        map.serialize_entry("channel_type", c.channel_type().as_str())?;
-        map.serialize_entry("channel_id", &c.channel_id().map(|i| Id(i.into_uuid())))?;
-        map.serialize_entry("created_at", &Time(c.created_at()))?;
-        map.serialize_entry("updated_at", &Time(c.updated_at()))?;
-        map.serialize_entry("first_response_at", &c.first_response_at().map(Time))?;
-        map.serialize_entry("customer", &c.customer().map(CustomerBody))?;
-        map.serialize_entry(
-            "messages",
-            &Messages {
+impl ToSchema for Time {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Timestamp")
+    }
+}
+
+/// An enum of the domain written as its name; the documented values are the domain's
+/// own list (`ALL`), so a new variant is documented the moment it exists.
+macro_rules! named {
+    ($wrapper:ident, $domain:ty, $schema_name:literal, $description:literal) => {
+        #[derive(Clone, Copy)]
+        pub struct $wrapper($domain);
+
+        impl Serialize for $wrapper {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.0.as_str())
+            }
+        }
+
+        impl PartialSchema for $wrapper {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(<$domain>::ALL.iter().map(|v| v.as_str())))
+                    .description(Some($description))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $wrapper {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($schema_name)
+            }
+        }
+    };
+}
+
+named!(
+    StatusName,
+    Status,
+    "Status",
+    "Where the conversation stands in its life cycle."
+);
+named!(
+    SenderTypeName,
+    SenderType,
+    "SenderType",
+    "Which side of the conversation wrote the message."
+);
+
+/// One conversation of the caller's business, with its customer and its complete
+/// message history (never capped, never paged). Fields may be added later; documented
+/// fields never change type.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Conversation)]
+pub struct ConversationBody<'a> {
+    /// The conversation's id.
+    id: Id,
+    /// The business (tenant) that owns the conversation: always the caller's.
+    business_id: Id,
+    /// The customer's id; null exactly when `customer` is null.
+    #[schema(required = true)]
+    customer_id: Option<Id>,
+    /// The assigned agent's id, or null when unassigned.
+    #[schema(required = true)]
+    assignee_id: Option<Id>,
+    status: StatusName,
+    /// The channel the conversation came through, e.g. `widget`, `email`, `sms`,
+    /// `whatsapp` or `api`.
+    #[schema(min_length = 1, examples("widget"))]
+    channel_type: &'a str,
+    /// The channel record the conversation is linked to, or null.
+    #[schema(required = true)]
+    channel_id: Option<Id>,
+    /// When the conversation was created.
+    created_at: Time,
+    /// When the conversation last changed.
+    updated_at: Time,
+    /// When an agent first answered (SLA tracking), or null before that.
+    #[schema(required = true)]
+    first_response_at: Option<Time>,
+    /// The customer, embedded; null exactly when `customer_id` is null, else
+    /// `customer.id` equals `customer_id`.
+    #[schema(required = true)]
+    customer: Option<CustomerBody<'a>>,
+    /// The complete history: ordered by `created_at` ascending, ties broken by `id`
+    /// ascending.
+    #[schema(value_type = Vec<MessageBody<'static>>)]
+    messages: Messages<'a>,
+}
+
+impl<'a> ConversationBody<'a> {
+    pub fn new(c: &'a Conversation) -> Self {
+        Self {
+            id: Id(c.id().into_uuid()),
+            business_id: Id(c.business_id().into_uuid()),
+            customer_id: c.customer_id().map(|i| Id(i.into_uuid())),
+            assignee_id: c.assignee_id().map(|i| Id(i.into_uuid())),
+            status: StatusName(c.status()),
+            channel_type: c.channel_type().as_str(),
+            channel_id: c.channel_id().map(|i| Id(i.into_uuid())),
+            created_at: Time(c.created_at()),
+            updated_at: Time(c.updated_at()),
+            first_response_at: c.first_response_at().map(Time),
+            customer: c.customer().map(CustomerBody::new),
+            messages: Messages {
                 conversation: c.id(),
                 messages: c.messages(),
             },
-        )?;
-        map.end()
+        }
     }
 }
 
-struct CustomerBody<'a>(&'a Customer);
+/// A customer of the business, embedded in its conversations.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Customer)]
+pub struct CustomerBody<'a> {
+    /// The customer's id.
+    id: Id,
+    /// The business the customer belongs to (the conversation's).
+    business_id: Id,
+    /// Display name, or null.
+    #[schema(required = true)]
+    name: Option<&'a str>,
+    /// Email address as given (not validated), or null.
+    #[schema(required = true)]
+    email: Option<&'a str>,
+    /// Phone number as given, or null.
+    #[schema(required = true)]
+    phone: Option<&'a str>,
+    /// The customer's id in another system (CRM, shop), or null.
+    #[schema(required = true)]
+    external_id: Option<&'a str>,
+    /// When the customer was created.
+    created_at: Time,
+}
 
-impl Serialize for CustomerBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let c = self.0;
-        let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", &Id(c.id().into_uuid()))?;
-        map.serialize_entry("business_id", &Id(c.business_id().into_uuid()))?;
-        text(&mut map, "name", c.name())?;
-        text(&mut map, "email", c.email())?;
-        text(&mut map, "phone", c.phone())?;
-        text(&mut map, "external_id", c.external_id())?;
-        map.serialize_entry("created_at", &Time(c.created_at()))?;
-        map.end()
+impl<'a> CustomerBody<'a> {
+    fn new(c: &'a Customer) -> Self {
+        Self {
+            id: Id(c.id().into_uuid()),
+            business_id: Id(c.business_id().into_uuid()),
+            name: c.name().map(pingback_domain::Text::as_str),
+            email: c.email().map(pingback_domain::Text::as_str),
+            phone: c.phone().map(pingback_domain::Text::as_str),
+            external_id: c.external_id().map(pingback_domain::Text::as_str),
+            created_at: Time(c.created_at()),
+        }
     }
 }
 
+/// The message history; each element is a [`MessageBody`].
 struct Messages<'a> {
     conversation: ConversationId,
     messages: &'a [Message],
@@ -102,61 +255,94 @@ struct Messages<'a> {
 impl Serialize for Messages<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // The conversation id is formatted once, not once per message.
-        let conversation = self.conversation.to_string();
+        let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+        let conversation = self
+            .conversation
+            .as_uuid()
+            .hyphenated()
+            .encode_lower(&mut buf);
         let mut seq = serializer.serialize_seq(Some(self.messages.len()))?;
         for message in self.messages {
-            seq.serialize_element(&MessageBody {
-                conversation: &conversation,
-                message,
-            })?;
+            seq.serialize_element(&MessageBody::new(conversation, message))?;
         }
         seq.end()
     }
 }
 
-struct MessageBody<'a> {
-    conversation: &'a str,
-    message: &'a Message,
+/// One message of the conversation.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
+pub struct MessageBody<'a> {
+    /// The message's id.
+    id: Id,
+    /// The conversation the message belongs to (always this conversation).
+    #[schema(value_type = Id)]
+    conversation_id: &'a str,
+    sender_type: SenderTypeName,
+    /// The agent or customer who wrote it, when known; else null.
+    #[schema(required = true)]
+    sender_id: Option<Id>,
+    /// The message text (may be empty).
+    content: &'a str,
+    /// Files attached to the message, in the order they were attached.
+    #[schema(value_type = Vec<AttachmentBody<'static>>)]
+    attachments: Attachments<'a>,
+    /// When the message was written.
+    created_at: Time,
 }
 
-impl Serialize for MessageBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let m = self.message;
-        let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", &Id(m.id().into_uuid()))?;
-        map.serialize_entry("conversation_id", self.conversation)?;
-        map.serialize_entry("sender_type", m.sender_type().as_str())?;
-        map.serialize_entry("sender_id", &m.sender_id().map(|i| Id(i.into_uuid())))?;
-        map.serialize_entry("content", m.content().as_str())?;
-        map.serialize_entry("attachments", &Attachments(m.attachments()))?;
-        map.serialize_entry("created_at", &Time(m.created_at()))?;
-        map.end()
+impl<'a> MessageBody<'a> {
+    fn new(conversation: &'a str, m: &'a Message) -> Self {
+        Self {
+            id: Id(m.id().into_uuid()),
+            conversation_id: conversation,
+            sender_type: SenderTypeName(m.sender_type()),
+            sender_id: m.sender_id().map(|i| Id(i.into_uuid())),
+            content: m.content().as_str(),
+            attachments: Attachments(m.attachments()),
+            created_at: Time(m.created_at()),
+        }
     }
 }
 
+/// A message's attachments; each element is an [`AttachmentBody`].
 struct Attachments<'a>(&'a [Attachment]);
 
 impl Serialize for Attachments<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for a in self.0 {
-            seq.serialize_element(&AttachmentBody(a))?;
+            seq.serialize_element(&AttachmentBody::new(a))?;
         }
         seq.end()
     }
 }
 
-struct AttachmentBody<'a>(&'a Attachment);
+/// A file attached to a message.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Attachment)]
+pub struct AttachmentBody<'a> {
+    /// The attachment's id.
+    id: Id,
+    /// The file's name as uploaded.
+    file_name: &'a str,
+    /// The file's media type as uploaded, e.g. `image/png`.
+    content_type: &'a str,
+    /// The file's size in bytes.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
+    byte_size: u64,
+    /// Where the file can be downloaded.
+    url: &'a str,
+}
 
-impl Serialize for AttachmentBody<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let a = self.0;
-        let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("id", &Id(a.id().into_uuid()))?;
-        map.serialize_entry("file_name", a.file_name().as_str())?;
-        map.serialize_entry("content_type", a.content_type().as_str())?;
-        map.serialize_entry("byte_size", &a.byte_size().get())?;
-        map.serialize_entry("url", a.url().as_str())?;
-        map.end()
+impl<'a> AttachmentBody<'a> {
+    fn new(a: &'a Attachment) -> Self {
+        Self {
+            id: Id(a.id().into_uuid()),
+            file_name: a.file_name().as_str(),
+            content_type: a.content_type().as_str(),
+            byte_size: a.byte_size().get(),
+            url: a.url().as_str(),
+        }
     }
 }

@@ -6,13 +6,16 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, guard, web};
 use pingback_application::{ConversationService, GetConversationError, Principal};
 use pingback_domain::ConversationId;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::TokenAuthority;
 use crate::envelope::{RequestId, contain_panics};
 use crate::etag::{none_match, strong_etag};
 use crate::metrics::{DatabaseError, Metrics};
+use crate::openapi;
 use crate::problem::ApiError;
-use crate::representation::to_json;
+use crate::representation::{ConversationBody, to_json};
 use actix_web::middleware::from_fn;
 
 /// What handlers share; cheap to clone into every worker.
@@ -31,6 +34,8 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(readable("/healthz").to(healthz))
             .service(readable("/readyz").to(readyz))
             .service(readable("/metrics").to(metrics))
+            .service(readable(openapi::SPEC_PATH).to(openapi_json))
+            .service(readable(openapi::DOCS_PATH).to(docs))
             .default_service(web::to(route_not_found));
     }
 }
@@ -91,7 +96,35 @@ fn authenticate(req: &HttpRequest, tokens: &TokenAuthority) -> Result<Principal,
     tokens.authenticate(header).map_err(ApiError::Unauthorized)
 }
 
-async fn get_conversation(
+/// Get a conversation with its customer and complete message history
+///
+/// One conversation of the caller's business, with its embedded customer and its
+/// **complete** message history (never capped, never paged). The tenant comes only
+/// from the verified token: a conversation of another business is a 404 that looks
+/// exactly like a missing one. Authentication is decided before the path id is looked
+/// at and needs no database.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{conversation_id}",
+    operation_id = "getConversation",
+    tag = "conversations",
+    params(
+        ("conversation_id" = String, Path, format = "uuid",
+            example = json!(crate::example::CONVERSATION),
+            description = "The conversation's id: a hyphenated UUID, any letter case. \
+                Anything else is a 404."),
+        ("If-None-Match" = Option<String>, Header,
+            description = "An `ETag` from an earlier response: the current one gives 304 \
+                with no body (`*` matches any)."),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The conversation, in the caller's business.",
+            body = ConversationBody<'static>),
+        (status = 304, description = "`If-None-Match` carries the current `ETag`; no body."),
+    )
+)]
+pub(crate) async fn get_conversation(
     req: HttpRequest,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -151,17 +184,64 @@ async fn get_conversation(
     Ok(response.content_type("application/json").body(body))
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "status": "ok" }))
+/// The body of `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    status: Alive,
 }
 
-async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+#[derive(Serialize, ToSchema)]
+enum Alive {
+    #[serde(rename = "ok")]
+    Ok,
+}
+
+/// The body of `GET /readyz` when the database answers.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    status: Ready,
+}
+
+#[derive(Serialize, ToSchema)]
+enum Ready {
+    #[serde(rename = "ready")]
+    Ready,
+}
+
+/// Liveness
+///
+/// 200 while the process runs. Needs no token and no database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is running.", body = Liveness)),
+)]
+pub(crate) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(Liveness { status: Alive::Ok })
+}
+
+/// Readiness
+///
+/// 200 when the database answers a trivial query, else 503 with `Retry-After` (take
+/// the instance out of rotation). Needs no token.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses((status = 200, description = "The database answers.", body = Readiness)),
+)]
+pub(crate) async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     match state.conversations.ready().await {
         Ok(()) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({ "status": "ready" }))),
+            .json(Readiness {
+                status: Ready::Ready,
+            })),
         Err(error) => {
             tracing::warn!(error = %error.0, "readiness check failed");
             Err(ApiError::Unavailable)
@@ -169,10 +249,65 @@ async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     }
 }
 
-async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+/// Prometheus metrics
+///
+/// The Prometheus text exposition format (0.0.4): requests by route and status,
+/// request latency, database errors and pool gauges. Needs no token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4.",
+        body = String, content_type = "text/plain")),
+)]
+pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let pool = state.metrics.pools();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(pool))
+}
+
+/// This OpenAPI document
+///
+/// The OpenAPI 3.1 description of this API, generated from the code that serves it.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi",
+    tag = "documentation",
+    responses((status = 200, description = "The OpenAPI 3.1 document.",
+        body = Object, content_type = "application/json")),
+)]
+pub(crate) async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type("application/json")
+        .body(openapi::json())
+}
+
+/// The docs page
+///
+/// A self-contained HTML page (no external resources) rendering this document: the
+/// endpoint, authentication, parameters, response fields, errors and examples.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    operation_id = "docs",
+    tag = "documentation",
+    responses((status = 200, description = "The HTML documentation page.",
+        body = String, content_type = "text/html")),
+)]
+pub(crate) async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // The page is self-contained: nothing may be loaded from anywhere.
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .content_type("text/html; charset=utf-8")
+        .body(openapi::docs_page())
 }

@@ -27,7 +27,7 @@ const SECRET: &str = "test-secret-test-secret-test-secret!";
 const BUSINESS: &str = "b2c3d4e5-f6a7-8901-bcde-f12345678901";
 const CONVERSATION: &str = "c3d4e5f6-a7b8-9012-cdef-123456789012";
 
-fn authority(issuer: Option<&str>, audience: Option<&str>) -> TokenAuthority {
+pub(crate) fn authority(issuer: Option<&str>, audience: Option<&str>) -> TokenAuthority {
     TokenAuthority::new(&AuthConfig {
         key: KeyConfig::Hs256 {
             secret: SecretString::from(SECRET),
@@ -65,11 +65,11 @@ fn sign(header: &Value, claims: &Value, secret: &str) -> String {
     format!("{message}.{signature}")
 }
 
-fn claims() -> Value {
+pub(crate) fn claims() -> Value {
     json!({ "sub": "agent-1", "business_id": BUSINESS, "exp": now() + 600 })
 }
 
-fn token_with(claims: &Value) -> String {
+pub(crate) fn token_with(claims: &Value) -> String {
     sign(&json!({ "alg": "HS256", "typ": "JWT" }), claims, SECRET)
 }
 
@@ -91,7 +91,7 @@ fn conversation(business: &str) -> Conversation {
     .unwrap()
 }
 
-fn repository_with(found: Option<Conversation>) -> MockConversationRepository {
+pub(crate) fn repository_with(found: Option<Conversation>) -> MockConversationRepository {
     let mut repository = MockConversationRepository::new();
     repository
         .expect_find_conversation()
@@ -104,7 +104,7 @@ fn repository_with(found: Option<Conversation>) -> MockConversationRepository {
     repository
 }
 
-async fn call_with(
+pub(crate) async fn call_with(
     repository: MockConversationRepository,
     tokens: TokenAuthority,
     request: test::TestRequest,
