@@ -114,12 +114,7 @@ impl ConversationRepository for PostgresStore {
             })
         })
         .await?;
-        let Some(conversation) = conversation.into_iter().next() else {
-            return Ok(None);
-        };
-        rows::conversation(conversation, history)
-            .map(Some)
-            .map_err(RepositoryError::internal)
+        rows::found(conversation, history)
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {

@@ -218,8 +218,22 @@ fn attachment(row: AttachmentRow) -> Result<Attachment, CorruptRow> {
     }))
 }
 
+/// What a read found: the first conversation row, if any, with its history, as the
+/// aggregate. A row that breaks the domain's rules is an internal error.
+pub(crate) fn found(
+    conversation: Vec<ConversationRecord>,
+    history: Vec<HistoryRecord>,
+) -> Result<Option<Conversation>, pingback_application::RepositoryError> {
+    let Some(conversation) = conversation.into_iter().next() else {
+        return Ok(None);
+    };
+    self::conversation(conversation, history)
+        .map(Some)
+        .map_err(pingback_application::RepositoryError::internal)
+}
+
 /// Builds the aggregate from the two queries' rows (history rows in query order).
-pub(crate) fn conversation(
+fn conversation(
     (row, customer_row): ConversationRecord,
     history: Vec<HistoryRecord>,
 ) -> Result<Conversation, CorruptRow> {
