@@ -137,7 +137,7 @@ fn a_blocked_query_hits_the_statement_timeout_and_an_exhausted_pool_gives_503() 
 fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let cluster = OwnCluster::start();
     let env = prepared(&cluster);
-    let app = env.serve();
+    let app = env.serve_with(&[("PINGBACK__LOG__LEVEL", "info")]);
     let token = token_for(BUSINESS);
     assert_eq!(app.get_as(&path(), &token).status, 200);
 
@@ -169,5 +169,14 @@ fn sigterm_finishes_in_flight_requests_then_exits_0() {
         "the in-flight request completes"
     );
     assert!(status.success(), "exit status {status}; logs:\n{logs}");
+    // Operators see the lifecycle in the log: ready, then stopped.
+    let ready = logs.find("pingback ready").expect("a ready line");
+    let stopped = logs.find("pingback stopped").expect("a stopped line");
+    assert!(ready < stopped, "{logs}");
+    assert!(
+        logs.contains("pingback::access"),
+        "one line per request: {logs}"
+    );
+    assert!(!logs.contains(&token), "the token must never be logged");
     let _ = locker.wait();
 }
