@@ -69,6 +69,13 @@ pub(crate) fn claims() -> Value {
     json!({ "sub": "agent-1", "business_id": BUSINESS, "exp": now() + 600 })
 }
 
+/// The valid claims with one change.
+fn claims_with(change: impl FnOnce(&mut Value)) -> Value {
+    let mut c = claims();
+    change(&mut c);
+    c
+}
+
 pub(crate) fn token_with(claims: &Value) -> String {
     sign(&json!({ "alg": "HS256", "typ": "JWT" }), claims, SECRET)
 }
@@ -208,7 +215,6 @@ async fn assert_unauthorized(authorization: Option<String>, tokens: TokenAuthori
 #[actix_web::test]
 async fn the_401_matrix() {
     let bearer = |t: String| Some(format!("Bearer {t}"));
-    let mut c;
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing header", None),
         ("basic scheme", Some("Basic dXNlcjpwYXNz".into())),
@@ -224,27 +230,21 @@ async fn the_401_matrix() {
         ),
         (
             "expired",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["exp"] = json!(now() - 120);
-                c.clone()
-            })),
+            }))),
         ),
         (
             "nbf in the future",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["nbf"] = json!(now() + 120);
-                c.clone()
-            })),
+            }))),
         ),
         (
             "iat in the future",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["iat"] = json!(now() + 120);
-                c.clone()
-            })),
+            }))),
         ),
         (
             "alg none",
@@ -260,59 +260,45 @@ async fn the_401_matrix() {
         ),
         (
             "missing sub",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c.as_object_mut().unwrap().remove("sub");
-                c.clone()
-            })),
+            }))),
         ),
         (
             "numeric sub",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["sub"] = json!(42);
-                c.clone()
-            })),
+            }))),
         ),
         (
             "missing business_id",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c.as_object_mut().unwrap().remove("business_id");
-                c.clone()
-            })),
+            }))),
         ),
         (
             "integer business_id",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["business_id"] = json!(7);
-                c.clone()
-            })),
+            }))),
         ),
         (
             "non-UUID business_id",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["business_id"] = json!("acme");
-                c.clone()
-            })),
+            }))),
         ),
         (
             "missing exp",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c.as_object_mut().unwrap().remove("exp");
-                c.clone()
-            })),
+            }))),
         ),
         (
             "string exp",
-            bearer(token_with(&{
-                c = claims();
+            bearer(token_with(&claims_with(|c| {
                 c["exp"] = json!("tomorrow");
-                c.clone()
-            })),
+            }))),
         ),
         (
             "crit header",

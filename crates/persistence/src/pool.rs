@@ -87,3 +87,25 @@ pub(crate) fn status<M: Manager>(pool: &Pool<M>) -> pingback_application::PoolSt
         max_size: status.max_size,
     }
 }
+
+/// The pool both adapters use: bounded waits everywhere (a request never queues for
+/// longer than the pool wait; opening or recycling a connection is bounded by the
+/// connect timeout).
+pub(crate) fn build<M: Manager>(
+    manager: M,
+    settings: &crate::settings::DatabaseSettings,
+) -> Result<Pool<M>, crate::error::StorageError> {
+    Pool::builder(manager)
+        .max_size(settings.max_connections)
+        .wait_timeout(Some(settings.pool_wait_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| crate::error::StorageError::InvalidSettings(e.to_string()))
+}
+
+/// How long one call may take in all: waiting for a connection, then its statements.
+pub(crate) fn call_budget(settings: &crate::settings::DatabaseSettings) -> Duration {
+    settings.pool_wait_timeout + settings.statement_timeout
+}

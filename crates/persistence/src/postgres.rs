@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool::Runtime;
 use diesel::{ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
@@ -55,17 +54,9 @@ impl PostgresStore {
         config.recycling_method = RecyclingMethod::Fast;
         config.custom_setup = Box::new(move |url| Box::pin(setup(url, statement_timeout_ms)));
         let manager = AsyncDieselConnectionManager::new_with_config(url, config);
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections)
-            .wait_timeout(Some(settings.pool_wait_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| StorageError::InvalidSettings(e.to_string()))?;
         Ok(Self {
-            pool,
-            budget: settings.pool_wait_timeout + settings.statement_timeout,
+            pool: crate::pool::build(manager, settings)?,
+            budget: crate::pool::call_budget(settings),
         })
     }
 }

@@ -8,7 +8,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool::Runtime;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{
@@ -78,17 +77,9 @@ impl SqliteStore {
             })
         });
         let manager = AsyncDieselConnectionManager::new_with_config(uri, config);
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections)
-            .wait_timeout(Some(settings.pool_wait_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| StorageError::InvalidSettings(e.to_string()))?;
         Ok(Self {
-            pool,
-            budget: settings.pool_wait_timeout + settings.statement_timeout,
+            pool: crate::pool::build(manager, settings)?,
+            budget: crate::pool::call_budget(settings),
         })
     }
 }
