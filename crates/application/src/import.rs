@@ -82,15 +82,6 @@ pub struct ImportSummary {
     pub attachments: u64,
 }
 
-impl ImportSummary {
-    pub fn add(&mut self, other: ImportSummary) {
-        self.conversations += other.conversations;
-        self.customers += other.customers;
-        self.messages += other.messages;
-        self.attachments += other.attachments;
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// Nothing was written.
