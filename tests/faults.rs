@@ -1,5 +1,5 @@
 //! Faults injected for real: the database stopped under a running server, locks that
-//! make queries hang, the pool exhausted, SIGTERM with requests in flight. Each test
+//! make queries hang, reads queued behind a blocked one, SIGTERM with requests in flight. Each test
 //! runs its own PostgreSQL cluster so stopping it disturbs nobody else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -85,13 +85,13 @@ fn a_stopped_database_gives_503_then_recovers_without_restart() {
 }
 
 #[test]
-fn a_blocked_query_hits_the_statement_timeout_and_an_exhausted_pool_gives_503() {
+fn a_blocked_query_hits_the_statement_timeout_and_reads_queued_behind_it_the_call_budget() {
     let cluster = OwnCluster::start();
     let env = prepared(&cluster);
-    // One worker: pools are per worker, and this test needs the only connection busy.
+    // One worker with one read connection: every read queues behind the blocked one.
     let app = env.serve_with(&[
         ("PINGBACK__SERVER__WORKERS", "1"),
-        ("PINGBACK__DATABASE__MAX_CONNECTIONS", "1"),
+        ("PINGBACK__DATABASE__READ_CONNECTIONS", "1"),
         ("PINGBACK__DATABASE__POOL_WAIT_TIMEOUT_SECONDS", "1"),
         ("PINGBACK__DATABASE__STATEMENT_TIMEOUT_SECONDS", "2"),
     ]);
@@ -111,20 +111,21 @@ fn a_blocked_query_hits_the_statement_timeout_and_an_exhausted_pool_gives_503() 
             (reply, started.elapsed())
         });
         std::thread::sleep(Duration::from_millis(300));
-        // The only connection is busy: this one waits for the pool, then gives up.
+        // Pipelined behind the blocked read, then blocked itself: the call budget
+        // (pool wait + statement timeout = 3 s) ends it.
         let started = Instant::now();
         let queued = app.get_as(&path(), &token);
         let queued_elapsed = started.elapsed();
         queued.problem(503);
         assert!(
-            queued_elapsed < Duration::from_secs(3),
-            "pool wait took {queued_elapsed:?}"
+            queued_elapsed < Duration::from_millis(3_500),
+            "queued read took {queued_elapsed:?}"
         );
 
         let (reply, elapsed) = slow.join().unwrap();
         reply.problem(503);
         assert!(
-            elapsed < Duration::from_secs(4),
+            elapsed < Duration::from_secs(3),
             "statement timeout took {elapsed:?}"
         );
     });

@@ -1,10 +1,10 @@
 //! `pingback-baseline`: the benchmark's lower bound for this stack (`make bench`).
 //!
 //! `GET /api/v1/conversations/{conversation_id}` written by hand, with no
-//! architecture: the same HS256 token check (jsonwebtoken), the same two SQL
-//! statements pipelined on one tokio-postgres connection per actix worker (prepared
-//! once, when the worker starts), and the same JSON body serialized straight from the
-//! rows with serde_json, with the same `ETag`. No domain types, no ports, no pool, no
+//! architecture: the same HS256 token check (jsonwebtoken), the same SQL statement on
+//! one tokio-postgres connection per actix worker (prepared once, when the worker
+//! starts; concurrent requests pipelined on it), and the same JSON body serialized
+//! straight from the rows with serde_json, with the same `ETag`. No domain types, no ports, no pool, no
 //! request ids, no problem+json, no metrics: whatever Pingback spends beyond this is
 //! the price of its design.
 //!
@@ -16,8 +16,8 @@
 //! - `BIND` — listen address (default `127.0.0.1:8081`)
 //! - `WORKERS` — actix workers, each with its own connection (default: one per core)
 //!
-//! `pingback-baseline --print-sql` prints the two statements, one per line (the
-//! benchmark's pgbench script is built from them).
+//! `pingback-baseline --print-sql` prints the statement on one line (the benchmark's
+//! pgbench script is built from it).
 
 use std::fmt;
 use std::net::TcpListener;
@@ -29,26 +29,29 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::BytesMut;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use serde::ser::{Error as _, Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Row, Statement};
 use xxhash_rust::xxh3::xxh3_128;
 
-// The two statements of pingback's PostgreSQL adapter, exactly as Diesel renders
-// `conversation_query!` and `history_query!` (crates/persistence/src/rows.rs) and as
-// pg_stat_statements records them, so all three systems run the same SQL.
+// The statement of pingback's PostgreSQL adapter, exactly as it renders
+// `ConversationRead` (crates/persistence/src/snapshot_read.rs) and as
+// pg_stat_statements records it, so all three systems run the same SQL: the
+// conversation and its customer (part 0), its messages in history order (part 1) and
+// its attachments (part 2), NULL-padded into one row shape.
+const READ_SQL: &str = "(SELECT 0, c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, c.channel_id, c.created_at, c.updated_at, c.first_response_at, cu.business_id, cu.id, cu.name, cu.email, cu.phone, cu.external_id, cu.created_at, NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, NULL::uuid, NULL::integer, NULL::uuid, NULL::text, NULL::text, NULL::bigint, NULL::text FROM conversations c LEFT JOIN customers cu ON cu.business_id = c.business_id AND cu.id = c.customer_id WHERE c.business_id = $1 AND c.id = $2) UNION ALL (SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.id, m.sender_type, m.sender_id, m.content, m.created_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM messages m WHERE m.business_id = $3 AND m.conversation_id = $4 ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a.message_id, a.position, a.id, a.file_name, a.content_type, a.byte_size, a.url FROM attachments a WHERE a.business_id = $5 AND a.conversation_id = $6)";
 
-/// The conversation and its customer (one row, or none when the conversation is not
-/// in this business).
-const CONVERSATION_SQL: &str = r#"SELECT "conversations"."business_id", "conversations"."id", "conversations"."customer_id", "conversations"."assignee_id", "conversations"."status", "conversations"."channel_type", "conversations"."channel_id", "conversations"."created_at", "conversations"."updated_at", "conversations"."first_response_at", "customers"."business_id", "customers"."id", "customers"."name", "customers"."email", "customers"."phone", "customers"."external_id", "customers"."created_at" FROM ("conversations" LEFT OUTER JOIN "customers" ON (("customers"."business_id" = "conversations"."business_id") AND ("customers"."id" = "conversations"."customer_id"))) WHERE (("conversations"."business_id" = $1) AND ("conversations"."id" = $2))"#;
-
-/// The history, one row per (message, attachment), in history order.
-const HISTORY_SQL: &str = r#"SELECT "messages"."id", "messages"."sender_type", "messages"."sender_id", "messages"."content", "messages"."created_at", "attachments"."id", "attachments"."file_name", "attachments"."content_type", "attachments"."byte_size", "attachments"."url" FROM ("messages" LEFT OUTER JOIN "attachments" ON ((("attachments"."business_id" = "messages"."business_id") AND ("attachments"."conversation_id" = "messages"."conversation_id")) AND ("attachments"."message_id" = "messages"."id"))) WHERE (("messages"."business_id" = $1) AND ("messages"."conversation_id" = $2)) ORDER BY "messages"."created_at", "messages"."id", "attachments"."position""#;
+// Column indexes in READ_SQL's rows.
+const PART: usize = 0;
+const CONVERSATION: usize = 1;
+const CUSTOMER: usize = 11;
+const MESSAGE: usize = 18;
+const ATTACHMENT: usize = 23;
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
 /// A `uuid` column or parameter, read and written as its 16 raw bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 struct Uid(uuid::Uuid);
 
 impl<'a> FromSql<'a> for Uid {
@@ -133,28 +136,31 @@ fn col<'a, T: FromSql<'a>, E: serde::ser::Error>(row: &'a Row, index: usize) -> 
     row.try_get(index).map_err(E::custom)
 }
 
-/// The 200 body, from the conversation row and the history rows.
+/// The 200 body, from the statement's rows: the conversation row, the message rows in
+/// history order, the attachment rows sorted by (message, position).
 struct Body<'a> {
     conversation: &'a Row,
-    history: &'a [Row],
+    messages: &'a [&'a Row],
+    attachments: &'a [(Uid, i32, &'a Row)],
 }
 
 impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let c = self.conversation;
-        let id: Uid = col(c, 1)?;
-        let customer_id: Option<Uid> = col(c, 2)?;
+        let at = |i| CONVERSATION + i;
+        let id: Uid = col(c, at(1))?;
+        let customer_id: Option<Uid> = col(c, at(2))?;
         let mut map = serializer.serialize_map(Some(13))?;
         map.serialize_entry("id", &id)?;
-        map.serialize_entry("business_id", &col::<Uid, _>(c, 0)?)?;
+        map.serialize_entry("business_id", &col::<Uid, _>(c, at(0))?)?;
         map.serialize_entry("customer_id", &customer_id)?;
-        map.serialize_entry("assignee_id", &col::<Option<Uid>, _>(c, 3)?)?;
-        map.serialize_entry("status", &col::<&str, _>(c, 4)?)?;
-        map.serialize_entry("channel_type", &col::<&str, _>(c, 5)?)?;
-        map.serialize_entry("channel_id", &col::<Option<Uid>, _>(c, 6)?)?;
-        map.serialize_entry("created_at", &col::<Micros, _>(c, 7)?)?;
-        map.serialize_entry("updated_at", &col::<Micros, _>(c, 8)?)?;
-        map.serialize_entry("first_response_at", &col::<Option<Micros>, _>(c, 9)?)?;
+        map.serialize_entry("assignee_id", &col::<Option<Uid>, _>(c, at(3))?)?;
+        map.serialize_entry("status", &col::<&str, _>(c, at(4))?)?;
+        map.serialize_entry("channel_type", &col::<&str, _>(c, at(5))?)?;
+        map.serialize_entry("channel_id", &col::<Option<Uid>, _>(c, at(6))?)?;
+        map.serialize_entry("created_at", &col::<Micros, _>(c, at(7))?)?;
+        map.serialize_entry("updated_at", &col::<Micros, _>(c, at(8))?)?;
+        map.serialize_entry("first_response_at", &col::<Option<Micros>, _>(c, at(9))?)?;
         match customer_id {
             Some(_) => map.serialize_entry("customer", &CustomerBody(c))?,
             None => map.serialize_entry("customer", &())?,
@@ -165,7 +171,8 @@ impl Serialize for Body<'_> {
             "messages",
             &Messages {
                 conversation,
-                rows: self.history,
+                messages: self.messages,
+                attachments: self.attachments,
             },
         )?;
         map.end()
@@ -177,44 +184,41 @@ struct CustomerBody<'a>(&'a Row);
 impl Serialize for CustomerBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let c = self.0;
+        let at = |i| CUSTOMER + i;
         let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", &col::<Uid, _>(c, 11)?)?;
-        map.serialize_entry("business_id", &col::<Uid, _>(c, 10)?)?;
-        map.serialize_entry("name", &col::<Option<&str>, _>(c, 12)?)?;
-        map.serialize_entry("email", &col::<Option<&str>, _>(c, 13)?)?;
-        map.serialize_entry("phone", &col::<Option<&str>, _>(c, 14)?)?;
-        map.serialize_entry("external_id", &col::<Option<&str>, _>(c, 15)?)?;
-        map.serialize_entry("created_at", &col::<Micros, _>(c, 16)?)?;
+        map.serialize_entry("id", &col::<Uid, _>(c, at(1))?)?;
+        map.serialize_entry("business_id", &col::<Uid, _>(c, at(0))?)?;
+        map.serialize_entry("name", &col::<Option<&str>, _>(c, at(2))?)?;
+        map.serialize_entry("email", &col::<Option<&str>, _>(c, at(3))?)?;
+        map.serialize_entry("phone", &col::<Option<&str>, _>(c, at(4))?)?;
+        map.serialize_entry("external_id", &col::<Option<&str>, _>(c, at(5))?)?;
+        map.serialize_entry("created_at", &col::<Micros, _>(c, at(6))?)?;
         map.end()
     }
 }
 
 struct Messages<'a> {
     conversation: &'a str,
-    rows: &'a [Row],
+    messages: &'a [&'a Row],
+    attachments: &'a [(Uid, i32, &'a Row)],
 }
 
 impl Serialize for Messages<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(None)?;
-        let mut rest = self.rows;
-        while let Some(first) = rest.first() {
-            // Consecutive rows of one message carry its attachments.
-            let id: Uid = col(first, 0)?;
-            let mut end = 1;
-            while let Some(next) = rest.get(end) {
-                if col::<Uid, S::Error>(next, 0)? != id {
-                    break;
-                }
-                end += 1;
-            }
-            let (rows, tail) = rest.split_at(end);
+        let mut seq = serializer.serialize_seq(Some(self.messages.len()))?;
+        for m in self.messages {
+            let id: Uid = col(m, MESSAGE)?;
+            let start = self.attachments.partition_point(|(owner, ..)| *owner < id);
+            let count = self.attachments[start..]
+                .iter()
+                .take_while(|(owner, ..)| *owner == id)
+                .count();
             seq.serialize_element(&MessageBody {
                 id,
                 conversation: self.conversation,
-                rows,
+                row: m,
+                attachments: &self.attachments[start..start + count],
             })?;
-            rest = tail;
         }
         seq.end()
     }
@@ -223,56 +227,49 @@ impl Serialize for Messages<'_> {
 struct MessageBody<'a> {
     id: Uid,
     conversation: &'a str,
-    rows: &'a [Row],
+    row: &'a Row,
+    attachments: &'a [(Uid, i32, &'a Row)],
 }
 
 impl Serialize for MessageBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let m = self
-            .rows
-            .first()
-            .ok_or_else(|| S::Error::custom("a message without rows"))?;
+        let m = self.row;
         let mut map = serializer.serialize_map(Some(7))?;
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("conversation_id", self.conversation)?;
-        map.serialize_entry("sender_type", &col::<&str, _>(m, 1)?)?;
-        map.serialize_entry("sender_id", &col::<Option<Uid>, _>(m, 2)?)?;
-        map.serialize_entry("content", &col::<&str, _>(m, 3)?)?;
-        map.serialize_entry("attachments", &Attachments(self.rows))?;
-        map.serialize_entry("created_at", &col::<Micros, _>(m, 4)?)?;
+        map.serialize_entry("sender_type", &col::<&str, _>(m, MESSAGE + 1)?)?;
+        map.serialize_entry("sender_id", &col::<Option<Uid>, _>(m, MESSAGE + 2)?)?;
+        map.serialize_entry("content", &col::<&str, _>(m, MESSAGE + 3)?)?;
+        map.serialize_entry("attachments", &Attachments(self.attachments))?;
+        map.serialize_entry("created_at", &col::<Micros, _>(m, MESSAGE + 4)?)?;
         map.end()
     }
 }
 
-struct Attachments<'a>(&'a [Row]);
+struct Attachments<'a>(&'a [(Uid, i32, &'a Row)]);
 
 impl Serialize for Attachments<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(None)?;
-        for row in self.0 {
-            // A message without attachments has one row with NULL attachment columns.
-            if let Some(id) = col::<Option<Uid>, S::Error>(row, 5)? {
-                seq.serialize_element(&AttachmentBody { id, row })?;
-            }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (_, _, row) in self.0 {
+            seq.serialize_element(&AttachmentBody(row))?;
         }
         seq.end()
     }
 }
 
-struct AttachmentBody<'a> {
-    id: Uid,
-    row: &'a Row,
-}
+struct AttachmentBody<'a>(&'a Row);
 
 impl Serialize for AttachmentBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let a = self.row;
+        let a = self.0;
+        let at = |i| ATTACHMENT + i;
         let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("id", &self.id)?;
-        map.serialize_entry("file_name", &col::<&str, _>(a, 6)?)?;
-        map.serialize_entry("content_type", &col::<&str, _>(a, 7)?)?;
-        map.serialize_entry("byte_size", &col::<i64, _>(a, 8)?)?;
-        map.serialize_entry("url", &col::<&str, _>(a, 9)?)?;
+        map.serialize_entry("id", &col::<Uid, _>(a, at(2))?)?;
+        map.serialize_entry("file_name", &col::<&str, _>(a, at(3))?)?;
+        map.serialize_entry("content_type", &col::<&str, _>(a, at(4))?)?;
+        map.serialize_entry("byte_size", &col::<i64, _>(a, at(5))?)?;
+        map.serialize_entry("url", &col::<&str, _>(a, at(6))?)?;
         map.end()
     }
 }
@@ -316,8 +313,7 @@ impl Auth {
 /// One connection per worker, its statements prepared once.
 struct Db {
     client: Client,
-    conversation: Statement,
-    history: Statement,
+    read: Statement,
 }
 
 async fn connect(url: Rc<str>) -> Result<Db, tokio_postgres::Error> {
@@ -327,17 +323,12 @@ async fn connect(url: Rc<str>) -> Result<Db, tokio_postgres::Error> {
             eprintln!("pingback-baseline: database connection lost: {error}");
         }
     });
-    let conversation = client
-        .prepare_typed(CONVERSATION_SQL, &[Type::UUID, Type::UUID])
+    // As pingback does: key lookups need no per-execution re-planning.
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
         .await?;
-    let history = client
-        .prepare_typed(HISTORY_SQL, &[Type::UUID, Type::UUID])
-        .await?;
-    Ok(Db {
-        client,
-        conversation,
-        history,
-    })
+    let read = client.prepare_typed(READ_SQL, &[Type::UUID; 6]).await?;
+    Ok(Db { client, read })
 }
 
 async fn get_conversation(
@@ -358,15 +349,9 @@ async fn get_conversation(
         return HttpResponse::NotFound().finish();
     };
     let (business, id) = (Uid(business), Uid(id));
-    let params: [&(dyn ToSql + Sync); 2] = [&business, &id];
+    let params: [&(dyn ToSql + Sync); 6] = [&business, &id, &business, &id, &business, &id];
 
-    // Both statements are sent before either answer is awaited: one round trip.
-    let (conversation, history) = match futures_util::future::try_join(
-        db.client.query(&db.conversation, &params),
-        db.client.query(&db.history, &params),
-    )
-    .await
-    {
+    let rows = match db.client.query(&db.read, &params).await {
         Ok(rows) => rows,
         Err(error) => {
             eprintln!("pingback-baseline: query failed: {error}");
@@ -375,16 +360,32 @@ async fn get_conversation(
                 .finish();
         }
     };
-    let Some(conversation) = conversation.first() else {
+    let mut conversation = None;
+    let mut messages = Vec::with_capacity(rows.len());
+    let mut attachments = Vec::new();
+    for row in &rows {
+        match row.try_get::<_, i32>(PART) {
+            Ok(0) => conversation = Some(row),
+            Ok(1) => messages.push(row),
+            Ok(2) => match (row.try_get(ATTACHMENT), row.try_get(ATTACHMENT + 1)) {
+                (Ok(owner), Ok(position)) => attachments.push((owner, position, row)),
+                _ => return HttpResponse::InternalServerError().finish(),
+            },
+            _ => return HttpResponse::InternalServerError().finish(),
+        }
+    }
+    let Some(conversation) = conversation else {
         return HttpResponse::NotFound().finish();
     };
+    attachments.sort_unstable_by_key(|&(owner, position, _)| (owner, position));
 
-    let mut body = Vec::with_capacity(1024 + history.len() * 400);
+    let mut body = Vec::with_capacity(1024 + rows.len() * 400);
     let written = serde_json::to_writer(
         &mut body,
         &Body {
             conversation,
-            history: &history,
+            messages: &messages,
+            attachments: &attachments,
         },
     );
     if let Err(error) = written {
@@ -419,8 +420,7 @@ fn run() -> Result<(), String> {
     if std::env::args().nth(1).as_deref() == Some("--print-sql") {
         #[allow(clippy::print_stdout)] // the command's output
         {
-            println!("{CONVERSATION_SQL}");
-            println!("{HISTORY_SQL}");
+            println!("{READ_SQL}");
         }
         return Ok(());
     }

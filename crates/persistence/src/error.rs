@@ -53,6 +53,22 @@ pub(crate) fn classify(error: DieselError) -> RepositoryError {
     }
 }
 
+/// The connection itself is gone (as opposed to a statement that failed on a healthy
+/// one): whatever is sent on it again fails too.
+pub(crate) fn is_connection_lost(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            _,
+        ) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("terminating connection") || message.contains("connection closed")
+        }
+        _ => false,
+    }
+}
+
 fn is_transient(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(

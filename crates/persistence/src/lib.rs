@@ -29,6 +29,7 @@ mod postgres;
 mod rows;
 mod schema;
 mod settings;
+mod snapshot_read;
 mod sqlite;
 
 #[cfg(feature = "testing")]

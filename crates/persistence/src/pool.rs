@@ -1,16 +1,9 @@
-//! Checking connections out of a pool so that a call is bounded in time and a
-//! connection in an unknown state never goes back to the pool.
+//! The pools both adapters build, and checking connections out of them so that a
+//! connection in an unknown state never goes back.
 
 use std::time::Duration;
 
 use deadpool::managed::{Manager, Object, Pool};
-use diesel::QueryResult;
-use diesel_async::pooled_connection::PoolError as ManagerError;
-use futures_util::future::BoxFuture;
-use pingback_application::RepositoryError;
-use tokio::time::{Instant, timeout_at};
-
-use crate::error::{DeadlineExceeded, classify, classify_pool};
 
 /// A pooled connection that goes back to the pool only through [`Checkout::release`].
 ///
@@ -44,36 +37,6 @@ impl<M: Manager> Drop for Checkout<M> {
             tracing::debug!("closing a database connection left in an unknown state");
             drop(Object::take(object));
         }
-    }
-}
-
-/// Runs `work` on a pooled connection within `budget` (pool wait plus statement
-/// time): past it the call is `Unavailable`, whatever the server is doing.
-pub(crate) async fn with_connection<M, T, F>(
-    pool: &Pool<M>,
-    budget: Duration,
-    work: F,
-) -> Result<T, RepositoryError>
-where
-    M: Manager<Error = ManagerError>,
-    F: for<'c> FnOnce(&'c mut M::Type) -> BoxFuture<'c, QueryResult<T>>,
-{
-    let deadline = Instant::now() + budget;
-    let object = timeout_at(deadline, pool.get())
-        .await
-        .map_err(|_| RepositoryError::unavailable(DeadlineExceeded(budget)))?
-        .map_err(classify_pool)?;
-    let mut checkout = Checkout::new(object);
-    let Some(connection) = checkout.connection() else {
-        return Err(RepositoryError::internal("pooled connection missing"));
-    };
-    match timeout_at(deadline, work(connection)).await {
-        Ok(Ok(value)) => {
-            checkout.release();
-            Ok(value)
-        }
-        Ok(Err(error)) => Err(classify(error)),
-        Err(_) => Err(RepositoryError::unavailable(DeadlineExceeded(budget))),
     }
 }
 

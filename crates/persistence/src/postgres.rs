@@ -1,6 +1,8 @@
-//! The PostgreSQL adapter: diesel-async over tokio-postgres (no libpq), pooled by
-//! deadpool.
+//! The PostgreSQL adapter: diesel-async over tokio-postgres (no libpq). Reads share a
+//! few pipelined connections; imports and readiness checks use a deadpool pool.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,21 +12,22 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use futures_util::future::{try_join3, try_join4};
+use futures_util::future::try_join4;
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     PoolStatus, RepositoryError,
 };
 use pingback_domain::{BusinessId, Conversation, ConversationId};
+use tokio::sync::Mutex;
+use tokio::time::{Instant, timeout_at};
 
-use crate::error::StorageError;
+use crate::error::{DeadlineExceeded, StorageError, classify, is_connection_lost};
 use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_import};
-use crate::pool::{Checkout, with_connection};
-use crate::rows::{
-    self, BatchRows, ConversationRecord, HistoryRecord, conversation_query, history_query,
-};
+use crate::pool::Checkout;
+use crate::rows::{self, BatchRows};
 use crate::schema::{DbUuid, attachments, conversations, customers, messages};
 use crate::settings::{DatabaseSettings, with_connect_timeout};
+use crate::snapshot_read::{self, ConversationRead, ReadRow};
 
 /// PostgreSQL's limit on bind parameters in one statement.
 const MAX_BINDS: usize = 65_535;
@@ -33,22 +36,32 @@ const MAX_BINDS: usize = 65_535;
 /// concurrent imports cannot give one id to two businesses.
 const IMPORT_LOCK: &str = "SELECT pg_advisory_xact_lock(7402471198346123286)";
 
-/// A snapshot for the two reads, so a concurrent import is seen entirely or not at all.
-const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-
 #[derive(Clone)]
 pub(crate) struct PostgresStore {
+    /// Imports and readiness checks: a connection each, for as long as they need it.
     pool: Pool<AsyncPgConnection>,
+    /// Conversation reads: shared, pipelined connections.
+    reads: Arc<ReadConnections>,
     budget: Duration,
 }
 
 impl PostgresStore {
-    /// Builds the pool without connecting: connections are made on demand.
+    /// Builds the pool and the read lanes without connecting: connections are made on
+    /// demand.
     pub(crate) fn new(url: &str, settings: &DatabaseSettings) -> Result<Self, StorageError> {
         let url = with_connect_timeout(url, settings.connect_timeout);
         let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let reads = Arc::new(ReadConnections {
+            url: url.clone(),
+            statement_timeout_ms,
+            connect_timeout: settings.connect_timeout,
+            lanes: (0..settings.read_connections.max(1))
+                .map(|_| Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        });
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        // No ping per checkout: a request costs its own round trips only. A connection
+        // No ping per checkout: a call costs its own round trips only. A connection
         // the server closed is dropped at recycle (tokio-postgres knows it is closed)
         // or fails its next query as Unavailable and is discarded then.
         config.recycling_method = RecyclingMethod::Fast;
@@ -56,28 +69,137 @@ impl PostgresStore {
         let manager = AsyncDieselConnectionManager::new_with_config(url, config);
         Ok(Self {
             pool: crate::pool::build(manager, settings)?,
+            reads,
             budget: crate::pool::call_budget(settings),
         })
     }
 }
 
 /// A connection is driven by a task on the runtime that opens it; the HTTP adapter gives
-/// each actix worker a pool of its own so that runtime is always the caller's.
+/// each actix worker a store of its own so that runtime is always the caller's.
 ///
-/// Per connection: the statement timeout, and the read statements prepared up front so
-/// that every read pipelines all its messages (see `find_conversation`).
+/// Per connection: the statement timeout, and generic plans. Every statement here looks
+/// rows up by key, so its best plan does not depend on the values; yet the default
+/// (`auto`) re-planned the read on every execution (a generic plan's estimate, averaged
+/// over all conversation sizes, looks worse than one for the id at hand), which cost
+/// more than executing it: forcing generic plans nearly doubled the reads PostgreSQL
+/// serves per second (`docs/benchmarks.md`).
 async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
     let conn = AsyncPgConnection::establish(url).await?;
-    let set_timeout = format!("SET statement_timeout = {statement_timeout_ms}");
-    let nil = DbUuid(uuid::Uuid::nil());
-    try_join3(
-        SimpleAsyncConnection::batch_execute(&mut &conn, &set_timeout),
-        conversation_query!(nil, nil).load::<ConversationRecord>(&mut &conn),
-        history_query!(nil, nil).load::<HistoryRecord>(&mut &conn),
-    )
-    .await
-    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    let settings = format!(
+        "SET statement_timeout = {statement_timeout_ms}; SET plan_cache_mode = force_generic_plan"
+    );
+    SimpleAsyncConnection::batch_execute(&mut &conn, &settings)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
+}
+
+type Lane = Mutex<Option<Arc<AsyncPgConnection>>>;
+
+/// The connections conversation reads share.
+///
+/// A read is one statement (`snapshot_read`), so it needs no transaction and hence no
+/// connection of its own: concurrent reads on one connection are pipelined by
+/// tokio-postgres, and PostgreSQL serves them back to back from one backend. Compared
+/// with a pool of exclusive connections that saves the database a switch between
+/// backends per read, and both sides read and write many messages per system call
+/// (measured: `docs/benchmarks.md`). It also bounds memory: a lane delivers one result
+/// at a time, so a worker holds few large results at once.
+///
+/// Each lane holds one connection, opened on first use and replaced after a failure;
+/// reads take the lanes in turn.
+struct ReadConnections {
+    url: String,
+    statement_timeout_ms: u128,
+    connect_timeout: Duration,
+    lanes: Vec<Lane>,
+    next: AtomicUsize,
+}
+
+impl ReadConnections {
+    fn lane(&self) -> &Lane {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.lanes[n % self.lanes.len()]
+    }
+
+    /// The lane's connection, opened (and its statement prepared) if it has none. One
+    /// caller connects while the others wait: a database coming back is not stormed.
+    async fn connection(&self, lane: &Lane) -> Result<Arc<AsyncPgConnection>, RepositoryError> {
+        let mut slot = lane.lock().await;
+        if let Some(conn) = &*slot {
+            return Ok(Arc::clone(conn));
+        }
+        let opened = tokio::time::timeout(self.connect_timeout, async {
+            let conn = setup(&self.url, self.statement_timeout_ms).await?;
+            // Prepared now, so that a read's first poll sends its Bind and Execute
+            // without waiting for a Parse round trip.
+            let nil = DbUuid(uuid::Uuid::nil());
+            ConversationRead {
+                business: nil,
+                id: nil,
+            }
+            .load::<ReadRow>(&mut &conn)
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok::<_, ConnectionError>(conn)
+        })
+        .await
+        .map_err(|_| RepositoryError::unavailable(DeadlineExceeded(self.connect_timeout)))?
+        .map_err(RepositoryError::unavailable)?;
+        let conn = Arc::new(opened);
+        *slot = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// Drops the lane's connection if it is still `conn`: reads already sent on it
+    /// finish or fail on their own, and the next read opens a new one.
+    async fn discard(&self, lane: &Lane, conn: &Arc<AsyncPgConnection>) {
+        let mut slot = lane.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, conn))
+        {
+            *slot = None;
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Runs `read` on a read lane within the call budget.
+    async fn read(&self, read: ConversationRead) -> Result<Vec<ReadRow>, RepositoryError> {
+        let lane = self.reads.lane();
+        let deadline = Instant::now() + self.budget;
+        let expired = || RepositoryError::unavailable(DeadlineExceeded(self.budget));
+        // A read is idempotent: when the lane's connection turns out to be dead (the
+        // server restarted, a proxy dropped it), the read is sent again, once, on a
+        // fresh connection rather than failing a request for a connection nobody
+        // could use any more.
+        let mut retry = true;
+        loop {
+            let conn = timeout_at(deadline, self.reads.connection(lane))
+                .await
+                .map_err(|_| expired())??;
+            match timeout_at(deadline, read.load::<ReadRow>(&mut &*conn)).await {
+                Ok(Ok(rows)) => return Ok(rows),
+                Ok(Err(error)) => {
+                    if is_connection_lost(&error) {
+                        self.reads.discard(lane, &conn).await;
+                        if std::mem::take(&mut retry) {
+                            continue;
+                        }
+                    }
+                    return Err(classify(error));
+                }
+                Err(_) => {
+                    // No answer in time: the connection may be stuck (a network
+                    // partition), and a new one costs little next to that.
+                    self.reads.discard(lane, &conn).await;
+                    return Err(expired());
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -87,32 +209,25 @@ impl ConversationRepository for PostgresStore {
         business: BusinessId,
         id: ConversationId,
     ) -> Result<Option<Conversation>, RepositoryError> {
-        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
-        let (conversation, history) = with_connection(&self.pool, self.budget, |conn| {
-            Box::pin(async move {
-                let conn = &*conn;
-                // All four are sent before any answer is awaited: one round trip. The
-                // statements are prepared at connect, so none waits on a Parse and
-                // COMMIT cannot overtake them.
-                let (_, conversation, history, _) = try_join4(
-                    SimpleAsyncConnection::batch_execute(&mut &*conn, BEGIN_READ),
-                    conversation_query!(business, id).load::<ConversationRecord>(&mut &*conn),
-                    history_query!(business, id).load::<HistoryRecord>(&mut &*conn),
-                    SimpleAsyncConnection::batch_execute(&mut &*conn, "COMMIT"),
-                )
-                .await?;
-                Ok((conversation, history))
+        let rows = self
+            .read(ConversationRead {
+                business: DbUuid(business.into_uuid()),
+                id: DbUuid(id.into_uuid()),
             })
-        })
-        .await?;
-        rows::found(conversation, history)
+            .await?;
+        snapshot_read::found(rows)
     }
 
+    /// Ready means reads work: the read itself, for an id that cannot exist, on a read
+    /// lane (so a missing schema or a database refusing connections is reported).
     async fn ping(&self) -> Result<(), RepositoryError> {
-        with_connection(&self.pool, self.budget, |conn| {
-            Box::pin(conn.batch_execute("SELECT 1"))
+        let nil = DbUuid(uuid::Uuid::nil());
+        self.read(ConversationRead {
+            business: nil,
+            id: nil,
         })
         .await
+        .map(drop)
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {

@@ -21,7 +21,7 @@ pub(crate) struct CorruptRow {
     reason: String,
 }
 
-fn corrupt(what: &'static str, reason: impl ToString) -> CorruptRow {
+pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> CorruptRow {
     CorruptRow {
         what,
         reason: reason.to_string(),
@@ -193,7 +193,10 @@ fn customer(row: CustomerRow) -> Result<Customer, CorruptRow> {
     }))
 }
 
-fn message(row: MessageRow, attachments: Vec<Attachment>) -> Result<Message, CorruptRow> {
+pub(crate) fn message(
+    row: MessageRow,
+    attachments: Vec<Attachment>,
+) -> Result<Message, CorruptRow> {
     Ok(Message::new(MessageParts {
         id: MessageId::from_uuid(row.id.0),
         sender_type: row
@@ -207,7 +210,7 @@ fn message(row: MessageRow, attachments: Vec<Attachment>) -> Result<Message, Cor
     }))
 }
 
-fn attachment(row: AttachmentRow) -> Result<Attachment, CorruptRow> {
+pub(crate) fn attachment(row: AttachmentRow) -> Result<Attachment, CorruptRow> {
     Ok(Attachment::new(AttachmentParts {
         id: AttachmentId::from_uuid(row.id.0),
         file_name: text("attachment file_name", row.file_name)?,
@@ -234,20 +237,9 @@ pub(crate) fn found(
 
 /// Builds the aggregate from the two queries' rows (history rows in query order).
 fn conversation(
-    (row, customer_row): ConversationRecord,
+    header: ConversationRecord,
     history: Vec<HistoryRecord>,
 ) -> Result<Conversation, CorruptRow> {
-    let customer = match (row.customer_id, customer_row) {
-        (None, _) => None,
-        (Some(_), Some(c)) => Some(customer(c)?),
-        (Some(id), None) => {
-            return Err(corrupt(
-                "conversation",
-                format!("customer {} is missing", id.0),
-            ));
-        }
-    };
-
     // One row per (message, attachment): consecutive rows of a message are merged.
     let mut messages = Vec::with_capacity(history.len());
     let mut current: Option<(MessageRow, Vec<Attachment>)> = None;
@@ -270,6 +262,24 @@ fn conversation(
     if let Some((done, attachments)) = current {
         messages.push(message(done, attachments)?);
     }
+    assemble(header, messages)
+}
+
+/// The aggregate from its conversation row, customer row and messages.
+pub(crate) fn assemble(
+    (row, customer_row): ConversationRecord,
+    messages: Vec<Message>,
+) -> Result<Conversation, CorruptRow> {
+    let customer = match (row.customer_id, customer_row) {
+        (None, _) => None,
+        (Some(_), Some(c)) => Some(customer(c)?),
+        (Some(id), None) => {
+            return Err(corrupt(
+                "conversation",
+                format!("customer {} is missing", id.0),
+            ));
+        }
+    };
 
     Conversation::new(ConversationParts {
         id: ConversationId::from_uuid(row.id.0),

@@ -12,7 +12,11 @@ pub struct DatabaseSettings {
     /// `postgres://…` / `postgresql://…`, or `sqlite://relative/path` /
     /// `sqlite:///absolute/path`. Secret: it may carry a password.
     pub url: SecretString,
+    /// Pool size for imports and readiness checks.
     pub max_connections: usize,
+    /// Connections that conversation reads share, pipelined (PostgreSQL only; SQLite
+    /// reads use the pool).
+    pub read_connections: usize,
     /// Bounds establishing one connection (TCP, TLS-less handshake, authentication).
     pub connect_timeout: Duration,
     /// How long a request waits for a pooled connection.
@@ -27,6 +31,7 @@ impl DatabaseSettings {
         Self {
             url: SecretString::from(url.into()),
             max_connections: 10,
+            read_connections: 2,
             connect_timeout: Duration::from_secs(3),
             pool_wait_timeout: Duration::from_secs(4),
             statement_timeout: Duration::from_secs(5),
@@ -49,6 +54,11 @@ impl DatabaseSettings {
         if self.max_connections == 0 {
             return Err(StorageError::InvalidSettings(
                 "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.read_connections == 0 {
+            return Err(StorageError::InvalidSettings(
+                "read_connections must be at least 1".into(),
             ));
         }
         // PostgreSQL reads 0 as "no timeout", the opposite of what was asked.

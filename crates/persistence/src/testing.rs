@@ -87,6 +87,7 @@ impl TestDatabase {
         DatabaseSettings {
             url: self.url.clone().into(),
             max_connections: 4,
+            read_connections: 2,
             connect_timeout: Duration::from_secs(5),
             pool_wait_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),

@@ -35,6 +35,7 @@ async fn a_closed_port_is_unavailable_quickly_and_connect_still_succeeds() {
     let settings = DatabaseSettings {
         url: format!("postgres://pingback:s3cret-password@127.0.0.1:{port}/pingback").into(),
         max_connections: 2,
+        read_connections: 2,
         connect_timeout: Duration::from_secs(1),
         pool_wait_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(1),

@@ -49,6 +49,7 @@ pub struct ServerSection {
 pub struct DatabaseSection {
     pub url: SecretString,
     pub max_connections: usize,
+    pub read_connections: usize,
     pub connect_timeout_seconds: u64,
     pub pool_wait_timeout_seconds: u64,
     pub statement_timeout_seconds: u64,
@@ -135,6 +136,9 @@ impl Settings {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1");
         }
+        if self.database.read_connections == 0 {
+            return invalid("database.read_connections must be at least 1");
+        }
         if self.server.client_request_timeout_seconds == 0 {
             return invalid("server.client_request_timeout_seconds must be at least 1");
         }
@@ -151,6 +155,7 @@ impl Settings {
         DatabaseSettings {
             url: d.url.clone(),
             max_connections: d.max_connections,
+            read_connections: d.read_connections,
             connect_timeout: Duration::from_secs(d.connect_timeout_seconds),
             pool_wait_timeout: Duration::from_secs(d.pool_wait_timeout_seconds),
             statement_timeout: Duration::from_secs(d.statement_timeout_seconds),

@@ -1,0 +1,208 @@
+//! The PostgreSQL read of one conversation as ONE statement.
+//!
+//! One statement sees one snapshot, so a concurrent import is seen entirely or not at
+//! all without a transaction around the read; and a read that needs no transaction can
+//! share its connection with any number of concurrent reads (see
+//! `postgres::ReadConnections`). Three `UNION ALL` branches, told apart by `part`:
+//!
+//! - `0`: the conversation and its customer (at most one row);
+//! - `1`: the messages in history order, straight from the `(business_id,
+//!   conversation_id, created_at, id)` index: no sort;
+//! - `2`: the conversation's attachments, any order (placed and ordered by
+//!   `message_id`, `position` here: a join would have cost a sort of every row).
+//!
+//! Each branch pads the others' columns with NULLs. Branch order is PostgreSQL's
+//! `Append` order; nothing below depends on it, and a message split by a reordering
+//! would be refused by the aggregate (duplicate id), never served wrong.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::{QueryResult, Queryable};
+use pingback_domain::{Conversation, Message};
+
+use crate::rows::{
+    self, AttachmentRow, ConversationRecord, ConversationRow, CorruptRow, CustomerRow, MessageRow,
+};
+use crate::schema::DbUuid;
+use crate::schema::sql::{Instant, Uuid};
+
+/// The statement, split where the business id (`B`) and conversation id (`C`) are bound.
+const SQL: [&str; 7] = [
+    "(SELECT 0, \
+       c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, \
+       c.channel_id, c.created_at, c.updated_at, c.first_response_at, \
+       cu.business_id, cu.id, cu.name, cu.email, cu.phone, cu.external_id, cu.created_at, \
+       NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, \
+       NULL::uuid, NULL::integer, NULL::uuid, NULL::text, NULL::text, NULL::bigint, NULL::text \
+     FROM conversations c \
+     LEFT JOIN customers cu ON cu.business_id = c.business_id AND cu.id = c.customer_id \
+     WHERE c.business_id = ",
+    " AND c.id = ",
+    ") UNION ALL (SELECT 1, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       m.id, m.sender_type, m.sender_id, m.content, m.created_at, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM messages m \
+     WHERE m.business_id = ",
+    " AND m.conversation_id = ",
+    " ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, \
+       a.message_id, a.position, a.id, a.file_name, a.content_type, a.byte_size, a.url \
+     FROM attachments a \
+     WHERE a.business_id = ",
+    " AND a.conversation_id = ",
+    ")",
+];
+
+/// Reads one conversation of one business; see the module documentation.
+#[derive(QueryId, Clone, Copy)]
+pub(crate) struct ConversationRead {
+    pub business: DbUuid,
+    pub id: DbUuid,
+}
+
+type ConversationSql = (
+    Uuid,
+    Uuid,
+    Nullable<Uuid>,
+    Nullable<Uuid>,
+    Text,
+    Text,
+    Nullable<Uuid>,
+    Instant,
+    Instant,
+    Nullable<Instant>,
+);
+type CustomerSql = (
+    Uuid,
+    Uuid,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Instant,
+);
+type MessageSql = (Uuid, Text, Nullable<Uuid>, Text, Instant);
+type AttachmentSql = (Uuid, Integer, (Uuid, Text, Text, BigInt, Text));
+
+impl Query for ConversationRead {
+    type SqlType = (
+        Integer,
+        Nullable<ConversationSql>,
+        Nullable<CustomerSql>,
+        Nullable<MessageSql>,
+        Nullable<AttachmentSql>,
+    );
+}
+
+impl QueryFragment<Pg> for ConversationRead {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let [head, rest @ ..] = &SQL;
+        out.push_sql(head);
+        for (i, sql) in rest.iter().enumerate() {
+            let value = if i % 2 == 0 { &self.business } else { &self.id };
+            out.push_bind_param::<Uuid, _>(value)?;
+            out.push_sql(sql);
+        }
+        Ok(())
+    }
+}
+
+/// An attachment with what places it: its message and its position there.
+#[derive(Queryable)]
+pub(crate) struct PlacedAttachmentRow {
+    message_id: DbUuid,
+    position: i32,
+    attachment: AttachmentRow,
+}
+
+/// One row of the statement: `part` says which group is set.
+#[derive(Queryable)]
+pub(crate) struct ReadRow {
+    part: i32,
+    conversation: Option<ConversationRow>,
+    customer: Option<CustomerRow>,
+    message: Option<MessageRow>,
+    attachment: Option<PlacedAttachmentRow>,
+}
+
+/// The aggregate from the statement's rows; `None` when the conversation is not in the
+/// business. A row that breaks the domain's rules is an internal error.
+pub(crate) fn found(
+    rows: Vec<ReadRow>,
+) -> Result<Option<Conversation>, pingback_application::RepositoryError> {
+    assemble(rows).map_err(pingback_application::RepositoryError::internal)
+}
+
+fn assemble(rows: Vec<ReadRow>) -> Result<Option<Conversation>, CorruptRow> {
+    let mut header: Option<ConversationRecord> = None;
+    let mut messages = Vec::with_capacity(rows.len());
+    let mut attachments = Vec::new();
+    for row in rows {
+        match (row.part, row.conversation, row.message, row.attachment) {
+            (0, Some(conversation), None, None) if header.is_none() => {
+                header = Some((conversation, row.customer));
+            }
+            (1, None, Some(message), None) => messages.push(message),
+            (2, None, None, Some(attachment)) => attachments.push(attachment),
+            (part, ..) => {
+                return Err(rows::corrupt(
+                    "conversation read",
+                    format!("unexpected row of part {part}"),
+                ));
+            }
+        }
+    }
+    let Some(header) = header else {
+        return Ok(None);
+    };
+
+    // Attachments in (message, position) order; each message finds its own by binary
+    // search (a conversation has far fewer attachments than messages).
+    attachments.sort_unstable_by_key(|a| (a.message_id.0, a.position));
+    let mut attachments: Vec<(DbUuid, Option<AttachmentRow>)> = attachments
+        .into_iter()
+        .map(|a| (a.message_id, Some(a.attachment)))
+        .collect();
+    let messages = messages
+        .into_iter()
+        .map(|m| {
+            let start = attachments.partition_point(|(owner, _)| owner.0 < m.id.0);
+            let own = attachments[start..]
+                .iter_mut()
+                .take_while(|(owner, _)| *owner == m.id)
+                .filter_map(|(_, a)| a.take())
+                .map(rows::attachment)
+                .collect::<Result<Vec<_>, _>>()?;
+            rows::message(m, own)
+        })
+        .collect::<Result<Vec<Message>, _>>()?;
+    rows::assemble(header, messages).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_branch_is_bound_to_the_business_and_the_conversation() {
+        let read = ConversationRead {
+            business: DbUuid(uuid::Uuid::from_u128(1)),
+            id: DbUuid(uuid::Uuid::from_u128(2)),
+        };
+        let sql = diesel::debug_query::<Pg, _>(&read).to_string();
+        for scoped in [
+            "c.business_id = $1 AND c.id = $2",
+            "m.business_id = $3 AND m.conversation_id = $4",
+            "a.business_id = $5 AND a.conversation_id = $6",
+        ] {
+            assert!(sql.contains(scoped), "{scoped} missing in {sql}");
+        }
+        assert_eq!(sql.matches("SELECT").count(), 3);
+        assert_eq!(sql.matches("WHERE").count(), 3);
+    }
+}
