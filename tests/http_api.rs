@@ -128,6 +128,24 @@ on_both_backends! {
         assert_eq!(body["messages"][0]["conversation_id"], id);
     };
 
+    a_long_history_arrives_whole_with_its_length => |env: TestEnv| async move {
+        // Large bodies are handed to actix in slices: the client must not notice.
+        let output = env.run(&[
+            "generate", "--business-id", BUSINESS, "--conversations", "1", "--messages", "3000",
+            "--seed", "3",
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let id = stdout.lines().find(|l| l.len() == 36).expect("a conversation id").to_owned();
+        let app = env.serve();
+        let reply = app.get_as(&path(&id), &token_for(BUSINESS));
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.len() > 512 * 1024, "{} bytes", reply.body.len());
+        assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string().as_str()));
+        assert_eq!(reply.header("transfer-encoding"), None);
+        assert_eq!(reply.json()["messages"].as_array().unwrap().len(), 3000);
+    };
+
     another_business_is_indistinguishable_from_missing => |env: TestEnv| async move {
         let app = served_with_seed(&env);
         let theirs = app.get_as(&path(CONVERSATION), &token_for(OTHER_BUSINESS));
