@@ -5,7 +5,7 @@
   window ...                     the same counters (and conversation reads) at two points inside a run
   settle ...                     waits until the servers and PostgreSQL are idle
   check ...                      the servers answer 200 with the same body for a few ids
-  pgbench-script ...             the pgbench transaction from the baseline's two statements
+  pgbench-script ...             the pgbench transaction from the baseline's statement
   record ...                     one measured run (wrk or pgbench) -> one JSON line
   peak ...                       a server's peak RSS (VmHWM) -> one JSON line
   report ...                     medians, ratios -> results.json and docs/benchmarks.md
@@ -206,20 +206,18 @@ def first_difference(a, b, path="$"):
 
 
 def cmd_pgbench_script(args):
-    """Q1 and Q2 with $1/$2 as pgbench variables, pipelined, after a random pick from bench_ids."""
+    """The read statement after a random pick from bench_ids. It binds the business id
+    at odd positions ($1, $3, …) and the conversation id at even ones."""
     with open(args.sql) as f:
         statements = [line.strip().rstrip(";") for line in f if line.strip()]
-    if len(statements) != 2:
-        sys.exit(f"expected two statements in {args.sql}, got {len(statements)}")
+    if len(statements) != 1:
+        sys.exit(f"expected one statement in {args.sql}, got {len(statements)}")
     lines = [
         "\\set n random(1, :count)",
         "SELECT business_id AS bid, id AS cid FROM bench_ids WHERE size = :size AND n = :n \\gset",
     ]
-    # Pipelined, as both servers send them: one round trip for the two.
-    lines.append("\\startpipeline")
-    for statement in statements:
-        lines.append(re.sub(r"\$2\b", ":cid", re.sub(r"\$1\b", ":bid", statement)) + ";")
-    lines.append("\\endpipeline")
+    bind = lambda m: ":bid" if int(m.group(1)) % 2 else ":cid"
+    lines.append(re.sub(r"\$(\d+)\b", bind, statements[0]) + ";")
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -484,13 +482,13 @@ def cmd_report(args):
             "baseline_over_pgbench_rps": rps["baseline"] / rps["pgbench"] if rps.get("baseline") and rps.get("pgbench") else None,
         }
         row["check"] = checks.get(size)
-        # The same SQL everywhere: the two SELECTs of every system have the same queryid.
+        # The same SQL everywhere: the read statement of every system has the same queryid.
         selects = {
             system: {st["queryid"] for st in v["statements"] if st["query"].lstrip().upper().startswith("SELECT")}
             for system, v in s.items()
         }
         row["same_select_statements"] = len({frozenset(v) for v in selects.values()}) == 1 and all(
-            len(v) == 2 for v in selects.values())
+            len(v) == 1 for v in selects.values())
         results.append(row)
 
     document = {
@@ -546,14 +544,14 @@ def render_markdown(doc):
       "served by three systems from the same PostgreSQL database, under the same load, in the same run:")
     w("")
     w("- **pingback** — `pingback serve` (release build): JWT authentication, the application service with "
-      "its tenant re-check, the Diesel/diesel-async PostgreSQL adapter over its deadpool pool, the domain "
-      "aggregate, the JSON representation, request ids, ETag.")
+      "its tenant re-check, the Diesel/diesel-async PostgreSQL adapter (its read statement pipelined on "
+      "shared connections), the domain aggregate, the JSON representation, request ids, ETag.")
     w("- **baseline** — `benches/baseline` (`pingback-baseline`): the same endpoint written by hand on the same "
-      "stack (actix-web, tokio-postgres, jsonwebtoken, serde_json): the same token check, the same two statements "
-      "prepared once and pipelined on one connection per worker, the same JSON body (checked byte for byte "
+      "stack (actix-web, tokio-postgres, jsonwebtoken, serde_json): the same token check, the same statement "
+      "prepared once on one connection per worker (concurrent reads pipelined on it), the same JSON body (checked byte for byte "
       "below) with the same ETag, serialized straight from the rows. The lower bound of this stack.")
-    w("- **pgbench** — PostgreSQL's own client running the same two statements for random conversations "
-      "(prepared protocol, the two pipelined), no HTTP, no JSON: the database ceiling.")
+    w("- **pgbench** — PostgreSQL's own client running the same statement for random conversations "
+      "(prepared protocol), no HTTP, no JSON: the database ceiling.")
     w("")
     w("## Machine and settings")
     w("")
@@ -566,8 +564,9 @@ def render_markdown(doc):
       f"every non-2xx response counted as an error); pgbench `-c {st['pgbench_clients']} -j 1 -M prepared` "
       f"on the same core.")
     w(f"- Server under test and PostgreSQL share core {st['server_cpu']} (`taskset`); both HTTP servers run "
-      f"{st['workers']} actix worker; pingback's pool holds up to {st['pingback_pool']} connections, the baseline "
-      f"one pipelined connection per worker. PostgreSQL 15 with `fsync=off`, `shared_buffers=128MB`, "
+      f"{st['workers']} actix worker; pingback's reads share {st['pingback_pool']} pipelined connections per "
+      f"worker (its default), the baseline's one. All three run with `plan_cache_mode = force_generic_plan` "
+      f"(pingback sets it on its connections). PostgreSQL 15 with `fsync=off`, `shared_buffers=128MB`, "
       f"`pg_stat_statements`; data `VACUUM ANALYZE`d before the runs.")
     w(f"- Each system: a {st['warmup_s']} s warm-up, then {st['repeats']} run(s) of {st['duration_s']} s, "
       f"interleaved (pingback, baseline, pgbench, pingback, …); the tables give medians.")
@@ -589,7 +588,7 @@ def render_markdown(doc):
     w("")
     w("## Per size")
     w("")
-    w("- **req/s**: completed requests (pgbench: transactions of the two statements) per second.")
+    w("- **req/s**: completed requests (pgbench: executions of the statement) per second.")
     w("- **p50 / p99**: latency at the load above (wrk: per HTTP request over "
       f"{st['connections']} connections; pgbench: per transaction over {st['pgbench_clients']} clients).")
     w("- **peak RSS**: the server's `VmHWM` after its runs at this size (a fresh process per size).")
@@ -602,9 +601,7 @@ def render_markdown(doc):
       "the whole-run figures (CPU delta / completed requests) are in `results.json`. Before every run the "
       "harness waits until the servers and PostgreSQL are idle.")
     w("- **stmts/req**: statements executed per conversation read, from `pg_stat_statements` (pgbench's random "
-      "id pick in `bench_ids` excluded). Pingback wraps its two SELECTs in a read-only repeatable-read "
-      "transaction (BEGIN and COMMIT pipelined with them: still one round trip); the baseline pipelines the "
-      "two SELECTs alone.")
+      "id pick in `bench_ids` excluded): one statement, hence one round trip and one snapshot, per read.")
     w("")
     for row in doc["results"]:
         s = row["systems"]
@@ -650,10 +647,10 @@ def render_markdown(doc):
     w("")
     if doc["results"]:
         same = all(r.get("same_select_statements") for r in doc["results"])
-        w("The baseline's statements are the text Diesel generates for pingback's adapter; pgbench runs them with "
-          "`:bid`/`:cid` for `$1`/`$2`. " + (
-              "At every size, the two SELECTs of all three systems have the same `queryid`: PostgreSQL "
-              "ran the same statements." if same else
+        w("The baseline's statement is the text pingback's adapter sends (`ConversationRead`); pgbench runs it "
+          "with `:bid`/`:cid` for the business and conversation ids. " + (
+              "At every size, the SELECT of all three systems has the same `queryid`: PostgreSQL "
+              "ran the same statement." if same else
               "**The SELECTs of the three systems do not have the same `queryid` at every size**: see "
               "`results.json`."))
         w("")

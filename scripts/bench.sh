@@ -35,7 +35,7 @@ PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
 WORKERS=1                               # one core for the server: one actix worker
-PINGBACK_POOL=10                        # pingback's default pool size
+PINGBACK_READ_CONNECTIONS=2             # pingback's default read connections per worker
 SEED=7
 # CPU per request is measured between SKIP s after the start and SKIP s before the end
 # of each run (steady state; see benches/bench.py window).
@@ -173,7 +173,7 @@ start_server() {
   case $name in
     pingback)
       PINGBACK__SERVER__BIND=127.0.0.1:$port PINGBACK__SERVER__WORKERS=$WORKERS \
-        PINGBACK__DATABASE__MAX_CONNECTIONS=$PINGBACK_POOL \
+        PINGBACK__DATABASE__READ_CONNECTIONS=$PINGBACK_READ_CONNECTIONS \
         taskset -c "$SERVER_CPU" "$PINGBACK" serve >"$out.out" 2>"$out.err" &
       ;;
     baseline)
@@ -266,7 +266,8 @@ measure_http() {
 
 pgbench_run() { # SIZE COUNT SECONDS OUTPUT [LOGPREFIX]
   local status=0
-  taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$3" \
+  # The plans pingback and the baseline ask for on their connections.
+  PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$3" \
     -D size="$1" -D count="$2" -f "$WORK/pgbench.sql" ${5:+-l --log-prefix="$5"} "$DB_URL" >"$4" 2>&1 || status=$?
   return $status
 }
@@ -349,7 +350,7 @@ cat >"$WORK/meta.json" <<EOF
   "load_cpu": $LOAD_CPU,
   "server_cpu": $SERVER_CPU,
   "workers": $WORKERS,
-  "pingback_pool": $PINGBACK_POOL,
+  "pingback_pool": $PINGBACK_READ_CONNECTIONS,
   "conversations": $CONVERSATIONS_JSON
 }
 EOF

@@ -265,6 +265,7 @@ mod tests {
         ] {
             assert!(sql.contains(scoped), "{scoped} missing in {sql}");
         }
+        assert!(sql.contains("cu.business_id = c.business_id"), "{sql}");
         assert_eq!(sql.matches("SELECT").count(), 3);
         assert_eq!(sql.matches("WHERE").count(), 3);
     }
