@@ -211,6 +211,29 @@ on_both_backends! {
         assert_eq!(after.status, 200);
         assert_ne!(after.header("etag"), Some(etag.as_str()));
         assert_eq!(after.json()["status"], "resolved");
+
+        // The embedded customer changed through ANOTHER conversation: this one's
+        // body changed, so must its tag (a 304 now would serve a stale name).
+        let current = after.header("etag").unwrap().to_owned();
+        let mut sibling = seed_document();
+        sibling["id"] = json!("c3d4e5f6-a7b8-4012-8def-000000000002");
+        sibling["customer"]["name"] = json!("Alex J. Renamed");
+        sibling["messages"] = json!([]);
+        env.import(&sibling);
+        let renamed = app.get(&path(CONVERSATION), &[("authorization", &auth), ("if-none-match", &current)]);
+        assert_eq!(renamed.status, 200);
+        assert_ne!(renamed.header("etag"), Some(current.as_str()));
+        assert_eq!(renamed.json()["customer"]["name"], "Alex J. Renamed");
+        let now = renamed.header("etag").unwrap().to_owned();
+        let cached = app.get(&path(CONVERSATION), &[("authorization", &auth), ("if-none-match", &now)]);
+        assert_eq!(cached.status, 304);
+
+        // A tag is no key to another business's conversation.
+        let theirs = app.get(&path(CONVERSATION), &[
+            ("authorization", &format!("Bearer {}", token_for(OTHER_BUSINESS))),
+            ("if-none-match", &now),
+        ]);
+        theirs.problem(404);
     };
 
     head_answers_like_get_without_a_body => |env: TestEnv| async move {

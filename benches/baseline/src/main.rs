@@ -39,14 +39,17 @@ use xxhash_rust::xxh3::xxh3_128;
 // pg_stat_statements records it, so all three systems run the same SQL: the
 // conversation and its customer (part 0), its messages in history order (part 1) and
 // its attachments (part 2), NULL-padded into one row shape.
-const READ_SQL: &str = "(SELECT 0, c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, c.channel_id, c.created_at, c.updated_at, c.first_response_at, cu.business_id, cu.id, cu.name, cu.email, cu.phone, cu.external_id, cu.created_at, NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, NULL::uuid, NULL::integer, NULL::uuid, NULL::text, NULL::text, NULL::bigint, NULL::text FROM conversations c LEFT JOIN customers cu ON cu.business_id = c.business_id AND cu.id = c.customer_id WHERE c.business_id = $1 AND c.id = $2) UNION ALL (SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.id, m.sender_type, m.sender_id, m.content, m.created_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM messages m WHERE m.business_id = $3 AND m.conversation_id = $4 ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a.message_id, a.position, a.id, a.file_name, a.content_type, a.byte_size, a.url FROM attachments a WHERE a.business_id = $5 AND a.conversation_id = $6)";
+const READ_SQL: &str = "(SELECT 0, c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, c.channel_id, c.created_at, c.updated_at, c.first_response_at, c.revision, cu.business_id, cu.id, cu.name, cu.email, cu.phone, cu.external_id, cu.created_at, cu.revision, NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, NULL::uuid, NULL::integer, NULL::uuid, NULL::text, NULL::text, NULL::bigint, NULL::text FROM conversations c LEFT JOIN customers cu ON cu.business_id = c.business_id AND cu.id = c.customer_id WHERE c.business_id = $1 AND c.id = $2) UNION ALL (SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.id, m.sender_type, m.sender_id, m.content, m.created_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM messages m WHERE m.business_id = $3 AND m.conversation_id = $4 ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a.message_id, a.position, a.id, a.file_name, a.content_type, a.byte_size, a.url FROM attachments a WHERE a.business_id = $5 AND a.conversation_id = $6)";
 
 // Column indexes in READ_SQL's rows.
 const PART: usize = 0;
 const CONVERSATION: usize = 1;
-const CUSTOMER: usize = 11;
-const MESSAGE: usize = 18;
-const ATTACHMENT: usize = 23;
+const CUSTOMER: usize = 12;
+const MESSAGE: usize = 20;
+const ATTACHMENT: usize = 25;
+// The revisions pingback tags responses with (conversation, customer).
+const CONVERSATION_REVISION: usize = 11;
+const CUSTOMER_REVISION: usize = 19;
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
@@ -392,7 +395,20 @@ async fn get_conversation(
         eprintln!("pingback-baseline: serializing failed: {error}");
         return HttpResponse::InternalServerError().finish();
     }
-    let etag = format!("\"{:032x}\"", xxh3_128(&body));
+    // Tagged as pingback tags: by what was read, not by hashing the body.
+    let revisions = (
+        conversation.try_get::<_, i64>(CONVERSATION_REVISION),
+        conversation.try_get::<_, Option<i64>>(CUSTOMER_REVISION),
+    );
+    let (Ok(revision), Ok(customer_revision)) = revisions else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(business.0.as_bytes());
+    key.extend_from_slice(id.0.as_bytes());
+    key.extend_from_slice(&revision.to_le_bytes());
+    key.extend_from_slice(&customer_revision.unwrap_or(0).to_le_bytes());
+    let etag = format!("\"{:032x}\"", xxh3_128(&key));
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)

@@ -11,7 +11,7 @@ pub use import::{
     ImportSummary, ImportedEntity, SourceAborted, batches_of,
 };
 pub use principal::{Principal, Subject, SubjectError};
-pub use repository::{ConversationRepository, PoolStatus, RepositoryError};
+pub use repository::{ConversationRepository, PoolStatus, RepositoryError, StoredRevision};
 pub use use_cases::{ConversationService, GetConversationError, ReadinessError};
 
 #[cfg(feature = "mock")]

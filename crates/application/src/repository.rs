@@ -1,7 +1,7 @@
 use std::error::Error as StdError;
 
 use async_trait::async_trait;
-use pingback_domain::{BusinessId, Conversation, ConversationId};
+use pingback_domain::{BusinessId, Conversation, ConversationId, Revision};
 
 type Source = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -51,6 +51,15 @@ pub trait ConversationRepository: Send + Sync + 'static {
         id: ConversationId,
     ) -> Result<Option<Conversation>, RepositoryError>;
 
+    /// The revision `find_conversation` would read now, without reading the history:
+    /// what validates a cached copy. `Ok(None)` exactly when `find_conversation` would
+    /// find nothing (the business rule is the same); same errors.
+    async fn find_revision(
+        &self,
+        business: BusinessId,
+        id: ConversationId,
+    ) -> Result<Option<StoredRevision>, RepositoryError>;
+
     /// Succeeds when the store answers a trivial query now.
     async fn ping(&self) -> Result<(), RepositoryError>;
 
@@ -58,6 +67,15 @@ pub trait ConversationRepository: Send + Sync + 'static {
     fn pool_status(&self) -> Option<PoolStatus> {
         None
     }
+}
+
+/// A conversation's revision with the keys of the row it was read from, which the use
+/// case checks again as it does a whole conversation's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredRevision {
+    pub business_id: BusinessId,
+    pub id: ConversationId,
+    pub revision: Revision,
 }
 
 /// A snapshot of a connection pool.

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use pingback_domain::{Conversation, ConversationId};
+use pingback_domain::{Conversation, ConversationId, Revision};
 
 use crate::principal::Principal;
 use crate::repository::{ConversationRepository, RepositoryError};
@@ -73,6 +73,33 @@ impl ConversationService {
         Ok(conversation)
     }
 
+    /// The revision the principal's conversation `id` is at now, without its history:
+    /// what validates a cached copy. Scoped like `get_conversation`: another
+    /// business's conversation is `NotFound`.
+    pub async fn conversation_revision(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<Revision, GetConversationError> {
+        let business = principal.business_id();
+        match self.repository.find_revision(business, id).await? {
+            Some(stored) if stored.business_id == business && stored.id == id => {
+                Ok(stored.revision)
+            }
+            Some(stored) => {
+                tracing::error!(
+                    requested = %id,
+                    returned = %stored.id,
+                    tenant = %business,
+                    returned_business = %stored.business_id,
+                    "repository returned a revision outside the request's scope; refused"
+                );
+                Err(GetConversationError::NotFound)
+            }
+            None => Err(GetConversationError::NotFound),
+        }
+    }
+
     /// The storage pool's state, for metrics.
     pub fn pool_status(&self) -> Option<crate::repository::PoolStatus> {
         self.repository.pool_status()
@@ -88,7 +115,7 @@ impl ConversationService {
 mod tests {
     use super::*;
     use crate::principal::Subject;
-    use crate::repository::MockConversationRepository;
+    use crate::repository::{MockConversationRepository, StoredRevision};
     use mockall::predicate::eq;
     use pingback_domain::{
         BusinessId, ChannelType, ConversationParts, Customer, CustomerId, CustomerParts, Status,
@@ -233,5 +260,46 @@ mod tests {
             .expect_ping()
             .returning(|| Err(RepositoryError::unavailable("down")));
         assert!(service(repository).ready().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn revisions_are_scoped_and_checked_like_conversations() {
+        let revision = Revision::new(3, Some(7));
+        let stored = move |owner: u128, id: ConversationId| StoredRevision {
+            business_id: business(owner),
+            id,
+            revision,
+        };
+        let mut repository = MockConversationRepository::new();
+        repository
+            .expect_find_revision()
+            .with(eq(business(OURS)), eq(conversation_id()))
+            .times(1)
+            .returning(move |_, id| Ok(Some(stored(OURS, id))));
+        let found = service(repository)
+            .conversation_revision(&principal(), conversation_id())
+            .await
+            .unwrap();
+        assert_eq!(found, revision);
+
+        // A misbehaving adapter: another business's row, or another conversation's.
+        let other = ConversationId::from_uuid(Uuid::from_u128(0xc4));
+        for wrong in [stored(THEIRS, conversation_id()), stored(OURS, other)] {
+            let mut repository = MockConversationRepository::new();
+            repository
+                .expect_find_revision()
+                .returning(move |_, _| Ok(Some(wrong)));
+            let result = service(repository)
+                .conversation_revision(&principal(), conversation_id())
+                .await;
+            assert!(matches!(result, Err(GetConversationError::NotFound)));
+        }
+
+        let mut repository = MockConversationRepository::new();
+        repository.expect_find_revision().returning(|_, _| Ok(None));
+        let result = service(repository)
+            .conversation_revision(&principal(), conversation_id())
+            .await;
+        assert!(matches!(result, Err(GetConversationError::NotFound)));
     }
 }

@@ -271,6 +271,44 @@ pub enum ConversationError {
     DuplicateAttachment(AttachmentId),
 }
 
+/// Which stored state of a conversation was read: the revision of the conversation
+/// (its fields and its messages) and of its customer, each bumped by every write of
+/// that row. The same revisions mean the same data, so they validate a cached copy
+/// without reading it again.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Revision {
+    conversation: i64,
+    customer: Option<i64>,
+}
+
+impl Revision {
+    pub fn new(conversation: i64, customer: Option<i64>) -> Self {
+        Self {
+            conversation,
+            customer,
+        }
+    }
+    pub fn conversation(&self) -> i64 {
+        self.conversation
+    }
+    pub fn customer(&self) -> Option<i64> {
+        self.customer
+    }
+}
+
+/// Where an aggregate was read, if it was: metadata, not part of its value (the same
+/// conversation read at two revisions that hold the same data is equal).
+#[derive(Clone, Copy, Debug, Default)]
+struct ReadAt(Option<Revision>);
+
+impl PartialEq for ReadAt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReadAt {}
+
 /// The aggregate: a conversation with its customer and its complete, ordered history.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Conversation {
@@ -285,6 +323,7 @@ pub struct Conversation {
     updated_at: Timestamp,
     first_response_at: Option<Timestamp>,
     messages: Vec<Message>,
+    read_at: ReadAt,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -355,7 +394,20 @@ impl Conversation {
             updated_at,
             first_response_at,
             messages,
+            read_at: ReadAt::default(),
         })
+    }
+
+    /// The aggregate as read from storage at `revision`.
+    pub fn read_at(mut self, revision: Revision) -> Self {
+        self.read_at = ReadAt(Some(revision));
+        self
+    }
+
+    /// The stored revision this aggregate was read at; `None` when it was not read
+    /// from storage (built from an import file, generated).
+    pub fn revision(&self) -> Option<Revision> {
+        self.read_at.0
     }
 
     pub fn id(&self) -> ConversationId {

@@ -10,7 +10,7 @@ mod timestamp;
 
 pub use conversation::{
     Attachment, AttachmentParts, Conversation, ConversationError, ConversationParts, Customer,
-    CustomerParts, Message, MessageParts, SenderType, Status,
+    CustomerParts, Message, MessageParts, Revision, SenderType, Status,
 };
 pub use id::{
     AgentId, AttachmentId, BusinessId, ChannelId, ConversationId, CustomerId, IdError, MessageId,

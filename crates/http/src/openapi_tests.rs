@@ -346,7 +346,12 @@ fn bearer() -> (header::HeaderName, String) {
 }
 
 fn found() -> MockConversationRepository {
-    repository_with(Some(example::conversation().unwrap()))
+    // As read from storage: with the revision that validates it.
+    repository_with(Some(
+        example::conversation()
+            .unwrap()
+            .read_at(pingback_domain::Revision::new(1, Some(1))),
+    ))
 }
 
 fn failing(error: fn() -> RepositoryError) -> MockConversationRepository {

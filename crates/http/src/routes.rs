@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::TokenAuthority;
 use crate::envelope::{RequestId, contain_panics};
-use crate::etag::{none_match, strong_etag};
+use crate::etag::{none_match, revision_etag, strong_etag};
 use crate::metrics::{DatabaseError, Metrics};
 use crate::openapi;
 use crate::problem::ApiError;
@@ -140,54 +140,80 @@ pub(crate) async fn get_conversation(
         .and_then(|raw| ConversationId::parse(raw).ok())
         .ok_or(ApiError::ConversationNotFound)?;
 
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    // A conditional request for a current copy is answered from the revision alone:
+    // one indexed row, no history, no body.
+    if let Some(tags) = if_none_match {
+        let revision = state
+            .conversations
+            .conversation_revision(&principal, id)
+            .await
+            .map_err(|error| storage_error(&req, &state, error))?;
+        let etag = revision_etag(principal.business_id(), id, revision);
+        if none_match(tags, &etag) {
+            return Ok(not_modified(etag));
+        }
+    }
+
     let conversation = state
         .conversations
         .get_conversation(&principal, id)
         .await
-        .map_err(|error| {
-            let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-            match error {
-                GetConversationError::NotFound => ApiError::ConversationNotFound,
-                GetConversationError::Unavailable(source) => {
-                    state.metrics.database_error(DatabaseError::Unavailable);
-                    tracing::warn!(request_id, error = %source, "database unavailable");
-                    ApiError::Unavailable
-                }
-                GetConversationError::Internal(source) => {
-                    state.metrics.database_error(DatabaseError::Internal);
-                    tracing::error!(request_id, error = %source, "get conversation failed");
-                    ApiError::Internal
-                }
-            }
-        })?;
+        .map_err(|error| storage_error(&req, &state, error))?;
 
     let body = to_json(&conversation).map_err(|error| {
         tracing::error!(%error, "serializing a conversation failed");
         ApiError::Internal
     })?;
-    let etag = strong_etag(&body);
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| none_match(v, &etag));
-
-    let mut response = if not_modified {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
+    let etag = match conversation.revision() {
+        Some(revision) => revision_etag(conversation.business_id(), conversation.id(), revision),
+        None => strong_etag(&body),
     };
+    // A conversation read without a revision is tagged by its body: checked only now.
+    if if_none_match.is_some_and(|tags| none_match(tags, &etag)) {
+        return Ok(not_modified(etag));
+    }
+    let mut response = HttpResponse::Ok();
+    cache_headers(&mut response, etag);
+    Ok(response
+        .content_type("application/json")
+        .body(in_slices(body)))
+}
+
+/// The storage failures of a conversation request as the API reports them.
+fn storage_error(req: &HttpRequest, state: &ApiState, error: GetConversationError) -> ApiError {
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    match error {
+        GetConversationError::NotFound => ApiError::ConversationNotFound,
+        GetConversationError::Unavailable(source) => {
+            state.metrics.database_error(DatabaseError::Unavailable);
+            tracing::warn!(request_id, error = %source, "database unavailable");
+            ApiError::Unavailable
+        }
+        GetConversationError::Internal(source) => {
+            state.metrics.database_error(DatabaseError::Internal);
+            tracing::error!(request_id, error = %source, "get conversation failed");
+            ApiError::Internal
+        }
+    }
+}
+
+/// 304: the client's copy is current.
+fn not_modified(etag: String) -> HttpResponse {
+    let mut response = HttpResponse::NotModified();
+    cache_headers(&mut response, etag);
+    response.finish()
+}
+
+fn cache_headers(response: &mut actix_web::HttpResponseBuilder, etag: String) {
     response
         .insert_header((header::ETAG, etag))
         // Tenant data: never stored by shared caches, always revalidated.
         .insert_header((header::CACHE_CONTROL, "private, no-cache"))
         .insert_header((header::VARY, "Authorization"));
-    if not_modified {
-        return Ok(response.finish());
-    }
-    Ok(response
-        .content_type("application/json")
-        .body(in_slices(body)))
 }
 
 /// How much of a body is handed to actix at a time.

@@ -11,10 +11,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, test};
 use base64::Engine as _;
 use pingback_application::{
-    ConversationService, MockConversationRepository, RepositoryError, Subject,
+    ConversationService, MockConversationRepository, RepositoryError, StoredRevision, Subject,
 };
 use pingback_domain::{
-    BusinessId, ChannelType, Conversation, ConversationId, ConversationParts, Status, Timestamp,
+    BusinessId, ChannelType, Conversation, ConversationId, ConversationParts, Revision, Status,
+    Timestamp,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -26,6 +27,7 @@ use crate::routes::{ApiState, configure};
 const SECRET: &str = "test-secret-test-secret-test-secret!";
 const BUSINESS: &str = "b2c3d4e5-f6a7-8901-bcde-f12345678901";
 const CONVERSATION: &str = "c3d4e5f6-a7b8-9012-cdef-123456789012";
+const OTHER_BUSINESS: &str = "0b0b0b0b-0b0b-4b0b-8b0b-0b0b0b0b0b0b";
 
 pub(crate) fn authority(issuer: Option<&str>, audience: Option<&str>) -> TokenAuthority {
     TokenAuthority::new(&AuthConfig {
@@ -96,10 +98,23 @@ fn conversation(business: &str) -> Conversation {
         messages: vec![],
     })
     .unwrap()
+    .read_at(Revision::new(1, None))
 }
 
 pub(crate) fn repository_with(found: Option<Conversation>) -> MockConversationRepository {
     let mut repository = MockConversationRepository::new();
+    let revision = found.as_ref().and_then(|c| {
+        Some(StoredRevision {
+            business_id: c.business_id(),
+            id: c.id(),
+            revision: c.revision()?,
+        })
+    });
+    repository
+        .expect_find_revision()
+        .returning(move |business, id| {
+            Ok(revision.filter(|r| r.business_id == business && r.id == id))
+        });
     repository
         .expect_find_conversation()
         .returning(move |business, id| {
@@ -463,6 +478,83 @@ async fn etag_and_if_none_match_give_304() {
     )
     .await;
     assert_eq!(stale.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn a_current_copy_is_confirmed_without_reading_the_history() {
+    let auth = (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims())),
+    );
+    let first = call(get(&conversation_path()).insert_header(auth.clone())).await;
+    let etag = first.headers().get(header::ETAG).unwrap().clone();
+
+    let mut repository = MockConversationRepository::new();
+    let stored = StoredRevision {
+        business_id: BusinessId::parse(BUSINESS).unwrap(),
+        id: ConversationId::parse(CONVERSATION).unwrap(),
+        revision: Revision::new(1, None),
+    };
+    repository
+        .expect_find_revision()
+        .times(1)
+        .returning(move |_, _| Ok(Some(stored)));
+    repository.expect_find_conversation().never();
+    let response = call_with(
+        repository,
+        authority(None, None),
+        get(&conversation_path())
+            .insert_header(auth.clone())
+            .insert_header((header::IF_NONE_MATCH, etag.clone())),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(response.headers().get(header::ETAG), Some(&etag));
+    assert_eq!(
+        response.headers().get(header::CACHE_CONTROL).unwrap(),
+        "private, no-cache"
+    );
+
+    // A newer revision: the whole conversation, with the new tag.
+    let mut repository = MockConversationRepository::new();
+    let newer = StoredRevision {
+        revision: Revision::new(2, None),
+        ..stored
+    };
+    repository
+        .expect_find_revision()
+        .returning(move |_, _| Ok(Some(newer)));
+    let changed = conversation(BUSINESS).read_at(Revision::new(2, None));
+    repository
+        .expect_find_conversation()
+        .times(1)
+        .returning(move |_, _| Ok(Some(changed.clone())));
+    let response = call_with(
+        repository,
+        authority(None, None),
+        get(&conversation_path())
+            .insert_header(auth.clone())
+            .insert_header((header::IF_NONE_MATCH, etag.clone())),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(response.headers().get(header::ETAG), Some(&etag));
+
+    // Another business's token: the tag is no key to someone else's conversation.
+    let other = (
+        header::AUTHORIZATION,
+        format!(
+            "Bearer {}",
+            token_with(&claims_with(|c| c["business_id"] = json!(OTHER_BUSINESS)))
+        ),
+    );
+    let response = call(
+        get(&conversation_path())
+            .insert_header(other)
+            .insert_header((header::IF_NONE_MATCH, etag)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
 #[actix_web::test]

@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::{ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl};
+use diesel::{ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl, QueryResult};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use futures_util::future::try_join4;
+use futures_util::future::{BoxFuture, try_join, try_join4};
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
-    PoolStatus, RepositoryError,
+    PoolStatus, RepositoryError, StoredRevision,
 };
 use pingback_domain::{BusinessId, Conversation, ConversationId};
 use tokio::sync::Mutex;
@@ -24,7 +24,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::error::{DeadlineExceeded, StorageError, classify, is_connection_lost};
 use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_import};
 use crate::pool::Checkout;
-use crate::rows::{self, BatchRows};
+use crate::rows::{self, BatchRows, RevisionRecord, revision_query};
 use crate::schema::{DbUuid, attachments, conversations, customers, messages};
 use crate::settings::{DatabaseSettings, with_connect_timeout};
 use crate::snapshot_read::{self, ConversationRead, ReadRow};
@@ -135,11 +135,14 @@ impl ReadConnections {
             // Prepared now, so that a read's first poll sends its Bind and Execute
             // without waiting for a Parse round trip.
             let nil = DbUuid(uuid::Uuid::nil());
-            ConversationRead {
-                business: nil,
-                id: nil,
-            }
-            .load::<ReadRow>(&mut &conn)
+            try_join(
+                ConversationRead {
+                    business: nil,
+                    id: nil,
+                }
+                .load::<ReadRow>(&mut &conn),
+                revision_query!(nil, nil).load::<RevisionRecord>(&mut &conn),
+            )
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok::<_, ConnectionError>(conn)
@@ -166,8 +169,11 @@ impl ReadConnections {
 }
 
 impl PostgresStore {
-    /// Runs `read` on a read lane within the call budget.
-    async fn read(&self, read: ConversationRead) -> Result<Vec<ReadRow>, RepositoryError> {
+    /// Runs `read` (one statement) on a read lane within the call budget.
+    async fn on_read_lane<T: Send>(
+        &self,
+        read: impl for<'c> Fn(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>> + Send + Sync,
+    ) -> Result<T, RepositoryError> {
         let lane = self.reads.lane();
         let deadline = Instant::now() + self.budget;
         let expired = || RepositoryError::unavailable(DeadlineExceeded(self.budget));
@@ -180,8 +186,8 @@ impl PostgresStore {
             let conn = timeout_at(deadline, self.reads.connection(lane))
                 .await
                 .map_err(|_| expired())??;
-            match timeout_at(deadline, read.load::<ReadRow>(&mut &*conn)).await {
-                Ok(Ok(rows)) => return Ok(rows),
+            match timeout_at(deadline, read(&conn)).await {
+                Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) => {
                     if is_connection_lost(&error) {
                         self.reads.discard(lane, &conn).await;
@@ -209,25 +215,46 @@ impl ConversationRepository for PostgresStore {
         business: BusinessId,
         id: ConversationId,
     ) -> Result<Option<Conversation>, RepositoryError> {
+        let read = ConversationRead {
+            business: DbUuid(business.into_uuid()),
+            id: DbUuid(id.into_uuid()),
+        };
         let rows = self
-            .read(ConversationRead {
-                business: DbUuid(business.into_uuid()),
-                id: DbUuid(id.into_uuid()),
+            .on_read_lane(|conn| {
+                Box::pin(async move {
+                    let mut conn = conn;
+                    read.load::<ReadRow>(&mut conn).await
+                })
             })
             .await?;
         snapshot_read::found(rows)
     }
 
+    async fn find_revision(
+        &self,
+        business: BusinessId,
+        id: ConversationId,
+    ) -> Result<Option<StoredRevision>, RepositoryError> {
+        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
+        let rows = self
+            .on_read_lane(|conn| {
+                Box::pin(async move {
+                    let mut conn = conn;
+                    revision_query!(business, id)
+                        .load::<RevisionRecord>(&mut conn)
+                        .await
+                })
+            })
+            .await?;
+        Ok(rows::revision_found(rows))
+    }
+
     /// Ready means reads work: the read itself, for an id that cannot exist, on a read
     /// lane (so a missing schema or a database refusing connections is reported).
     async fn ping(&self) -> Result<(), RepositoryError> {
-        let nil = DbUuid(uuid::Uuid::nil());
-        self.read(ConversationRead {
-            business: nil,
-            id: nil,
-        })
-        .await
-        .map(drop)
+        self.find_conversation(nil_business(), nil_conversation())
+            .await
+            .map(drop)
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
@@ -377,4 +404,12 @@ impl ImportSink for PostgresSink<'_> {
         }
         Ok(())
     }
+}
+
+fn nil_business() -> BusinessId {
+    BusinessId::from_uuid(uuid::Uuid::nil())
+}
+
+fn nil_conversation() -> ConversationId {
+    ConversationId::from_uuid(uuid::Uuid::nil())
 }

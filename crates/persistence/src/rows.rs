@@ -7,7 +7,8 @@ use diesel::{Insertable, Queryable, Selectable};
 use pingback_domain::{
     AgentId, Attachment, AttachmentId, AttachmentParts, BusinessId, ByteSize, ChannelId,
     ChannelType, Conversation, ConversationId, ConversationParts, Customer, CustomerId,
-    CustomerParts, Message, MessageId, MessageParts, SenderId, SenderType, Status, Text, Timestamp,
+    CustomerParts, Message, MessageId, MessageParts, Revision, SenderId, SenderType, Status, Text,
+    Timestamp,
 };
 
 use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
@@ -41,6 +42,7 @@ pub(crate) struct ConversationRow {
     pub created_at: Micros,
     pub updated_at: Micros,
     pub first_response_at: Option<Micros>,
+    pub revision: i64,
 }
 
 #[derive(Queryable, Selectable)]
@@ -53,6 +55,7 @@ pub(crate) struct CustomerRow {
     pub phone: Option<String>,
     pub external_id: Option<String>,
     pub created_at: Micros,
+    pub revision: i64,
 }
 
 #[derive(Queryable, Selectable)]
@@ -99,6 +102,50 @@ macro_rules! conversation_query {
 }
 pub(crate) use conversation_query;
 
+/// The revisions of a conversation and its customer, in one business only: what
+/// validates a cached copy, without the history.
+macro_rules! revision_query {
+    ($business:expr, $id:expr) => {{
+        use diesel::{
+            BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
+            QueryDsl,
+        };
+        use $crate::schema::{conversations, customers};
+        conversations::table
+            .left_join(
+                customers::table.on(customers::business_id
+                    .eq(conversations::business_id)
+                    .and(customers::id.nullable().eq(conversations::customer_id))),
+            )
+            .filter(conversations::business_id.eq($business))
+            .filter(conversations::id.eq($id))
+            .select((
+                conversations::business_id,
+                conversations::id,
+                conversations::revision,
+                customers::revision.nullable(),
+            ))
+    }};
+}
+pub(crate) use revision_query;
+
+pub(crate) type RevisionRecord = (DbUuid, DbUuid, i64, Option<i64>);
+
+/// What a revision read found.
+pub(crate) fn revision_found(
+    rows: Vec<RevisionRecord>,
+) -> Option<pingback_application::StoredRevision> {
+    rows.into_iter()
+        .next()
+        .map(
+            |(business, id, conversation, customer)| pingback_application::StoredRevision {
+                business_id: BusinessId::from_uuid(business.0),
+                id: ConversationId::from_uuid(id.0),
+                revision: Revision::new(conversation, customer),
+            },
+        )
+}
+
 /// The history with its attachments, in history order, attachments in their order.
 macro_rules! history_query {
     ($business:expr, $id:expr) => {{
@@ -141,6 +188,7 @@ macro_rules! customer_upsert {
             t::phone.eq(excluded(t::phone)),
             t::external_id.eq(excluded(t::external_id)),
             t::created_at.eq(excluded(t::created_at)),
+            t::revision.eq(t::revision + 1),
         )
     }};
 }
@@ -161,6 +209,7 @@ macro_rules! conversation_upsert {
             t::created_at.eq(excluded(t::created_at)),
             t::updated_at.eq(excluded(t::updated_at)),
             t::first_response_at.eq(excluded(t::first_response_at)),
+            t::revision.eq(t::revision + 1),
         )
     }};
 }
@@ -270,6 +319,7 @@ pub(crate) fn assemble(
     (row, customer_row): ConversationRecord,
     messages: Vec<Message>,
 ) -> Result<Conversation, CorruptRow> {
+    let revision = Revision::new(row.revision, customer_row.as_ref().map(|c| c.revision));
     let customer = match (row.customer_id, customer_row) {
         (None, _) => None,
         (Some(_), Some(c)) => Some(customer(c)?),
@@ -301,6 +351,7 @@ pub(crate) fn assemble(
             .transpose()?,
         messages,
     })
+    .map(|c| c.read_at(revision))
     .map_err(|e| corrupt("conversation", e))
 }
 

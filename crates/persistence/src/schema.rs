@@ -108,7 +108,7 @@ impl FromSql<sql::Instant, Sqlite> for Micros {
 }
 
 diesel::table! {
-    use diesel::sql_types::{Nullable, Text};
+    use diesel::sql_types::{BigInt, Nullable, Text};
     use super::sql::{Instant, Uuid};
 
     customers (business_id, id) {
@@ -119,11 +119,12 @@ diesel::table! {
         phone -> Nullable<Text>,
         external_id -> Nullable<Text>,
         created_at -> Instant,
+        revision -> BigInt,
     }
 }
 
 diesel::table! {
-    use diesel::sql_types::{Nullable, Text};
+    use diesel::sql_types::{BigInt, Nullable, Text};
     use super::sql::{Instant, Uuid};
 
     conversations (business_id, id) {
@@ -137,6 +138,7 @@ diesel::table! {
         created_at -> Instant,
         updated_at -> Instant,
         first_response_at -> Nullable<Instant>,
+        revision -> BigInt,
     }
 }
 

@@ -33,8 +33,9 @@ use crate::schema::sql::{Instant, Uuid};
 const SQL: [&str; 7] = [
     "(SELECT 0, \
        c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, \
-       c.channel_id, c.created_at, c.updated_at, c.first_response_at, \
+       c.channel_id, c.created_at, c.updated_at, c.first_response_at, c.revision, \
        cu.business_id, cu.id, cu.name, cu.email, cu.phone, cu.external_id, cu.created_at, \
+       cu.revision, \
        NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, \
        NULL::uuid, NULL::integer, NULL::uuid, NULL::text, NULL::text, NULL::bigint, NULL::text \
      FROM conversations c \
@@ -42,16 +43,16 @@ const SQL: [&str; 7] = [
      WHERE c.business_id = ",
     " AND c.id = ",
     ") UNION ALL (SELECT 1, \
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
        m.id, m.sender_type, m.sender_id, m.content, m.created_at, \
        NULL, NULL, NULL, NULL, NULL, NULL, NULL \
      FROM messages m \
      WHERE m.business_id = ",
     " AND m.conversation_id = ",
     " ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, \
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
        NULL, NULL, NULL, NULL, NULL, \
        a.message_id, a.position, a.id, a.file_name, a.content_type, a.byte_size, a.url \
      FROM attachments a \
@@ -78,6 +79,7 @@ type ConversationSql = (
     Instant,
     Instant,
     Nullable<Instant>,
+    BigInt,
 );
 type CustomerSql = (
     Uuid,
@@ -87,6 +89,7 @@ type CustomerSql = (
     Nullable<Text>,
     Nullable<Text>,
     Instant,
+    BigInt,
 );
 type MessageSql = (Uuid, Text, Nullable<Uuid>, Text, Instant);
 type AttachmentSql = (Uuid, Integer, (Uuid, Text, Text, BigInt, Text));
@@ -132,9 +135,9 @@ pub(crate) enum ReadRow {
 
 // Column offsets of each part in the statement's rows.
 const CONVERSATION: usize = 1;
-const CUSTOMER: usize = 11;
-const MESSAGE: usize = 18;
-const ATTACHMENT: usize = 23;
+const CUSTOMER: usize = 12;
+const MESSAGE: usize = 20;
+const ATTACHMENT: usize = 25;
 
 impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
     fn build_from_row<'a>(row: &impl Row<'a, Pg>) -> deserialize::Result<Self> {
@@ -152,6 +155,7 @@ impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
                     created_at: row.get_value::<Instant, _, _>(c(7))?,
                     updated_at: row.get_value::<Instant, _, _>(c(8))?,
                     first_response_at: row.get_value::<Nullable<Instant>, _, _>(c(9))?,
+                    revision: row.get_value::<BigInt, _, _>(c(10))?,
                 };
                 let c = |i| CUSTOMER + i;
                 // The customer's primary key is NULL exactly when there is no customer.
@@ -165,6 +169,7 @@ impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
                         phone: row.get_value::<Nullable<Text>, _, _>(c(4))?,
                         external_id: row.get_value::<Nullable<Text>, _, _>(c(5))?,
                         created_at: row.get_value::<Instant, _, _>(c(6))?,
+                        revision: row.get_value::<BigInt, _, _>(c(7))?,
                     }),
                 };
                 Ok(Self::Conversation(Box::new((conversation, customer))))

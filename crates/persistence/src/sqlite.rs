@@ -23,7 +23,7 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use futures_util::StreamExt as _;
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
-    PoolStatus, RepositoryError, SourceAborted,
+    PoolStatus, RepositoryError, SourceAborted, StoredRevision,
 };
 use pingback_domain::{BusinessId, Conversation, ConversationId};
 use tokio::sync::oneshot;
@@ -32,7 +32,8 @@ use crate::error::{DeadlineExceeded, StorageError, classify, classify_pool};
 use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_import};
 use crate::pool::Checkout;
 use crate::rows::{
-    self, BatchRows, ConversationRecord, HistoryRecord, conversation_query, history_query,
+    self, BatchRows, ConversationRecord, HistoryRecord, RevisionRecord, conversation_query,
+    history_query, revision_query,
 };
 use crate::schema::{DbUuid, attachments, conversations, customers, messages};
 use crate::settings::DatabaseSettings;
@@ -162,6 +163,18 @@ impl ConversationRepository for SqliteStore {
             })
             .await?;
         rows::found(conversation, history)
+    }
+
+    async fn find_revision(
+        &self,
+        business: BusinessId,
+        id: ConversationId,
+    ) -> Result<Option<StoredRevision>, RepositoryError> {
+        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
+        let rows = self
+            .call(move |conn| revision_query!(business, id).load::<RevisionRecord>(conn))
+            .await?;
+        Ok(rows::revision_found(rows))
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {

@@ -40,6 +40,7 @@ macro_rules! conformance {
                 reimport_is_idempotent,
                 reimport_replaces_the_message_set,
                 shared_customer_is_one_row,
+                revisions_follow_every_write,
                 conversation_of_another_business_conflicts,
                 customer_of_another_business_conflicts,
                 customer_given_to_two_businesses_in_one_import_conflicts,
@@ -388,6 +389,67 @@ mod cases {
         import(&storage, vec![reuse.clone()]).await;
         assert_eq!(find(&storage, &reuse).await, Some(reuse));
         assert_eq!(find(&storage, &new).await, Some(new));
+    }
+
+    pub async fn revisions_follow_every_write(db: &TestDatabase) {
+        let storage = db.storage();
+        let business = id();
+        let shared = customer(business);
+        let a = conversation_with(business, Some(shared.clone()), vec![]);
+        let alone = conversation_with(business, None, vec![]);
+        import(&storage, vec![a.clone(), alone.clone()]).await;
+        let revision = |c: &Conversation| {
+            let storage = storage.clone();
+            let (business, id) = (c.business_id(), c.id());
+            async move {
+                storage
+                    .repository
+                    .find_revision(business, id)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // The revision read alone is the one the whole read carries.
+        let first = find(&storage, &a).await.unwrap().revision().unwrap();
+        let stored = revision(&a).await.unwrap();
+        assert_eq!((stored.business_id, stored.id), (a.business_id(), a.id()));
+        assert_eq!(stored.revision, first);
+        assert!(first.customer().is_some());
+        assert_eq!(revision(&alone).await.unwrap().revision.customer(), None);
+
+        // Re-importing writes the rows again: both revisions move.
+        import(&storage, vec![a.clone()]).await;
+        let second = revision(&a).await.unwrap().revision;
+        assert!(second.conversation() > first.conversation());
+        assert!(second.customer() > first.customer());
+
+        // Another conversation of the same customer changes this one's body (the
+        // embedded customer): its customer revision moves, its own does not.
+        let b = conversation_with(business, Some(shared), vec![]);
+        import(&storage, vec![b]).await;
+        let third = revision(&a).await.unwrap().revision;
+        assert_eq!(third.conversation(), second.conversation());
+        assert!(third.customer() > second.customer());
+        assert_eq!(find(&storage, &a).await.unwrap().revision(), Some(third));
+
+        // The business rule of find_conversation.
+        assert_eq!(
+            storage
+                .repository
+                .find_revision(id(), a.id())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            storage
+                .repository
+                .find_revision(business, id())
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     pub async fn shared_customer_is_one_row(db: &TestDatabase) {

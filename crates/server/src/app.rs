@@ -5,7 +5,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use pingback_application::{ConversationRepository, ConversationService, RepositoryError};
+use pingback_application::{
+    ConversationRepository, ConversationService, RepositoryError, StoredRevision,
+};
 use pingback_domain::{BusinessId, Conversation, ConversationId};
 use pingback_http::{ApiState, Metrics, TokenAuthority};
 use pingback_persistence::DatabaseSettings;
@@ -90,6 +92,14 @@ impl ConversationRepository for Unconnected {
         _business: BusinessId,
         _id: ConversationId,
     ) -> Result<Option<Conversation>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn find_revision(
+        &self,
+        _business: BusinessId,
+        _id: ConversationId,
+    ) -> Result<Option<StoredRevision>, RepositoryError> {
         Err(RepositoryError::internal(self.0.clone()))
     }
 

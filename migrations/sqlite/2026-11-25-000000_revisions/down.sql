@@ -1,0 +1,2 @@
+ALTER TABLE customers DROP COLUMN revision;
+ALTER TABLE conversations DROP COLUMN revision;
