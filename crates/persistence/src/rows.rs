@@ -78,33 +78,9 @@ pub(crate) struct AttachmentRow {
     pub url: String,
 }
 
-/// The conversation and its customer, in one business only.
-macro_rules! conversation_query {
-    ($business:expr, $id:expr) => {{
-        use diesel::{
-            BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
-            QueryDsl, SelectableHelper,
-        };
-        use $crate::schema::{conversations, customers};
-        conversations::table
-            .left_join(
-                customers::table.on(customers::business_id
-                    .eq(conversations::business_id)
-                    .and(customers::id.nullable().eq(conversations::customer_id))),
-            )
-            .filter(conversations::business_id.eq($business))
-            .filter(conversations::id.eq($id))
-            .select((
-                $crate::rows::ConversationRow::as_select(),
-                Option::<$crate::rows::CustomerRow>::as_select(),
-            ))
-    }};
-}
-pub(crate) use conversation_query;
-
-/// The revisions of a conversation and its customer, in one business only: what
-/// validates a cached copy, without the history.
-macro_rules! revision_query {
+/// The conversation `$id` of business `$business` joined with its customer (in the
+/// same business), for the reads below to select from.
+macro_rules! conversation_in_business {
     ($business:expr, $id:expr) => {{
         use diesel::{
             BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
@@ -119,12 +95,34 @@ macro_rules! revision_query {
             )
             .filter(conversations::business_id.eq($business))
             .filter(conversations::id.eq($id))
-            .select((
-                conversations::business_id,
-                conversations::id,
-                conversations::revision,
-                customers::revision.nullable(),
-            ))
+    }};
+}
+pub(crate) use conversation_in_business;
+
+/// The conversation and its customer, in one business only.
+macro_rules! conversation_query {
+    ($business:expr, $id:expr) => {{
+        use diesel::{QueryDsl, SelectableHelper};
+        $crate::rows::conversation_in_business!($business, $id).select((
+            $crate::rows::ConversationRow::as_select(),
+            Option::<$crate::rows::CustomerRow>::as_select(),
+        ))
+    }};
+}
+pub(crate) use conversation_query;
+
+/// The revisions of a conversation and its customer, in one business only: what
+/// validates a cached copy, without the history.
+macro_rules! revision_query {
+    ($business:expr, $id:expr) => {{
+        use diesel::{NullableExpressionMethods, QueryDsl};
+        use $crate::schema::{conversations, customers};
+        $crate::rows::conversation_in_business!($business, $id).select((
+            conversations::business_id,
+            conversations::id,
+            conversations::revision,
+            customers::revision.nullable(),
+        ))
     }};
 }
 pub(crate) use revision_query;
@@ -556,6 +554,12 @@ mod tests {
                 sql.contains("\"customers\".\"business_id\" = \"conversations\".\"business_id\""),
                 "{sql}"
             );
+        }
+        for sql in [
+            diesel::debug_query::<Pg, _>(&revision_query!(nil, nil)).to_string(),
+            diesel::debug_query::<Sqlite, _>(&revision_query!(nil, nil)).to_string(),
+        ] {
+            assert_scoped(&sql, &["conversations", "customers"]);
         }
         for sql in [
             diesel::debug_query::<Pg, _>(&history_query!(nil, nil)).to_string(),
