@@ -35,7 +35,7 @@ PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
 WORKERS=1                               # one core for the server: one actix worker
-PINGBACK_READ_CONNECTIONS=2             # pingback's default read connections per worker
+PINGBACK_READ_CONNECTIONS=1             # pingback's default read connections per worker
 SEED=7
 # CPU per request is measured between SKIP s after the start and SKIP s before the end
 # of each run (steady state; see benches/bench.py window).

@@ -31,7 +31,7 @@ impl DatabaseSettings {
         Self {
             url: SecretString::from(url.into()),
             max_connections: 10,
-            read_connections: 2,
+            read_connections: 1,
             connect_timeout: Duration::from_secs(3),
             pool_wait_timeout: Duration::from_secs(4),
             statement_timeout: Duration::from_secs(5),
