@@ -35,7 +35,30 @@ fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        .map_or_else(|| new_request_id().to_string(), str::to_owned)
+}
+
+/// A random (version 4) UUID from a per-thread generator seeded once from the OS:
+/// `Uuid::new_v4` asks the kernel for every id, a system call per request. Request
+/// ids must be unique, not secret.
+fn new_request_id() -> uuid::Uuid {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+    }
+    // splitmix64: a full-period sequence of well-mixed outputs.
+    let next = || {
+        STATE.with(|state| {
+            let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            state.set(s);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let bytes = (u128::from(next()) << 64 | u128::from(next())).to_le_bytes();
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 /// Bytes of the request line and headers as they came on the wire (near enough).
@@ -134,4 +157,23 @@ fn render_problem(response: ServiceResponse<BoxBody>, id: &str) -> ServiceRespon
     };
     let (http_request, _) = response.into_parts();
     ServiceResponse::new(http_request, problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<uuid::Uuid> =
+            (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(
+            ids.iter()
+                .all(|id| id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122)
+        );
+        // Another thread starts from another seed.
+        let other = std::thread::spawn(new_request_id).join().unwrap();
+        assert!(!ids.contains(&other));
+    }
 }

@@ -83,7 +83,7 @@ impl PostgresStore {
 /// (`auto`) re-planned the read on every execution (a generic plan's estimate, averaged
 /// over all conversation sizes, looks worse than one for the id at hand), which cost
 /// more than executing it: forcing generic plans nearly doubled the reads PostgreSQL
-/// serves per second (`docs/benchmarks.md`).
+/// serves per second (`docs/performance.md`).
 async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
     let conn = AsyncPgConnection::establish(url).await?;
     let settings = format!(
@@ -104,7 +104,7 @@ type Lane = Mutex<Option<Arc<AsyncPgConnection>>>;
 /// tokio-postgres, and PostgreSQL serves them back to back from one backend. Compared
 /// with a pool of exclusive connections that saves the database a switch between
 /// backends per read, and both sides read and write many messages per system call
-/// (measured: `docs/benchmarks.md`). It also bounds memory: a lane delivers one result
+/// (measured: `docs/performance.md`). It also bounds memory: a lane delivers one result
 /// at a time, so a worker holds few large results at once.
 ///
 /// Each lane holds one connection, opened on first use and replaced after a failure;

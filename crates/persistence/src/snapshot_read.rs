@@ -11,9 +11,10 @@
 //! - `2`: the conversation's attachments, any order (placed and ordered by
 //!   `message_id`, `position` here: a join would have cost a sort of every row).
 //!
-//! Each branch pads the others' columns with NULLs. Branch order is PostgreSQL's
-//! `Append` order; nothing below depends on it, and a message split by a reordering
-//! would be refused by the aggregate (duplicate id), never served wrong.
+//! Each branch pads the others' columns with NULLs. Nothing below depends on the order
+//! of the rows for correctness: the aggregate orders messages itself (input already in
+//! order, as here, is checked in linear time) and attachments are placed by message
+//! and position.
 
 use diesel::QueryResult;
 use diesel::deserialize::{self, FromSqlRow};
@@ -29,7 +30,8 @@ use crate::rows::{
 use crate::schema::DbUuid;
 use crate::schema::sql::{Instant, Uuid};
 
-/// The statement, split where the business id (`B`) and conversation id (`C`) are bound.
+/// The statement, split where the business id and the conversation id are bound, in
+/// turn.
 const SQL: [&str; 7] = [
     "(SELECT 0, \
        c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, \
