@@ -489,6 +489,17 @@ async fn a_current_copy_is_confirmed_without_reading_the_history() {
     let first = call(get(&conversation_path()).insert_header(auth.clone())).await;
     let etag = first.headers().get(header::ETAG).unwrap().clone();
 
+    // The same conditional request against a given store.
+    let conditional = |repository| {
+        call_with(
+            repository,
+            authority(None, None),
+            get(&conversation_path())
+                .insert_header(auth.clone())
+                .insert_header((header::IF_NONE_MATCH, etag.clone())),
+        )
+    };
+
     let mut repository = MockConversationRepository::new();
     let stored = StoredRevision {
         business_id: BusinessId::parse(BUSINESS).unwrap(),
@@ -500,14 +511,7 @@ async fn a_current_copy_is_confirmed_without_reading_the_history() {
         .times(1)
         .returning(move |_, _| Ok(Some(stored)));
     repository.expect_find_conversation().never();
-    let response = call_with(
-        repository,
-        authority(None, None),
-        get(&conversation_path())
-            .insert_header(auth.clone())
-            .insert_header((header::IF_NONE_MATCH, etag.clone())),
-    )
-    .await;
+    let response = conditional(repository).await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(response.headers().get(header::ETAG), Some(&etag));
     assert_eq!(
@@ -529,14 +533,7 @@ async fn a_current_copy_is_confirmed_without_reading_the_history() {
         .expect_find_conversation()
         .times(1)
         .returning(move |_, _| Ok(Some(changed.clone())));
-    let response = call_with(
-        repository,
-        authority(None, None),
-        get(&conversation_path())
-            .insert_header(auth.clone())
-            .insert_header((header::IF_NONE_MATCH, etag.clone())),
-    )
-    .await;
+    let response = conditional(repository).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_ne!(response.headers().get(header::ETAG), Some(&etag));
 
