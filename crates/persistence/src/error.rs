@@ -23,18 +23,19 @@ pub enum StorageError {
 
 /// PostgreSQL's messages for the transient failures of the contract, for errors that
 /// reach us without their SQLSTATE (diesel keeps only a kind and the message):
-/// 57014 statement timeout or cancel, 57P01 admin shutdown, 57P02 crash shutdown,
-/// 57P03 cannot connect now, 55P03 lock timeout, 40P01 deadlock. The server's
-/// `lc_messages` is English unless someone changed it; connection loss, the other
-/// half of these cases, is caught by kind.
+/// 57014 statement timeout or cancel, 57P03 cannot connect now, 55P03 lock timeout,
+/// 40P01 deadlock (57P01 admin and 57P02 crash shutdown "terminate" the connection:
+/// `CONNECTION_LOST`). The server's `lc_messages` is English unless someone changed
+/// it; connection loss is otherwise caught by kind.
 const TRANSIENT_POSTGRES: &[&str] = &[
     "canceling statement due to",
-    "terminating connection",
     "the database system is",
     "deadlock detected",
     "could not obtain lock",
-    "connection closed",
 ];
+
+/// The messages of a connection the server ended or that closed under us.
+const CONNECTION_LOST: &[&str] = &["terminating connection", "connection closed"];
 
 /// SQLite's SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock for
 /// longer than busy_timeout.
@@ -63,20 +64,19 @@ pub(crate) fn is_connection_lost(error: &DieselError) -> bool {
         ) => true,
         DieselError::DatabaseError(_, info) => {
             let message = info.message();
-            message.contains("terminating connection") || message.contains("connection closed")
+            CONNECTION_LOST.iter().any(|m| message.contains(m))
         }
         _ => false,
     }
 }
 
+/// A lost connection, or any failure that retrying later may cure.
 fn is_transient(error: &DieselError) -> bool {
+    if is_connection_lost(error) {
+        return true;
+    }
     match error {
-        DieselError::DatabaseError(
-            DatabaseErrorKind::UnableToSendCommand
-            | DatabaseErrorKind::ClosedConnection
-            | DatabaseErrorKind::SerializationFailure,
-            _,
-        ) => true,
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
         DieselError::DatabaseError(_, info) => {
             let message = info.message();
             TRANSIENT_POSTGRES
