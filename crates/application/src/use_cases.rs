@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use pingback_domain::{Conversation, ConversationId, Revision};
+use pingback_domain::{BusinessId, Conversation, ConversationId, Revision};
 
 use crate::principal::Principal;
 use crate::repository::{ConversationRepository, RepositoryError};
@@ -61,14 +61,11 @@ impl ConversationService {
             .customer()
             .is_some_and(|customer| customer.business_id() != business);
         if conversation.business_id() != business || conversation.id() != id || customer_leaks {
-            tracing::error!(
-                requested = %id,
-                returned = %conversation.id(),
-                tenant = %business,
-                returned_business = %conversation.business_id(),
-                "repository returned a conversation outside the request's scope; refused"
-            );
-            return Err(GetConversationError::NotFound);
+            return Err(refused(
+                "conversation",
+                (business, id),
+                (conversation.business_id(), conversation.id()),
+            ));
         }
         Ok(conversation)
     }
@@ -86,16 +83,11 @@ impl ConversationService {
             Some(stored) if stored.business_id == business && stored.id == id => {
                 Ok(stored.revision)
             }
-            Some(stored) => {
-                tracing::error!(
-                    requested = %id,
-                    returned = %stored.id,
-                    tenant = %business,
-                    returned_business = %stored.business_id,
-                    "repository returned a revision outside the request's scope; refused"
-                );
-                Err(GetConversationError::NotFound)
-            }
+            Some(stored) => Err(refused(
+                "revision",
+                (business, id),
+                (stored.business_id, stored.id),
+            )),
             None => Err(GetConversationError::NotFound),
         }
     }
@@ -109,6 +101,23 @@ impl ConversationService {
     pub async fn ready(&self) -> Result<(), ReadinessError> {
         self.repository.ping().await.map_err(ReadinessError)
     }
+}
+
+/// What the repository returned lies outside the request's scope (an adapter broke
+/// its contract): logged loudly, answered as "not found".
+fn refused(
+    what: &str,
+    (tenant, requested): (BusinessId, ConversationId),
+    (returned_business, returned): (BusinessId, ConversationId),
+) -> GetConversationError {
+    tracing::error!(
+        %requested,
+        %returned,
+        %tenant,
+        %returned_business,
+        "repository returned a {what} outside the request's scope; refused"
+    );
+    GetConversationError::NotFound
 }
 
 #[cfg(test)]
