@@ -19,19 +19,21 @@ pub fn strong_etag(body: &[u8]) -> String {
 /// revisions hold the same data, and the same representation writes the same bytes
 /// for it, on every node and every restart.
 pub fn revision_etag(business: BusinessId, id: ConversationId, revision: Revision) -> String {
-    let mut key = Vec::with_capacity(16 * 3 + 8 + 9);
-    key.extend_from_slice(&representation_fingerprint().to_le_bytes());
-    key.extend_from_slice(business.into_uuid().as_bytes());
-    key.extend_from_slice(id.into_uuid().as_bytes());
-    key.extend_from_slice(&revision.conversation().to_le_bytes());
-    match revision.customer() {
+    // fingerprint | business | id | conversation revision | customer: flag, revision
+    let mut key = [0_u8; 16 * 3 + 8 + 1 + 8];
+    key[..16].copy_from_slice(&representation_fingerprint().to_le_bytes());
+    key[16..32].copy_from_slice(business.into_uuid().as_bytes());
+    key[32..48].copy_from_slice(id.into_uuid().as_bytes());
+    key[48..56].copy_from_slice(&revision.conversation().to_le_bytes());
+    let len = match revision.customer() {
         Some(customer) => {
-            key.push(1);
-            key.extend_from_slice(&customer.to_le_bytes());
+            key[56] = 1;
+            key[57..].copy_from_slice(&customer.to_le_bytes());
+            key.len()
         }
-        None => key.push(0),
-    }
-    format!("\"{:032x}\"", xxh3_128(&key))
+        None => 57,
+    };
+    format!("\"{:032x}\"", xxh3_128(&key[..len]))
 }
 
 /// The bytes the representation writes for the documentation's example, hashed: a
