@@ -1,5 +1,5 @@
 //! The PostgreSQL adapter: diesel-async over tokio-postgres (no libpq). Reads share a
-//! few pipelined connections; imports and readiness checks use a deadpool pool.
+//! few pipelined connections (readiness checks too); imports use a deadpool pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +38,7 @@ const IMPORT_LOCK: &str = "SELECT pg_advisory_xact_lock(7402471198346123286)";
 
 #[derive(Clone)]
 pub(crate) struct PostgresStore {
-    /// Imports and readiness checks: a connection each, for as long as they need it.
+    /// Imports: a connection each, for as long as they need it.
     pool: Pool<AsyncPgConnection>,
     /// Conversation reads: shared, pipelined connections.
     reads: Arc<ReadConnections>,
@@ -252,7 +252,8 @@ impl ConversationRepository for PostgresStore {
     /// Ready means reads work: the read itself, for an id that cannot exist, on a read
     /// lane (so a missing schema or a database refusing connections is reported).
     async fn ping(&self) -> Result<(), RepositoryError> {
-        self.find_conversation(nil_business(), nil_conversation())
+        let nil = BusinessId::from_uuid(uuid::Uuid::nil());
+        self.find_conversation(nil, ConversationId::from_uuid(nil.into_uuid()))
             .await
             .map(drop)
     }
@@ -404,12 +405,4 @@ impl ImportSink for PostgresSink<'_> {
         }
         Ok(())
     }
-}
-
-fn nil_business() -> BusinessId {
-    BusinessId::from_uuid(uuid::Uuid::nil())
-}
-
-fn nil_conversation() -> ConversationId {
-    ConversationId::from_uuid(uuid::Uuid::nil())
 }

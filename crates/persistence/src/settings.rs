@@ -12,7 +12,7 @@ pub struct DatabaseSettings {
     /// `postgres://…` / `postgresql://…`, or `sqlite://relative/path` /
     /// `sqlite:///absolute/path`. Secret: it may carry a password.
     pub url: SecretString,
-    /// Pool size for imports and readiness checks.
+    /// Pool size: imports; on SQLite also reads and readiness checks.
     pub max_connections: usize,
     /// Connections that conversation reads share, pipelined (PostgreSQL only; SQLite
     /// reads use the pool).
