@@ -1,20 +1,29 @@
 //! Pingback's application layer: the ports adapters implement and the use cases that
 //! drive them. The tenant rule is enforced here, not trusted to adapters.
 
+mod commands;
 mod import;
 mod principal;
 mod repository;
 mod use_cases;
+mod write;
 
+pub use commands::{Clock, CommandError, ConversationCommands, SystemClock};
 pub use import::{
     ConversationBatches, ConversationImporter, ImportConflict, ImportConflictOwner, ImportError,
     ImportSummary, ImportedEntity, SourceAborted, batches_of,
 };
-pub use principal::{Principal, Subject, SubjectError};
+pub use principal::{InsufficientScope, Principal, Scope, Scopes, Subject, SubjectError};
 pub use repository::{ConversationRepository, PoolStatus, RepositoryError, StoredRevision};
 pub use use_cases::{ConversationService, GetConversationError, ReadinessError};
+pub use write::{
+    ConversationWriter, IDEMPOTENCY_TTL_SECONDS, IdempotencyClaim, IdempotencyKey, StoredResponse,
+    Updated, WriteError, WriteOutcome, Written,
+};
 
 #[cfg(feature = "mock")]
 pub use import::MockConversationImporter;
 #[cfg(feature = "mock")]
 pub use repository::MockConversationRepository;
+#[cfg(feature = "mock")]
+pub use write::MockConversationWriter;

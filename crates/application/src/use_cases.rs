@@ -2,13 +2,15 @@ use std::sync::Arc;
 
 use pingback_domain::{BusinessId, Conversation, ConversationId, Revision};
 
-use crate::principal::Principal;
+use crate::principal::{InsufficientScope, Principal, Scope};
 use crate::repository::{ConversationRepository, RepositoryError};
 
 /// Why a conversation cannot be returned. "Not found" covers "belongs to another
 /// business" on purpose: the caller must not learn that the id exists elsewhere.
 #[derive(Debug, thiserror::Error)]
 pub enum GetConversationError {
+    #[error(transparent)]
+    Forbidden(#[from] InsufficientScope),
     #[error("conversation not found")]
     NotFound,
     #[error("storage is unavailable")]
@@ -53,6 +55,7 @@ impl ConversationService {
         principal: &Principal,
         id: ConversationId,
     ) -> Result<Conversation, GetConversationError> {
+        principal.require(Scope::ConversationsRead)?;
         let business = principal.business_id();
         let Some(conversation) = self.repository.find_conversation(business, id).await? else {
             return Err(GetConversationError::NotFound);
@@ -74,6 +77,17 @@ impl ConversationService {
     /// what validates a cached copy. Scoped like `get_conversation`: another
     /// business's conversation is `NotFound`.
     pub async fn conversation_revision(
+        &self,
+        principal: &Principal,
+        id: ConversationId,
+    ) -> Result<Revision, GetConversationError> {
+        principal.require(Scope::ConversationsRead)?;
+        self.stored_revision(principal, id).await
+    }
+
+    /// `conversation_revision` without the scope check, for use cases that check
+    /// their own scope.
+    pub(crate) async fn stored_revision(
         &self,
         principal: &Principal,
         id: ConversationId,

@@ -68,6 +68,12 @@ macro_rules! uuid_newtype {
             }
         }
 
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
         /// Lower-case hyphenated, the only form the service prints.
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -7,6 +7,7 @@ mod conversation;
 mod id;
 mod text;
 mod timestamp;
+mod write;
 
 pub use conversation::{
     Attachment, AttachmentParts, Conversation, ConversationError, ConversationParts, Customer,
@@ -18,3 +19,9 @@ pub use id::{
 };
 pub use text::{ByteSize, ChannelType, Text, TextError};
 pub use timestamp::{RFC3339_MAX_LEN, Timestamp, TimestampError};
+pub use write::{
+    AttachmentDraft, ConversationChanges, ConversationDraft, ConversationHead, ConversationPatch,
+    CustomerChoice, CustomerDraft, FieldError, MAX_ATTACHMENTS, MAX_CONTENT_BYTES,
+    MAX_CUSTOMER_FIELD_BYTES, MessageAppended, MessageDraft, MessageIds, NewConversationIds,
+    WriteRefused, initial_status,
+};

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use pingback_application::{Principal, Subject};
+use pingback_application::{Principal, Scope, Scopes, Subject};
 use pingback_domain::BusinessId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,7 @@ struct Claims {
     sub: Option<serde_json::Value>,
     business_id: Option<serde_json::Value>,
     iat: Option<serde_json::Value>,
+    scope: Option<serde_json::Value>,
 }
 
 /// Verifies tokens and, when the key allows, signs them (for `pingback token` and the
@@ -263,15 +264,35 @@ impl TokenAuthority {
                 return Err(AuthError::IssuedInFuture);
             }
         }
-        Ok(Principal::new(business, subject))
+        // RFC 8693 §4.2: space-separated scope names; unknown ones grant nothing.
+        // Without the claim a token may read, as tokens did before scopes existed.
+        let scopes = match claims.scope {
+            None | Some(serde_json::Value::Null) => Scopes::READ_ONLY,
+            Some(serde_json::Value::String(names)) => {
+                names.split(' ').filter_map(Scope::parse).collect()
+            }
+            Some(_) => return Err(AuthError::Claim("scope")),
+        };
+        Ok(Principal::with_scopes(business, subject, scopes))
     }
 
-    /// Signs a token for `business` and `subject`, valid for `ttl`.
+    /// Signs a token for `business` and `subject` with every scope, valid for `ttl`.
     pub fn mint(
         &self,
         business: BusinessId,
         subject: &Subject,
         ttl: Duration,
+    ) -> Result<String, AuthConfigError> {
+        self.mint_with_scopes(business, subject, ttl, Scopes::all())
+    }
+
+    /// Signs a token for `business` and `subject` with `scopes`, valid for `ttl`.
+    pub fn mint_with_scopes(
+        &self,
+        business: BusinessId,
+        subject: &Subject,
+        ttl: Duration,
+        scopes: Scopes,
     ) -> Result<String, AuthConfigError> {
         let key = self
             .encoding
@@ -283,6 +304,11 @@ impl TokenAuthority {
             business_id: business.to_string(),
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
+            scope: scopes
+                .iter()
+                .map(Scope::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
             iss: self.issuer.as_deref(),
             aud: self.audience.as_deref(),
         };
@@ -328,6 +354,7 @@ struct MintedClaims<'a> {
     business_id: String,
     iat: u64,
     exp: u64,
+    scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 //! problem+json errors, request ids. Actix types stay inside this crate.
 
 pub mod auth;
+mod docs_types;
 mod envelope;
 mod etag;
 mod example;
@@ -9,7 +10,9 @@ mod metrics;
 pub mod openapi;
 mod problem;
 mod representation;
+mod requests;
 mod routes;
+mod writes;
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -20,8 +20,11 @@ struct Histogram {
 }
 
 /// The routes we label by; anything else is `other` so labels stay bounded.
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 10] = [
+    "conversations",
     "conversation",
+    "messages",
+    "message",
     "healthz",
     "readyz",
     "metrics",
@@ -32,7 +35,7 @@ pub const ROUTES: [&str; 7] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (route, status) → count. Bounded: 7 routes × a few statuses.
+    /// (route, status) → count. Bounded: 10 routes × a few statuses.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     database_errors: [AtomicU64; 2],
@@ -50,7 +53,10 @@ pub enum DatabaseError {
 
 pub fn route_label(pattern: Option<&str>) -> &'static str {
     match pattern {
+        Some("/api/v1/conversations") => "conversations",
         Some("/api/v1/conversations/{conversation_id}") => "conversation",
+        Some("/api/v1/conversations/{conversation_id}/messages") => "messages",
+        Some("/api/v1/conversations/{conversation_id}/messages/{message_id}") => "message",
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",

@@ -206,7 +206,7 @@ fn errors_of(path: &str) -> Vec<DocumentedError> {
         ));
     }
     errors.push(e(
-        ApiError::MethodNotAllowed,
+        ApiError::MethodNotAllowed("GET, HEAD"),
         "Any method but GET or HEAD. Routing comes before authentication.",
     ));
     errors.push(e(
@@ -242,6 +242,7 @@ fn problem_response(documented: &DocumentedError) -> Response {
         status: documented.status,
         detail: &detail,
         request_id: EXAMPLE_REQUEST_ID,
+        errors: error.invalid_values(),
     })
     .ok();
     let mut response = ResponseBuilder::new()
@@ -272,7 +273,7 @@ fn problem_response(documented: &DocumentedError) -> Response {
                 )),
             );
         }
-        ApiError::MethodNotAllowed => {
+        ApiError::MethodNotAllowed(_) => {
             response = response.header(
                 "Allow",
                 fixed_header("GET, HEAD", "The methods the resource supports."),

@@ -7,6 +7,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use pingback_application::Scope;
+use pingback_domain::FieldError;
+
 use crate::auth::AuthError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -17,14 +20,35 @@ pub const RETRY_AFTER_SECONDS: u32 = 2;
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(AuthError),
+    #[error("{0}")]
+    Forbidden(Scope),
     #[error("conversation not found")]
     ConversationNotFound,
+    #[error("message not found")]
+    MessageNotFound,
     #[error("no resource at this path")]
     RouteNotFound,
+    /// With the methods the resource supports (its `Allow` header).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A request with the same idempotency key is still in progress.
+    #[error("a request with this idempotency key is in progress")]
+    KeyInFlight,
+    #[error("the conversation has changed")]
+    PreconditionFailed,
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    #[error("the request body is larger than 1 MiB")]
+    PayloadTooLarge,
+    /// Every invalid value, by JSON Pointer.
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    #[error("the idempotency key was used for another request")]
+    IdempotencyKeyReused,
     #[error("request header fields too large")]
     HeadTooLarge,
     #[error("the database is unavailable")]
@@ -41,12 +65,24 @@ pub enum ApiError {
 pub enum ProblemType {
     #[serde(rename = "/problems/unauthorized")]
     Unauthorized,
+    #[serde(rename = "/problems/forbidden")]
+    Forbidden,
     #[serde(rename = "/problems/not-found")]
     NotFound,
     #[serde(rename = "/problems/method-not-allowed")]
     MethodNotAllowed,
     #[serde(rename = "/problems/bad-request")]
     BadRequest,
+    #[serde(rename = "/problems/conflict")]
+    Conflict,
+    #[serde(rename = "/problems/precondition-failed")]
+    PreconditionFailed,
+    #[serde(rename = "/problems/unsupported-media-type")]
+    UnsupportedMediaType,
+    #[serde(rename = "/problems/validation")]
+    Validation,
+    #[serde(rename = "/problems/idempotency-key-reused")]
+    IdempotencyKeyReused,
     #[serde(rename = "/problems/too-large")]
     TooLarge,
     #[serde(rename = "/problems/unavailable")]
@@ -73,18 +109,48 @@ pub struct Problem<'a> {
     /// The request's id, as in the `X-Request-Id` response header and the server log.
     #[schema(min_length = 1, max_length = 128)]
     pub request_id: &'a str,
+    /// For `/problems/validation` only: every invalid value (up to 50), each named by
+    /// its JSON Pointer (RFC 6901) into the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<InvalidValue<'_>>>)]
+    pub errors: Option<Vec<InvalidValue<'a>>>,
 }
+
+/// One invalid value of a request body.
+#[derive(Serialize, ToSchema)]
+pub struct InvalidValue<'a> {
+    /// Where the value is: a JSON Pointer into the request body (`""` is the body).
+    #[schema(examples("/message/sender_type"))]
+    pub pointer: &'a str,
+    /// What is wrong with it.
+    #[schema(examples("expected one of: customer, agent"))]
+    pub detail: &'a str,
+}
+
+/// The most invalid values one answer lists.
+pub const MAX_INVALID_VALUES: usize = 50;
 
 impl ApiError {
     /// The problem's `type` (relative URI) and `title`.
     pub fn kind_and_title(&self) -> (ProblemType, &'static str) {
         match self {
             Self::Unauthorized(_) => (ProblemType::Unauthorized, "Unauthorized"),
-            Self::ConversationNotFound | Self::RouteNotFound => {
+            Self::Forbidden(_) => (ProblemType::Forbidden, "Forbidden"),
+            Self::ConversationNotFound | Self::MessageNotFound | Self::RouteNotFound => {
                 (ProblemType::NotFound, "Not Found")
             }
-            Self::MethodNotAllowed => (ProblemType::MethodNotAllowed, "Method Not Allowed"),
+            Self::MethodNotAllowed(_) => (ProblemType::MethodNotAllowed, "Method Not Allowed"),
             Self::BadRequest(_) => (ProblemType::BadRequest, "Bad Request"),
+            Self::Conflict(_) | Self::KeyInFlight => (ProblemType::Conflict, "Conflict"),
+            Self::PreconditionFailed => (ProblemType::PreconditionFailed, "Precondition Failed"),
+            Self::UnsupportedMediaType(_) => {
+                (ProblemType::UnsupportedMediaType, "Unsupported Media Type")
+            }
+            Self::PayloadTooLarge => (ProblemType::TooLarge, "Content Too Large"),
+            Self::Validation(_) => (ProblemType::Validation, "Unprocessable Content"),
+            Self::IdempotencyKeyReused => {
+                (ProblemType::IdempotencyKeyReused, "Unprocessable Content")
+            }
             Self::HeadTooLarge => (ProblemType::TooLarge, "Request Header Fields Too Large"),
             Self::Unavailable => (ProblemType::Unavailable, "Service Unavailable"),
             Self::Internal => (ProblemType::Internal, "Internal Server Error"),
@@ -95,17 +161,57 @@ impl ApiError {
     pub fn detail(&self) -> String {
         match self {
             Self::Unauthorized(e) => e.to_string(),
+            Self::Forbidden(scope) => {
+                format!("This operation needs a token with the `{scope}` scope.")
+            }
             Self::ConversationNotFound => {
                 "No conversation with this id exists in your business.".to_owned()
             }
+            Self::MessageNotFound => {
+                "No message with this id exists in this conversation of your business.".to_owned()
+            }
             Self::RouteNotFound => "There is no resource at this path.".to_owned(),
-            Self::MethodNotAllowed => "This resource supports GET and HEAD only.".to_owned(),
-            Self::BadRequest(detail) => detail.clone(),
+            Self::MethodNotAllowed(allow) => format!("This resource supports {allow} only."),
+            Self::BadRequest(detail) | Self::Conflict(detail) => detail.clone(),
+            Self::KeyInFlight => "A request with this Idempotency-Key is still in progress; \
+                retry after `Retry-After` seconds to get its answer."
+                .to_owned(),
+            Self::PreconditionFailed => "The conversation has changed since the ETag in \
+                If-Match: read it again, then retry with its current ETag."
+                .to_owned(),
+            Self::UnsupportedMediaType(expected) => {
+                format!("The request body must be {expected}.")
+            }
+            Self::PayloadTooLarge => "The request body is larger than 1 MiB.".to_owned(),
+            Self::Validation(errors) => match errors.len() {
+                1 => "1 value of the request is invalid; see `errors`.".to_owned(),
+                n => format!("{n} values of the request are invalid; see `errors`."),
+            },
+            Self::IdempotencyKeyReused => "This Idempotency-Key was used with another method, \
+                path or body within the last 24 hours: use a new key for a new request."
+                .to_owned(),
             Self::HeadTooLarge => "The request head is larger than 32 KiB.".to_owned(),
             Self::Unavailable => {
                 "The service cannot reach its database right now; retry shortly.".to_owned()
             }
             Self::Internal => "An unexpected error occurred; it has been logged.".to_owned(),
+        }
+    }
+
+    /// The invalid values a validation problem lists.
+    pub(crate) fn invalid_values(&self) -> Option<Vec<InvalidValue<'_>>> {
+        match self {
+            Self::Validation(errors) => Some(
+                errors
+                    .iter()
+                    .take(MAX_INVALID_VALUES)
+                    .map(|e| InvalidValue {
+                        pointer: &e.pointer,
+                        detail: &e.detail,
+                    })
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 
@@ -120,6 +226,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: &detail,
             request_id,
+            errors: self.invalid_values(),
         })
         .unwrap_or_default();
         let mut response = HttpResponse::build(status);
@@ -131,10 +238,18 @@ impl ApiError {
                     response.insert_header((header::WWW_AUTHENTICATE, value));
                 }
             }
-            Self::MethodNotAllowed => {
-                response.insert_header((header::ALLOW, "GET, HEAD"));
+            Self::Forbidden(scope) => {
+                let challenge = format!(
+                    r#"Bearer realm="pingback", error="insufficient_scope", scope="{scope}""#
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.insert_header((header::WWW_AUTHENTICATE, value));
+                }
             }
-            Self::Unavailable => {
+            Self::MethodNotAllowed(allow) => {
+                response.insert_header((header::ALLOW, *allow));
+            }
+            Self::Unavailable | Self::KeyInFlight => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
             }
             _ => {}
@@ -147,7 +262,8 @@ impl ApiError {
         match status.as_u16() {
             401 => Self::Unauthorized(AuthError::Missing),
             404 => Self::RouteNotFound,
-            405 => Self::MethodNotAllowed,
+            405 => Self::MethodNotAllowed("GET, HEAD"),
+            413 => Self::PayloadTooLarge,
             431 => Self::HeadTooLarge,
             503 => Self::Unavailable,
             400..=499 => Self::BadRequest(
@@ -166,9 +282,17 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::ConversationNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::ConversationNotFound | Self::MessageNotFound | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) | Self::KeyInFlight => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

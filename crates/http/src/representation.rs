@@ -31,6 +31,16 @@ pub fn to_json(conversation: &Conversation) -> Result<Vec<u8>, serde_json::Error
     Ok(buffer)
 }
 
+/// The body of one message (`POST …/messages`, `GET …/messages/{id}`).
+pub fn message_json(
+    conversation: ConversationId,
+    message: &Message,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+    let conversation = conversation.as_uuid().hyphenated().encode_lower(&mut buf);
+    serde_json::to_vec(&MessageBody::new(conversation, message))
+}
+
 /// What the documented id pattern promises: lower-case, hyphenated.
 pub const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 /// What the documented timestamp pattern promises: UTC with `Z`, a fraction of 1 to 6

@@ -8,7 +8,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, guard, web};
 use futures_util::{Stream, stream};
-use pingback_application::{ConversationService, GetConversationError, Principal};
+use pingback_application::{
+    ConversationCommands, ConversationService, GetConversationError, Principal, Scope,
+};
 use pingback_domain::ConversationId;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,10 +24,24 @@ use crate::problem::ApiError;
 use crate::representation::{ConversationBody, to_json};
 use actix_web::middleware::from_fn;
 
+/// A resource answering its routes (405 with `Allow: $allow` otherwise), with panics
+/// contained.
+macro_rules! resource {
+    ($path:expr, $allow:expr, $($route:expr => $handler:expr),+ $(,)?) => {
+        web::resource($path)
+            .wrap(from_fn(contain_panics))
+            $(.route($route.to($handler)))+
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed($allow))
+            }))
+    };
+}
+
 /// What handlers share; cheap to clone into every worker.
 #[derive(Clone)]
 pub struct ApiState {
     pub conversations: ConversationService,
+    pub commands: ConversationCommands,
     pub tokens: Arc<TokenAuthority>,
     pub metrics: Arc<Metrics>,
 }
@@ -34,47 +50,26 @@ pub struct ApiState {
 pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(state))
-            .service(readable("/api/v1/conversations/{conversation_id}").to(get_conversation))
-            .service(readable("/healthz").to(healthz))
-            .service(readable("/readyz").to(readyz))
-            .service(readable("/metrics").to(metrics))
-            .service(readable(openapi::SPEC_PATH).to(openapi_json))
-            .service(readable(openapi::DOCS_PATH).to(docs))
+            .service(resource!("/api/v1/conversations", "POST",
+                web::post() => crate::writes::create_conversation))
+            .service(
+                resource!("/api/v1/conversations/{conversation_id}", "GET, HEAD, PATCH",
+                get_or_head() => get_conversation,
+                web::patch() => crate::writes::patch_conversation),
+            )
+            .service(
+                resource!("/api/v1/conversations/{conversation_id}/messages", "POST",
+                web::post() => crate::writes::post_message),
+            )
+            .service(resource!(
+                "/api/v1/conversations/{conversation_id}/messages/{message_id}", "GET, HEAD",
+                get_or_head() => crate::writes::get_message))
+            .service(resource!("/healthz", "GET, HEAD", get_or_head() => healthz))
+            .service(resource!("/readyz", "GET, HEAD", get_or_head() => readyz))
+            .service(resource!("/metrics", "GET, HEAD", get_or_head() => metrics))
+            .service(resource!(openapi::SPEC_PATH, "GET, HEAD", get_or_head() => openapi_json))
+            .service(resource!(openapi::DOCS_PATH, "GET, HEAD", get_or_head() => docs))
             .default_service(web::to(route_not_found));
-    }
-}
-
-/// A resource answering GET and HEAD (405 with `Allow` otherwise), with panics
-/// contained. The guard sits on the resource so it runs after routing, when holding
-/// a clone of the request is allowed.
-fn readable(path: &str) -> ReadableResource {
-    ReadableResource(path.to_owned())
-}
-
-struct ReadableResource(String);
-
-impl ReadableResource {
-    fn to<F, Args>(
-        self,
-        handler: F,
-    ) -> actix_web::Resource<
-        impl actix_web::dev::ServiceFactory<
-            actix_web::dev::ServiceRequest,
-            Config = (),
-            Response = actix_web::dev::ServiceResponse,
-            Error = actix_web::Error,
-            InitError = (),
-        >,
-    >
-    where
-        F: actix_web::Handler<Args>,
-        Args: actix_web::FromRequest + 'static,
-        F::Output: actix_web::Responder + 'static,
-    {
-        web::resource(self.0)
-            .wrap(from_fn(contain_panics))
-            .route(get_or_head().to(handler))
-            .default_service(web::to(method_not_allowed))
     }
 }
 
@@ -83,15 +78,14 @@ fn get_or_head() -> actix_web::Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
-}
-
 async fn route_not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-fn authenticate(req: &HttpRequest, tokens: &TokenAuthority) -> Result<Principal, ApiError> {
+pub(crate) fn authenticate(
+    req: &HttpRequest,
+    tokens: &TokenAuthority,
+) -> Result<Principal, ApiError> {
     // Only the first Authorization header counts; repeated ones are not merged.
     let header = req
         .headers()
@@ -133,12 +127,8 @@ pub(crate) async fn get_conversation(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     // Authentication comes first: a bad token is a 401 whatever the path says.
-    let principal = authenticate(&req, &state.tokens)?;
-    let id = req
-        .match_info()
-        .get("conversation_id")
-        .and_then(|raw| ConversationId::parse(raw).ok())
-        .ok_or(ApiError::ConversationNotFound)?;
+    let principal = crate::writes::authorize(&req, &state, Scope::ConversationsRead)?;
+    let id = conversation_id(&req)?;
 
     let if_none_match = req
         .headers()
@@ -151,7 +141,7 @@ pub(crate) async fn get_conversation(
             .conversations
             .conversation_revision(&principal, id)
             .await
-            .map_err(|error| storage_error(&req, &state, error))?;
+            .map_err(|error| read_error(&req, &state, error))?;
         let etag = revision_etag(principal.business_id(), id, revision);
         if none_match(tags, &etag) {
             return Ok(not_modified(etag));
@@ -162,7 +152,7 @@ pub(crate) async fn get_conversation(
         .conversations
         .get_conversation(&principal, id)
         .await
-        .map_err(|error| storage_error(&req, &state, error))?;
+        .map_err(|error| read_error(&req, &state, error))?;
 
     let body = to_json(&conversation).map_err(|error| {
         tracing::error!(%error, "serializing a conversation failed");
@@ -183,10 +173,23 @@ pub(crate) async fn get_conversation(
         .body(in_slices(body)))
 }
 
-/// The storage failures of a conversation request as the API reports them.
-fn storage_error(req: &HttpRequest, state: &ApiState, error: GetConversationError) -> ApiError {
+/// The path's conversation id; anything that is not a UUID is a 404.
+pub(crate) fn conversation_id(req: &HttpRequest) -> Result<ConversationId, ApiError> {
+    req.match_info()
+        .get("conversation_id")
+        .and_then(|raw| ConversationId::parse(raw).ok())
+        .ok_or(ApiError::ConversationNotFound)
+}
+
+/// The failures of a read as the API reports them.
+pub(crate) fn read_error(
+    req: &HttpRequest,
+    state: &ApiState,
+    error: GetConversationError,
+) -> ApiError {
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     match error {
+        GetConversationError::Forbidden(missing) => ApiError::Forbidden(missing.0),
         GetConversationError::NotFound => ApiError::ConversationNotFound,
         GetConversationError::Unavailable(source) => {
             state.metrics.database_error(DatabaseError::Unavailable);

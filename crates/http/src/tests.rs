@@ -126,16 +126,28 @@ pub(crate) fn repository_with(found: Option<Conversation>) -> MockConversationRe
     repository
 }
 
+/// Handler state over a mock repository; the writer refuses every call (these tests
+/// read only).
+pub(crate) fn state_with(repository: MockConversationRepository, tokens: TokenAuthority) -> ApiState {
+    let conversations = ConversationService::new(Arc::new(repository));
+    ApiState {
+        commands: pingback_application::ConversationCommands::new(
+            Arc::new(pingback_application::MockConversationWriter::new()),
+            conversations.clone(),
+            Arc::new(pingback_application::SystemClock),
+        ),
+        conversations,
+        tokens: Arc::new(tokens),
+        metrics: Arc::default(),
+    }
+}
+
 pub(crate) async fn call_with(
     repository: MockConversationRepository,
     tokens: TokenAuthority,
     request: test::TestRequest,
 ) -> ServiceResponse {
-    let state = ApiState {
-        conversations: ConversationService::new(Arc::new(repository)),
-        tokens: Arc::new(tokens),
-        metrics: Arc::default(),
-    };
+    let state = state_with(repository, tokens);
     let app = test::init_service(
         App::new()
             .wrap(from_fn(crate::envelope::envelope))
@@ -667,11 +679,7 @@ async fn a_panicking_handler_is_an_opaque_500_for_that_request_only() {
         .expect_find_conversation()
         .returning(|_, _| panic!("adapter bug: secret detail"));
     repository.expect_ping().returning(|| Ok(()));
-    let state = ApiState {
-        conversations: ConversationService::new(Arc::new(repository)),
-        tokens: Arc::new(authority(None, None)),
-        metrics: Arc::default(),
-    };
+    let state = state_with(repository, authority(None, None));
     let app = test::init_service(
         App::new()
             .wrap(from_fn(crate::envelope::envelope))
@@ -711,11 +719,7 @@ async fn a_request_head_over_32_kib_is_431() {
 async fn metrics_count_requests_by_route_and_status() {
     let mut repository = repository_with(None);
     repository.expect_pool_status().returning(|| None);
-    let state = ApiState {
-        conversations: ConversationService::new(Arc::new(repository)),
-        tokens: Arc::new(authority(None, None)),
-        metrics: Arc::default(),
-    };
+    let state = state_with(repository, authority(None, None));
     let app = test::init_service(
         App::new()
             .wrap(from_fn(crate::envelope::envelope))

@@ -19,18 +19,21 @@
 
 use std::sync::Arc;
 
-use pingback_application::{ConversationImporter, ConversationRepository};
+use pingback_application::{ConversationImporter, ConversationRepository, ConversationWriter};
 
 mod error;
 mod import;
 mod migrations;
 mod pool;
 mod postgres;
+mod postgres_write;
 mod rows;
 mod schema;
 mod settings;
 mod snapshot_read;
 mod sqlite;
+mod sqlite_write;
+mod write;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,6 +46,7 @@ pub use settings::{Backend, DatabaseSettings};
 pub struct Storage {
     pub repository: Arc<dyn ConversationRepository>,
     pub importer: Arc<dyn ConversationImporter>,
+    pub writer: Arc<dyn ConversationWriter>,
     pub backend: Backend,
 }
 
@@ -62,7 +66,8 @@ pub fn connect(settings: &DatabaseSettings) -> Result<Storage, StorageError> {
             let store = postgres::PostgresStore::new(&url, settings)?;
             Ok(Storage {
                 repository: Arc::new(store.clone()),
-                importer: Arc::new(store),
+                importer: Arc::new(store.clone()),
+                writer: Arc::new(store),
                 backend: Backend::Postgres,
             })
         }
@@ -70,7 +75,8 @@ pub fn connect(settings: &DatabaseSettings) -> Result<Storage, StorageError> {
             let store = sqlite::SqliteStore::new(settings::sqlite_uri(&path, "rw"), settings)?;
             Ok(Storage {
                 repository: Arc::new(store.clone()),
-                importer: Arc::new(store),
+                importer: Arc::new(store.clone()),
+                writer: Arc::new(store),
                 backend: Backend::Sqlite,
             })
         }

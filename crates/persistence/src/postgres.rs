@@ -169,8 +169,18 @@ impl ReadConnections {
 }
 
 impl PostgresStore {
+    /// The pool writes and imports take connections from.
+    pub(crate) fn pool(&self) -> &Pool<AsyncPgConnection> {
+        &self.pool
+    }
+
+    /// How long one call may take in all.
+    pub(crate) fn budget(&self) -> Duration {
+        self.budget
+    }
+
     /// Runs `read` (one statement) on a read lane within the call budget.
-    async fn on_read_lane<T: Send>(
+    pub(crate) async fn on_read_lane<T: Send>(
         &self,
         read: impl for<'c> Fn(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>> + Send + Sync,
     ) -> Result<T, RepositoryError> {

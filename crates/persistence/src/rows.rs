@@ -287,7 +287,12 @@ fn conversation(
     header: ConversationRecord,
     history: Vec<HistoryRecord>,
 ) -> Result<Conversation, CorruptRow> {
-    // One row per (message, attachment): consecutive rows of a message are merged.
+    assemble(header, messages_of(history)?)
+}
+
+/// Messages from history rows in query order: one row per (message, attachment),
+/// consecutive rows of a message merged.
+pub(crate) fn messages_of(history: Vec<HistoryRecord>) -> Result<Vec<Message>, CorruptRow> {
     let mut messages = Vec::with_capacity(history.len());
     let mut current: Option<(MessageRow, Vec<Attachment>)> = None;
     for (message_row, attachment_row) in history {
@@ -309,7 +314,7 @@ fn conversation(
     if let Some((done, attachments)) = current {
         messages.push(message(done, attachments)?);
     }
-    assemble(header, messages)
+    Ok(messages)
 }
 
 /// The aggregate from its conversation row, customer row and messages.
@@ -428,6 +433,97 @@ fn uuid_of(id: impl Into<uuid::Uuid>) -> DbUuid {
     DbUuid(id.into())
 }
 
+/// The rows of one message of conversation `conversation` in `business`.
+pub(crate) fn message_rows(
+    business: DbUuid,
+    conversation: DbUuid,
+    m: &Message,
+) -> Result<(NewMessage<'_>, Vec<NewAttachment<'_>>), CorruptRow> {
+    let message = uuid_of(m.id().into_uuid());
+    let attachments = m
+        .attachments()
+        .iter()
+        .enumerate()
+        .map(|(position, a)| {
+            Ok(NewAttachment {
+                business_id: business,
+                id: uuid_of(a.id().into_uuid()),
+                conversation_id: conversation,
+                message_id: message,
+                position: i32::try_from(position)
+                    .map_err(|_| corrupt("message", "too many attachments"))?,
+                file_name: a.file_name().as_str(),
+                content_type: a.content_type().as_str(),
+                byte_size: a.byte_size().as_i64(),
+                url: a.url().as_str(),
+            })
+        })
+        .collect::<Result<_, CorruptRow>>()?;
+    Ok((
+        NewMessage {
+            business_id: business,
+            id: message,
+            conversation_id: conversation,
+            sender_type: m.sender_type().as_str(),
+            sender_id: m.sender_id().map(|id| uuid_of(id.into_uuid())),
+            content: m.content().as_str(),
+            created_at: Micros(m.created_at().unix_micros()),
+        },
+        attachments,
+    ))
+}
+
+/// The customer row of a new customer.
+pub(crate) fn customer_row(customer: &Customer) -> NewCustomer<'_> {
+    NewCustomer {
+        business_id: uuid_of(customer.business_id().into_uuid()),
+        id: uuid_of(customer.id().into_uuid()),
+        name: customer.name().map(Text::as_str),
+        email: customer.email().map(Text::as_str),
+        phone: customer.phone().map(Text::as_str),
+        external_id: customer.external_id().map(Text::as_str),
+        created_at: Micros(customer.created_at().unix_micros()),
+    }
+}
+
+/// A customer as read, with its revision.
+pub(crate) fn stored_customer(row: CustomerRow) -> Result<(Customer, i64), CorruptRow> {
+    let revision = row.revision;
+    Ok((customer(row)?, revision))
+}
+
+/// The state a write decides on, from the locked conversation row, its customer's
+/// revision and the time of its latest message.
+pub(crate) fn head(
+    row: ConversationRow,
+    customer_revision: Option<i64>,
+    last_message_at: Option<Micros>,
+) -> Result<pingback_domain::ConversationHead, CorruptRow> {
+    Ok(pingback_domain::ConversationHead {
+        id: ConversationId::from_uuid(row.id.0),
+        business_id: BusinessId::from_uuid(row.business_id.0),
+        customer_id: row.customer_id.map(|c| CustomerId::from_uuid(c.0)),
+        assignee_id: row.assignee_id.map(|a| AgentId::from_uuid(a.0)),
+        status: row
+            .status
+            .parse::<Status>()
+            .map_err(|e| corrupt("conversation status", e))?,
+        channel_type: ChannelType::new(row.channel_type)
+            .map_err(|e| corrupt("conversation channel_type", e))?,
+        channel_id: row.channel_id.map(|c| ChannelId::from_uuid(c.0)),
+        created_at: timestamp("conversation created_at", row.created_at)?,
+        updated_at: timestamp("conversation updated_at", row.updated_at)?,
+        first_response_at: row
+            .first_response_at
+            .map(|t| timestamp("conversation first_response_at", t))
+            .transpose()?,
+        last_message_at: last_message_at
+            .map(|t| timestamp("message created_at", t))
+            .transpose()?,
+        revision: Revision::new(row.revision, customer_revision),
+    })
+}
+
 impl<'a> BatchRows<'a> {
     pub(crate) fn of(batch: &'a [Conversation]) -> Result<Self, CorruptRow> {
         let mut customers: Vec<NewCustomer<'a>> = Vec::new();
@@ -442,15 +538,7 @@ impl<'a> BatchRows<'a> {
             let business = uuid_of(c.business_id().into_uuid());
             let conversation = uuid_of(c.id().into_uuid());
             if let Some(customer) = c.customer() {
-                let row = NewCustomer {
-                    business_id: business,
-                    id: uuid_of(customer.id().into_uuid()),
-                    name: customer.name().map(Text::as_str),
-                    email: customer.email().map(Text::as_str),
-                    phone: customer.phone().map(Text::as_str),
-                    external_id: customer.external_id().map(Text::as_str),
-                    created_at: Micros(customer.created_at().unix_micros()),
-                };
+                let row = customer_row(customer);
                 // A repeated key in one upsert statement is an error in PostgreSQL.
                 match customer_index.get(&(row.business_id, row.id)) {
                     Some(&i) => customers[i] = row,
@@ -477,30 +565,9 @@ impl<'a> BatchRows<'a> {
                 None => replaced.push((business, vec![conversation])),
             }
             for m in c.messages() {
-                let message = uuid_of(m.id().into_uuid());
-                messages.push(NewMessage {
-                    business_id: business,
-                    id: message,
-                    conversation_id: conversation,
-                    sender_type: m.sender_type().as_str(),
-                    sender_id: m.sender_id().map(|id| uuid_of(id.into_uuid())),
-                    content: m.content().as_str(),
-                    created_at: Micros(m.created_at().unix_micros()),
-                });
-                for (position, a) in m.attachments().iter().enumerate() {
-                    attachments.push(NewAttachment {
-                        business_id: business,
-                        id: uuid_of(a.id().into_uuid()),
-                        conversation_id: conversation,
-                        message_id: message,
-                        position: i32::try_from(position)
-                            .map_err(|_| corrupt("message", "too many attachments"))?,
-                        file_name: a.file_name().as_str(),
-                        content_type: a.content_type().as_str(),
-                        byte_size: a.byte_size().as_i64(),
-                        url: a.url().as_str(),
-                    });
-                }
+                let (message, message_attachments) = message_rows(business, conversation, m)?;
+                messages.push(message);
+                attachments.extend(message_attachments);
             }
         }
         Ok(Self {

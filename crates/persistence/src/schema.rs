@@ -175,3 +175,19 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(customers, conversations, messages, attachments);
+
+diesel::table! {
+    use diesel::sql_types::{Binary, Integer, Nullable, Text};
+    use super::sql::{Instant, Uuid};
+
+    idempotency_keys (business_id, key) {
+        business_id -> Uuid,
+        key -> Text,
+        fingerprint -> Binary,
+        status -> Integer,
+        location -> Nullable<Text>,
+        etag -> Nullable<Text>,
+        body -> Binary,
+        created_at -> Instant,
+    }
+}

@@ -111,6 +111,14 @@ async fn pooled_setup(url: &str, pragmas: &str) -> ConnectionResult<SqliteAsync>
 }
 
 impl SqliteStore {
+    pub(crate) fn pool(&self) -> &Pool<SqliteAsync> {
+        &self.pool
+    }
+
+    pub(crate) fn budget(&self) -> Duration {
+        self.budget
+    }
+
     /// Runs `work` on a pooled connection's blocking thread within the call's budget.
     ///
     /// `SyncConnectionWrapper` futures must run to completion: dropping one early
@@ -118,7 +126,7 @@ impl SqliteStore {
     /// on a current-thread runtime such as actix's workers. Each call therefore runs
     /// in a task of its own; past the budget (or if the caller goes away) the caller
     /// stops waiting, the task finishes and returns its connection to the pool.
-    async fn call<R: Send + 'static>(
+    pub(crate) async fn call<R: Send + 'static>(
         &self,
         work: impl FnOnce(&mut SqliteConnection) -> QueryResult<R> + Send + 'static,
     ) -> Result<R, RepositoryError> {

@@ -6,9 +6,13 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use pingback_application::{
-    ConversationRepository, ConversationService, RepositoryError, StoredRevision,
+    ConversationCommands, ConversationRepository, ConversationService, ConversationWriter,
+    IdempotencyClaim, RepositoryError, StoredRevision, SystemClock, Updated, WriteError, Written,
 };
-use pingback_domain::{BusinessId, Conversation, ConversationId};
+use pingback_domain::{
+    BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, Message,
+    MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds, Revision, Timestamp,
+};
 use pingback_http::{ApiState, Metrics, TokenAuthority};
 use pingback_persistence::DatabaseSettings;
 
@@ -46,10 +50,19 @@ impl Application {
         let database = settings.database();
         pingback_persistence::connect(&database)?;
         let metrics = Arc::new(Metrics::default());
-        let state = move || ApiState {
-            conversations: ConversationService::new(worker_repository(&database)),
-            tokens: tokens.clone(),
-            metrics: metrics.clone(),
+        let state = move || {
+            let (repository, writer) = worker_storage(&database);
+            let conversations = ConversationService::new(repository);
+            ApiState {
+                commands: ConversationCommands::new(
+                    writer,
+                    conversations.clone(),
+                    Arc::new(SystemClock),
+                ),
+                conversations,
+                tokens: tokens.clone(),
+                metrics: metrics.clone(),
+            }
         };
         let bind_error = |source| StartupError::Bind {
             address: settings.server.bind.clone(),
@@ -71,14 +84,17 @@ impl Application {
     }
 }
 
-/// A worker's repository. The settings were accepted at start-up, so this cannot fail
-/// in practice; if it ever did, the worker answers 500s (logged) instead of crashing.
-fn worker_repository(database: &DatabaseSettings) -> Arc<dyn ConversationRepository> {
+/// A worker's ports. The settings were accepted at start-up, so this cannot fail in
+/// practice; if it ever did, the worker answers 500s (logged) instead of crashing.
+fn worker_storage(
+    database: &DatabaseSettings,
+) -> (Arc<dyn ConversationRepository>, Arc<dyn ConversationWriter>) {
     match pingback_persistence::connect(database) {
-        Ok(storage) => storage.repository,
+        Ok(storage) => (storage.repository, storage.writer),
         Err(error) => {
             tracing::error!(%error, "a worker could not build its database pool");
-            Arc::new(Unconnected(error.to_string()))
+            let unconnected = Arc::new(Unconnected(error.to_string()));
+            (unconnected.clone(), unconnected)
         }
     }
 }
@@ -104,6 +120,58 @@ impl ConversationRepository for Unconnected {
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConversationWriter for Unconnected {
+    async fn create_conversation(
+        &self,
+        _business: BusinessId,
+        _draft: ConversationDraft,
+        _ids: NewConversationIds,
+        _now: Timestamp,
+        _claim: Option<IdempotencyClaim>,
+    ) -> Result<Written<Conversation>, WriteError> {
+        Err(WriteError::Storage(RepositoryError::internal(
+            self.0.clone(),
+        )))
+    }
+
+    async fn append_message(
+        &self,
+        _business: BusinessId,
+        _id: ConversationId,
+        _draft: MessageDraft,
+        _ids: MessageIds,
+        _now: Timestamp,
+        _claim: Option<IdempotencyClaim>,
+    ) -> Result<Written<MessageAppended>, WriteError> {
+        Err(WriteError::Storage(RepositoryError::internal(
+            self.0.clone(),
+        )))
+    }
+
+    async fn update_conversation(
+        &self,
+        _business: BusinessId,
+        _id: ConversationId,
+        _patch: ConversationPatch,
+        _expected: Option<Revision>,
+        _now: Timestamp,
+    ) -> Result<Updated, WriteError> {
+        Err(WriteError::Storage(RepositoryError::internal(
+            self.0.clone(),
+        )))
+    }
+
+    async fn find_message(
+        &self,
+        _business: BusinessId,
+        _conversation: ConversationId,
+        _message: MessageId,
+    ) -> Result<Option<Message>, RepositoryError> {
         Err(RepositoryError::internal(self.0.clone()))
     }
 }

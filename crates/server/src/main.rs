@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pingback_application::Subject;
+use pingback_application::{Scope, Scopes, Subject};
 use pingback_domain::BusinessId;
 use pingback_http::TokenAuthority;
 use pingback_server::app::Application;
@@ -73,6 +73,10 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
         ttl: u64,
+        /// Scopes to grant (repeatable or space-separated): conversations:read,
+        /// conversations:write, webhooks:manage. Default: all three.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
         /// Allow minting when PINGBACK_ENV=production.
         #[arg(long)]
         allow_production: bool,
@@ -127,8 +131,9 @@ fn main() -> ExitCode {
             business_id,
             sub,
             ttl,
+            scopes,
             allow_production,
-        } => token(&settings, business_id, &sub, ttl, allow_production),
+        } => token(&settings, business_id, &sub, ttl, &scopes, allow_production),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -283,6 +288,7 @@ fn token(
     business: BusinessId,
     sub: &str,
     ttl: u64,
+    scopes: &[String],
     allow_production: bool,
 ) -> Result<(), Failure> {
     if settings.is_production() && !allow_production {
@@ -291,9 +297,25 @@ fn token(
         ));
     }
     let subject = Subject::new(sub).map_err(|e| usage(format!("--sub: {e}")))?;
+    let scopes = if scopes.is_empty() {
+        Scopes::all()
+    } else {
+        scopes
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+            .map(|name| {
+                Scope::parse(name).ok_or_else(|| {
+                    usage(format!(
+                        "--scope: unknown scope {name:?} (expected: {})",
+                        Scope::ALL.map(Scope::as_str).join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<Scopes, _>>()?
+    };
     let authority = TokenAuthority::new(&settings.auth().map_err(usage)?).map_err(usage)?;
     let token = authority
-        .mint(business, &subject, Duration::from_secs(ttl))
+        .mint_with_scopes(business, &subject, Duration::from_secs(ttl), scopes)
         .map_err(usage)?;
     #[allow(clippy::print_stdout)]
     {

@@ -1,0 +1,323 @@
+//! PostgreSQL's side of the write port: each write is one transaction on a pooled
+//! connection, the conversation locked with `SELECT … FOR UPDATE`.
+
+use async_trait::async_trait;
+use diesel::{OptionalExtension, QueryResult};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use pingback_application::{
+    ConversationWriter, IdempotencyClaim, RepositoryError, StoredResponse, Updated, WriteError,
+    Written,
+};
+use pingback_domain::{
+    BusinessId, Conversation, ConversationDraft, ConversationHead, ConversationId,
+    ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId, MessageIds,
+    NewConversationIds, Revision, Timestamp,
+};
+
+use crate::pool::Checkout;
+use crate::postgres::PostgresStore;
+use crate::rows::{self, BatchRows, ConversationRow, CustomerRow, HistoryRecord};
+use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
+use crate::snapshot_read::{self, ConversationRead, ReadRow};
+use crate::write::{
+    self, CLAIM_POSTGRES, StoredKey, StoredKeyRecord, WriteFailure, WriteSink, claim_query,
+    customer_by_external_id_query, customer_query, head_query, last_message_query, message_query,
+    record_query, stored_key_query, update_head_query,
+};
+
+/// Serialises creations that name one external customer id in one business, so two
+/// of them agree on one customer (the lock's key space is separate from the import's).
+const EXTERNAL_ID_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended($1, 7402471198346123288))";
+
+/// Runs `$body` (with `$sink` bound) in one transaction on a pooled connection,
+/// within the call budget. A connection whose transaction did not end cleanly is
+/// closed, never reused.
+macro_rules! in_transaction {
+    ($store:expr, |$sink:ident| $body:expr) => {{
+        let store: &PostgresStore = $store;
+        let budget = store.budget();
+        let run = async {
+            let object = store
+                .pool()
+                .get()
+                .await
+                .map_err(|e| WriteError::Storage(crate::error::classify_pool(e)))?;
+            let mut checkout = Checkout::new(object);
+            let Some(conn) = checkout.connection() else {
+                return Err(WriteError::Storage(RepositoryError::internal(
+                    "pooled connection missing",
+                )));
+            };
+            let result = conn
+                .transaction(async move |conn| {
+                    let $sink = &mut PostgresSink { conn };
+                    $body.await
+                })
+                .await;
+            finish_write(checkout, result)
+        };
+        tokio::time::timeout(budget, run).await.unwrap_or_else(|_| {
+            Err(WriteError::Storage(RepositoryError::unavailable(
+                crate::error::DeadlineExceeded(budget),
+            )))
+        })
+    }};
+}
+
+/// Maps a write's outcome; the connection goes back to the pool unless the database
+/// failed.
+fn finish_write<M: deadpool::managed::Manager, T>(
+    checkout: Checkout<M>,
+    result: Result<T, WriteFailure>,
+) -> Result<T, WriteError> {
+    match result {
+        Ok(value) => {
+            checkout.release();
+            Ok(value)
+        }
+        Err(WriteFailure::Refused(refused)) => {
+            checkout.release();
+            Err(refused)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[async_trait]
+impl ConversationWriter for PostgresStore {
+    async fn create_conversation(
+        &self,
+        business: BusinessId,
+        draft: ConversationDraft,
+        ids: NewConversationIds,
+        now: Timestamp,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<Written<Conversation>, WriteError> {
+        in_transaction!(self, |sink| write::create(
+            sink, business, draft, ids, now, claim
+        ))
+    }
+
+    async fn append_message(
+        &self,
+        business: BusinessId,
+        id: ConversationId,
+        draft: MessageDraft,
+        ids: MessageIds,
+        now: Timestamp,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<Written<MessageAppended>, WriteError> {
+        in_transaction!(self, |sink| write::append(
+            sink, business, id, draft, ids, now, claim
+        ))
+    }
+
+    async fn update_conversation(
+        &self,
+        business: BusinessId,
+        id: ConversationId,
+        patch: ConversationPatch,
+        expected: Option<Revision>,
+        now: Timestamp,
+    ) -> Result<Updated, WriteError> {
+        in_transaction!(self, |sink| write::update(
+            sink, business, id, patch, expected, now
+        ))
+    }
+
+    async fn find_message(
+        &self,
+        business: BusinessId,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> Result<Option<Message>, RepositoryError> {
+        let (business, conversation, message) = (
+            DbUuid(business.into_uuid()),
+            DbUuid(conversation.into_uuid()),
+            DbUuid(message.into_uuid()),
+        );
+        let rows = self
+            .on_read_lane(|conn| {
+                Box::pin(async move {
+                    let mut conn = conn;
+                    message_query!(business, conversation, message)
+                        .load::<HistoryRecord>(&mut conn)
+                        .await
+                })
+            })
+            .await?;
+        write::found_message(rows)
+    }
+}
+
+pub(crate) struct PostgresSink<'c> {
+    conn: &'c mut AsyncPgConnection,
+}
+
+impl WriteSink for PostgresSink<'_> {
+    async fn claim(
+        &mut self,
+        business: DbUuid,
+        key: &str,
+        fingerprint: &[u8; 32],
+        at: Micros,
+        expired_before: Micros,
+    ) -> Result<Option<StoredKey>, WriteFailure> {
+        let claimed = claim_query!(
+            CLAIM_POSTGRES,
+            business,
+            key,
+            fingerprint.as_slice(),
+            at,
+            expired_before
+        )
+        .execute(self.conn)
+        .await?;
+        if claimed == 1 {
+            return Ok(None);
+        }
+        let record = stored_key_query!(business, key)
+            .first::<StoredKeyRecord>(self.conn)
+            .await?;
+        Ok(Some(write::stored_key(record)))
+    }
+
+    async fn record(
+        &mut self,
+        business: DbUuid,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), WriteFailure> {
+        record_query!(business, key, response)
+            .execute(self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_head(
+        &mut self,
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<Option<ConversationHead>, WriteFailure> {
+        use diesel::{ExpressionMethods, QueryDsl};
+        // The lock first (on the conversation row alone: a row of the nullable side
+        // of an outer join cannot be locked), then the state as it stands under it.
+        let locked = conversations::table
+            .filter(conversations::business_id.eq(business))
+            .filter(conversations::id.eq(id))
+            .select(conversations::id)
+            .for_update()
+            .first::<DbUuid>(self.conn)
+            .await
+            .optional()?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+        let (row, customer_revision) = head_query!(business, id)
+            .first::<(ConversationRow, Option<i64>)>(self.conn)
+            .await?;
+        let last = last_message_query!(business, id)
+            .first::<Micros>(self.conn)
+            .await
+            .optional()?;
+        Ok(Some(rows::head(row, customer_revision, last)?))
+    }
+
+    async fn customer(
+        &mut self,
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<Option<(Customer, i64)>, WriteFailure> {
+        let row = customer_query!(business, id)
+            .first::<CustomerRow>(self.conn)
+            .await
+            .optional()?;
+        Ok(row.map(rows::stored_customer).transpose()?)
+    }
+
+    async fn customer_by_external_id(
+        &mut self,
+        business: DbUuid,
+        external_id: &str,
+    ) -> Result<Option<(Customer, i64)>, WriteFailure> {
+        diesel::sql_query(EXTERNAL_ID_LOCK)
+            .bind::<diesel::sql_types::Text, _>(format!("{}/{external_id}", business.0))
+            .execute(self.conn)
+            .await?;
+        let row = customer_by_external_id_query!(business, external_id)
+            .first::<CustomerRow>(self.conn)
+            .await
+            .optional()?;
+        Ok(row.map(rows::stored_customer).transpose()?)
+    }
+
+    async fn insert_customer(&mut self, customer: &Customer) -> Result<(), WriteFailure> {
+        diesel::insert_into(customers::table)
+            .values(rows::customer_row(customer))
+            .execute(self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_conversation(
+        &mut self,
+        conversation: &Conversation,
+    ) -> Result<(), WriteFailure> {
+        let rows = BatchRows::of(std::slice::from_ref(conversation))?;
+        diesel::insert_into(conversations::table)
+            .values(&rows.conversations)
+            .execute(self.conn)
+            .await?;
+        if !rows.messages.is_empty() {
+            diesel::insert_into(messages::table)
+                .values(&rows.messages)
+                .execute(self.conn)
+                .await?;
+        }
+        if !rows.attachments.is_empty() {
+            diesel::insert_into(attachments::table)
+                .values(&rows.attachments)
+                .execute(self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_message(
+        &mut self,
+        business: DbUuid,
+        conversation: DbUuid,
+        appended: &MessageAppended,
+    ) -> Result<(), WriteFailure> {
+        let (message, attachment_rows) =
+            rows::message_rows(business, conversation, &appended.message)?;
+        diesel::insert_into(messages::table)
+            .values(&message)
+            .execute(self.conn)
+            .await?;
+        if !attachment_rows.is_empty() {
+            diesel::insert_into(attachments::table)
+                .values(&attachment_rows)
+                .execute(self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn update_head(&mut self, head: &ConversationHead) -> Result<(), WriteFailure> {
+        update_head_query!(head).execute(self.conn).await?;
+        Ok(())
+    }
+
+    async fn read(
+        &mut self,
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<Option<Conversation>, WriteFailure> {
+        let rows: QueryResult<Vec<ReadRow>> = ConversationRead { business, id }
+            .load::<ReadRow>(self.conn)
+            .await;
+        snapshot_read::found(rows?).map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
+    }
+}
