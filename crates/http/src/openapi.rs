@@ -16,6 +16,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Header, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use pingback_application::Scope;
+
 use crate::auth::{AuthError, MAX_AUTHORIZATION_BYTES};
 use crate::envelope::MAX_HEAD_BYTES;
 use crate::problem::{ApiError, PROBLEM_JSON, Problem, ProblemType, RETRY_AFTER_SECONDS};
@@ -30,9 +32,9 @@ pub const DOCS_PATH: &str = "/docs";
 pub const BEARER: &str = "bearerAuth";
 
 const DESCRIPTION: &str = "\
-The read API of Pingback, a customer-support messaging backend: one conversation, its \
-embedded customer and its complete message history, visible only to the business that \
-owns it.\n\n\
+The API of Pingback, a customer-support messaging backend: conversations, their \
+embedded customer and their complete message history, visible only to the business that \
+owns them, and the writes that open, answer and resolve them.\n\n\
 * Every identifier is a UUID printed lower-case and hyphenated; every timestamp is \
 RFC 3339 in UTC with a `Z` suffix, fractional seconds (microseconds) only when non-zero.\n\
 * Errors are `application/problem+json` (RFC 9457) with `type`, `title`, `status`, \
@@ -40,9 +42,19 @@ RFC 3339 in UTC with a `Z` suffix, fractional seconds (microseconds) only when n
 * Every response carries `X-Request-Id`: the client's own when sane (1 to 128 characters \
 of `A-Z a-z 0-9 . _ -`, the first one when repeated), else a new UUID. The same id is in \
 the problem body and the server's log line.\n\
-* A request head over 32 KiB gets 431 on every route; a method other than GET or HEAD \
-gets 405 with `Allow: GET, HEAD` (routing comes before authentication). HEAD answers as \
-GET would, with the same headers and no body.\n\
+* A request head over 32 KiB gets 431 on every route; a method a route does not support \
+gets 405 with an `Allow` header listing the route's methods (routing comes before \
+authentication). HEAD answers as GET would, with the same headers and no body.\n\
+* Writes take JSON bodies of at most 1 MiB (415 for another media type, 400 for a body \
+that is not JSON, 413 when larger); unknown fields, wrong types and invalid values are \
+one 422 `/problems/validation` whose `errors` name every invalid value by JSON Pointer. \
+The server assigns every id (UUIDv7) and timestamp. A write is one transaction.\n\
+* POSTs may carry an `Idempotency-Key` (1 to 255 printable ASCII characters, kept 24 h \
+per business): a retry with the same key, method, path and body gets the first answer \
+again with `Idempotent-Replayed: true` and writes nothing; the same key with another \
+request is a 422 `/problems/idempotency-key-reused`. Only 2xx answers are kept.\n\
+* `PATCH` takes `If-Match` (412 on a stale `ETag`); `Prefer: return=minimal` gets 201 or \
+204 with the same headers and no body.\n\
 * Fields may be added to response bodies later; documented fields never change type.";
 
 const AUTH_DESCRIPTION: &str = "\
@@ -56,7 +68,13 @@ are ignored.\n\n\
 | `business_id` | yes | the tenant, a UUID string: the only source of the tenant |\n\
 | `exp` | yes | expiry, seconds since the epoch |\n\
 | `nbf`, `iat` | no | checked when present (`iat` must not lie in the future) |\n\
-| `iss`, `aud` | when configured | must match the configured values (`aud` may be a string or an array) |\n\n\
+| `iss`, `aud` | when configured | must match the configured values (`aud` may be a string or an array) |\n\
+| `scope` | no | space-separated scopes; absent means `conversations:read` only |\n\n\
+Scopes: `conversations:read` (read conversations and messages), `conversations:write` \
+(create conversations, post messages, update conversations), `webhooks:manage`. A token \
+without the scope an operation needs gets 403 `/problems/forbidden` with \
+`WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"…\"`, decided after \
+authentication and before any database access.\n\n\
 Clock-skew leeway is 30 s by default, at most 60 s. A missing, malformed, expired or \
 otherwise invalid token is a 401 with `WWW-Authenticate: Bearer …`, decided before the \
 path is looked at and without the database. An `Authorization` header over 8 KiB is \
@@ -70,14 +88,18 @@ refused without decoding.";
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     paths(
+        crate::writes::create_conversation,
         routes::get_conversation,
+        crate::writes::patch_conversation,
+        crate::writes::post_message,
+        crate::writes::get_message,
         routes::healthz,
         routes::readyz,
         routes::metrics,
         routes::openapi_json,
         routes::docs,
     ),
-    components(schemas(Problem<'static>, ProblemType)),
+    components(schemas(Problem<'static>, ProblemType, crate::problem::InvalidValue<'static>)),
     modifiers(&Contract),
     tags(
         (name = "conversations", description = "Conversations of the caller's business."),
@@ -148,34 +170,89 @@ impl Modify for Contract {
             ),
         );
         for (path, item) in &mut openapi.paths.paths {
-            let Some(get) = item.get.as_mut() else {
-                continue;
-            };
-            if is_conversation(path) {
-                conversation_extras(get);
-            }
-            for error in errors_of(path) {
-                get.responses
-                    .responses
-                    .insert(error.status.to_string(), problem_response(&error).into());
-            }
-            get.parameters
-                .get_or_insert_with(Vec::new)
-                .push(request_id_parameter().into());
-            for response in get.responses.responses.values_mut() {
-                if let RefOr::T(response) = response {
-                    response
-                        .headers
-                        .insert("X-Request-Id".to_owned(), request_id_header().into());
+            let allow = allow_of(item);
+            let operations = [
+                (Method::Get, item.get.as_mut()),
+                (Method::Post, item.post.as_mut()),
+                (Method::Patch, item.patch.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                if method == Method::Get && is_conversation(path) {
+                    let example = if path.contains("{message_id}") {
+                        crate::example::conversation().ok().and_then(|c| {
+                            let first = c.messages().first()?;
+                            crate::representation::message_json(c.id(), first).ok()
+                        })
+                    } else {
+                        crate::example::conversation()
+                            .ok()
+                            .and_then(|c| to_json(&c).ok())
+                    };
+                    conversation_extras(operation, example);
+                }
+                if is_write(method) {
+                    write_extras(path, method, operation);
+                }
+                for (status, errors) in errors_of(path, method, allow) {
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_string(), problem_response(&errors).into());
+                }
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(request_id_parameter().into());
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response
+                            .headers
+                            .insert("X-Request-Id".to_owned(), request_id_header().into());
+                    }
                 }
             }
-            item.head = Some(head_of(get));
+            if let Some(get) = item.get.as_ref() {
+                item.head = Some(head_of(get));
+            }
         }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+    Patch,
+}
+
+fn is_write(method: Method) -> bool {
+    matches!(method, Method::Post | Method::Patch)
+}
+
+/// The `Allow` header of a path: the methods it documents (HEAD with GET).
+fn allow_of(item: &utoipa::openapi::PathItem) -> &'static str {
+    match (
+        item.get.is_some(),
+        item.post.is_some(),
+        item.patch.is_some(),
+    ) {
+        (true, false, true) => "GET, HEAD, PATCH",
+        (true, true, false) => "GET, HEAD, POST",
+        (false, true, false) => "POST",
+        _ => "GET, HEAD",
     }
 }
 
 fn is_conversation(path: &str) -> bool {
     path.starts_with("/api/v1/conversations/")
+}
+
+/// The API routes (a token, the database); the others are for operators.
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/v1/")
 }
 
 /// One documented error of a route.
@@ -185,20 +262,37 @@ struct DocumentedError {
     description: &'static str,
 }
 
-/// The errors each route answers.
-fn errors_of(path: &str) -> Vec<DocumentedError> {
+/// The errors each operation answers, by status; a status with several problems
+/// documents each as a named example.
+fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<DocumentedError>)> {
     let e = |error: ApiError, description| DocumentedError {
         status: error.status_code().as_u16(),
         error,
         description,
     };
     let mut errors = Vec::new();
-    if is_conversation(path) {
+    if is_api(path) {
         errors.push(e(
             ApiError::Unauthorized(AuthError::Missing),
             "No, malformed, expired or otherwise invalid token (see the security scheme). \
              Decided before the path is looked at; needs no database.",
         ));
+        errors.push(e(
+            ApiError::Forbidden(if is_write(method) {
+                Scope::ConversationsWrite
+            } else {
+                Scope::ConversationsRead
+            }),
+            "The token lacks the scope this operation needs (`WWW-Authenticate` names it). \
+             Decided after authentication, before any database access.",
+        ));
+    }
+    if path.contains("{message_id}") {
+        errors.push(e(
+            ApiError::MessageNotFound,
+            "No such message in that conversation of your business, or an id is not a UUID.",
+        ));
+    } else if is_conversation(path) {
         errors.push(e(
             ApiError::ConversationNotFound,
             "No such conversation in your business, or the id is not a UUID. A \
@@ -206,15 +300,82 @@ fn errors_of(path: &str) -> Vec<DocumentedError> {
         ));
     }
     errors.push(e(
-        ApiError::MethodNotAllowed("GET, HEAD"),
-        "Any method but GET or HEAD. Routing comes before authentication.",
+        ApiError::MethodNotAllowed(allow),
+        "A method the resource does not support. Routing comes before authentication.",
     ));
+    if is_write(method) {
+        errors.push(e(
+            ApiError::BadRequest("The request body is not valid JSON: EOF while parsing an object at line 1 column 1.".to_owned()),
+            "The body is not JSON, or the `Idempotency-Key` header is not 1 to 255 \
+             printable ASCII characters.",
+        ));
+        if is_conversation(path) {
+            errors.push(e(
+                ApiError::Conflict(
+                    "The conversation is closed: closed is final, it takes no messages or \
+                     changes."
+                        .to_owned(),
+                ),
+                "The conversation is closed (closed is final); nothing was written.",
+            ));
+        }
+        if method == Method::Post {
+            errors.push(e(
+                ApiError::KeyInFlight,
+                "A request with this `Idempotency-Key` is still being processed: retry after \
+                 `Retry-After` seconds to get its answer.",
+            ));
+        }
+        if method == Method::Patch {
+            errors.push(e(
+                ApiError::PreconditionFailed,
+                "`If-Match` does not carry the conversation's current `ETag`; nothing changed.",
+            ));
+        }
+        errors.push(e(
+            ApiError::PayloadTooLarge,
+            "The request body is larger than 1 MiB.",
+        ));
+        errors.push(e(
+            ApiError::UnsupportedMediaType(if method == Method::Patch {
+                "application/json or application/merge-patch+json"
+            } else {
+                "application/json"
+            }),
+            "The body's media type is not JSON.",
+        ));
+        let invalid = match method {
+            Method::Patch => pingback_domain::FieldError::new(
+                "/status",
+                "unknown status (expected one of: open, pending, resolved, closed)",
+            ),
+            _ if path.ends_with("/messages") => pingback_domain::FieldError::new(
+                "/sender_type",
+                "unknown sender type (expected one of: customer, agent)",
+            ),
+            _ => pingback_domain::FieldError::new(
+                "/message/sender_type",
+                "unknown sender type (expected one of: customer, agent)",
+            ),
+        };
+        errors.push(e(
+            ApiError::Validation(vec![invalid]),
+            "Unknown fields, wrong types or invalid values: `errors` lists every one (up to \
+             50) by JSON Pointer; nothing was written.",
+        ));
+        if method == Method::Post {
+            errors.push(e(
+                ApiError::IdempotencyKeyReused,
+                "The `Idempotency-Key` was used within 24 h with another method, path or body.",
+            ));
+        }
+    }
     errors.push(e(
         ApiError::HeadTooLarge,
         "The request head (request line and headers) is over 32 KiB.",
     ));
     // The routes that use the database.
-    if is_conversation(path) || path == "/readyz" {
+    if is_api(path) || path == "/readyz" {
         errors.push(e(
             ApiError::Unavailable,
             "The database is unreachable, blocked or saturated; answered within 10 s, \
@@ -225,18 +386,75 @@ fn errors_of(path: &str) -> Vec<DocumentedError> {
         ApiError::Internal,
         "A bug. The body never carries internal details (no SQL, stack or driver message).",
     ));
-    errors
+    let mut by_status: Vec<(u16, Vec<DocumentedError>)> = Vec::new();
+    for error in errors {
+        match by_status
+            .iter_mut()
+            .find(|(status, _)| *status == error.status)
+        {
+            Some((_, same)) => same.push(error),
+            None => by_status.push((error.status, vec![error])),
+        }
+    }
+    by_status
+}
+
+/// The request id, the idempotency and preference headers, `Location` and `ETag` of
+/// a write's success.
+fn write_extras(path: &str, method: Method, operation: &mut Operation) {
+    for (status, response) in &mut operation.responses.responses {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if status == "201" {
+            response.headers.insert(
+                "Location".to_owned(),
+                required(header(
+                    string().examples([if path.ends_with("/messages") {
+                        "/api/v1/conversations/c3d4e5f6-a7b8-9012-cdef-123456789012/messages/f6a7b8c9-d0e1-2345-fabc-456789012345"
+                    } else {
+                        "/api/v1/conversations/c3d4e5f6-a7b8-9012-cdef-123456789012"
+                    }]),
+                    "Where the new resource is.",
+                ))
+                .into(),
+            );
+            response.headers.insert(
+                "Idempotent-Replayed".to_owned(),
+                header(
+                    string().enum_values(Some(["true"])),
+                    "Present on a replay of an earlier request with the same `Idempotency-Key`.",
+                )
+                .into(),
+            );
+        }
+        if status == "200" || status == "201" || status == "204" {
+            response
+                .headers
+                .insert("ETag".to_owned(), etag_header().into());
+        }
+        if method == Method::Patch && status == "200" {
+            response.headers.insert(
+                "Cache-Control".to_owned(),
+                fixed_header(
+                    "private, no-cache",
+                    "Tenant data: never stored by shared caches, always revalidated.",
+                )
+                .into(),
+            );
+        }
+    }
 }
 
 /// An example request id, as a client may send it or the server generates it.
 const EXAMPLE_REQUEST_ID: &str = "0b5f3c9e-6a61-4c1e-9d59-6f2f1f0f4a7e";
 
-/// A problem+json response whose example is what the server answers for `error`.
-fn problem_response(documented: &DocumentedError) -> Response {
+/// The body the server answers for `error` (with the example request id).
+fn problem_example(documented: &DocumentedError) -> Option<serde_json::Value> {
     let error = &documented.error;
     let (kind, title) = error.kind_and_title();
     let detail = error.detail();
-    let example = serde_json::to_value(Problem {
+    serde_json::to_value(Problem {
         kind,
         title,
         status: documented.status,
@@ -244,18 +462,50 @@ fn problem_response(documented: &DocumentedError) -> Response {
         request_id: EXAMPLE_REQUEST_ID,
         errors: error.invalid_values(),
     })
-    .ok();
+    .ok()
+}
+
+/// A problem+json response whose example is what the server answers for each error
+/// of one status (one `example`, or named `examples` when there are several).
+fn problem_response(group: &[DocumentedError]) -> Response {
+    let Some(documented) = group.first() else {
+        return Response::new("");
+    };
+    let error = &documented.error;
+    let mut content = ContentBuilder::new().schema(Some(RefOr::Ref(
+        utoipa::openapi::Ref::from_schema_name("Problem"),
+    )));
+    let description = if group.len() == 1 {
+        content = content.example(problem_example(documented));
+        documented.description.to_owned()
+    } else {
+        content = content.examples_from_iter(group.iter().map(|d| {
+            let (kind, _) = d.error.kind_and_title();
+            let name = match d.error {
+                ApiError::Conflict(_) => "closed".to_owned(),
+                ApiError::KeyInFlight => "idempotency-key-in-flight".to_owned(),
+                _ => serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| {
+                        v.as_str()
+                            .map(|s| s.trim_start_matches("/problems/").to_owned())
+                    })
+                    .unwrap_or_default(),
+            };
+            let mut example = utoipa::openapi::example::Example::default();
+            example.value = problem_example(d);
+            example.summary = d.description.to_owned();
+            (name, example)
+        }));
+        group
+            .iter()
+            .map(|d| d.description)
+            .collect::<Vec<_>>()
+            .join(" Or: ")
+    };
     let mut response = ResponseBuilder::new()
-        .description(documented.description)
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                    "Problem",
-                ))))
-                .example(example)
-                .build(),
-        )
+        .description(description)
+        .content(PROBLEM_JSON, content.build())
         .header(
             "Cache-Control",
             fixed_header("no-store", "Errors are never cached."),
@@ -273,13 +523,24 @@ fn problem_response(documented: &DocumentedError) -> Response {
                 )),
             );
         }
-        ApiError::MethodNotAllowed(_) => {
+        ApiError::Forbidden(scope) => {
             response = response.header(
-                "Allow",
-                fixed_header("GET, HEAD", "The methods the resource supports."),
+                "WWW-Authenticate",
+                required(header(
+                    string().pattern(Some("^Bearer ")).examples([format!(
+                        r#"Bearer realm="pingback", error="insufficient_scope", scope="{scope}""#
+                    )]),
+                    "An RFC 6750 challenge naming the scope the operation needs.",
+                )),
             );
         }
-        ApiError::Unavailable => {
+        ApiError::MethodNotAllowed(allow) => {
+            response = response.header(
+                "Allow",
+                fixed_header(allow, "The methods the resource supports."),
+            );
+        }
+        ApiError::Unavailable | ApiError::KeyInFlight => {
             response = response.header(
                 "Retry-After",
                 required(header(
@@ -296,21 +557,11 @@ fn problem_response(documented: &DocumentedError) -> Response {
     response.build()
 }
 
-/// The 200 example, the caching headers and the `ETag` of the conversation route.
-fn conversation_extras(get: &mut Operation) {
-    let example = crate::example::conversation()
-        .ok()
-        .and_then(|c| to_json(&c).ok())
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    let etag = || -> RefOr<Header> {
-        RefOr::T(required(header(
-            string()
-                .pattern(Some("^\"[0-9a-f]{32}\"$"))
-                .examples(["\"5b1e8a0d3c2f4e6a8b9c0d1e2f3a4b5c\""]),
-            "A strong entity tag of the exact body: equal bodies have equal tags on every \
-             node and across restarts. Send it back in `If-None-Match`.",
-        )))
-    };
+/// The 200 example, the caching headers and the `ETag` of a conversation's read routes.
+fn conversation_extras(get: &mut Operation, example: Option<Vec<u8>>) {
+    let example =
+        example.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let etag = || -> RefOr<Header> { RefOr::T(etag_header()) };
     for (status, response) in &mut get.responses.responses {
         let RefOr::T(response) = response else {
             continue;
@@ -336,6 +587,19 @@ fn conversation_extras(get: &mut Operation) {
             );
         }
     }
+}
+
+/// A strong entity tag.
+fn etag_header() -> Header {
+    required(header(
+        string()
+            .pattern(Some("^\"[0-9a-f]{32}\"$"))
+            .examples(["\"5b1e8a0d3c2f4e6a8b9c0d1e2f3a4b5c\""]),
+        "A strong entity tag, made of the stored revisions the representation was read \
+         at (a message's: of its bytes): equal tags mean equal bodies, on every node and \
+         across restarts. Send it back in `If-None-Match` to revalidate, or in `If-Match` \
+         to update only what you have seen.",
+    ))
 }
 
 /// HEAD answers as GET would, with the same headers and no body.

@@ -19,7 +19,10 @@ use std::collections::BTreeSet;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::test as web_test;
-use pingback_application::{MockConversationRepository, RepositoryError};
+use pingback_application::{
+    MockConversationRepository, MockConversationWriter, RepositoryError, Updated, WriteError,
+    Written,
+};
 use regex_automata::dfa::regex::Regex;
 use serde_json::{Value, json};
 
@@ -137,9 +140,20 @@ impl Validator<'_> {
                         .iter()
                         .map(|r| r.as_str().unwrap())
                         .collect();
-                    // Every field is always written (null when absent), so every
-                    // documented field must be required.
-                    assert_eq!(required, documented, "{at}: required != properties");
+                    // Response fields are always written (null when absent) and so
+                    // required; only a few are documented as optional (a problem's
+                    // `errors`, the members of a request body).
+                    assert!(
+                        required.is_subset(&documented),
+                        "{at}: required ⊄ properties"
+                    );
+                    if let Some(object) = value.as_object() {
+                        for name in &required {
+                            if !object.contains_key(*name) {
+                                return Err(format!("{at}: the required field {name} is missing"));
+                            }
+                        }
+                    }
                 }
                 "properties" => {
                     if let Some(object) = value.as_object() {
@@ -150,13 +164,15 @@ impl Validator<'_> {
                             .map(String::as_str)
                             .collect();
                         let actual: BTreeSet<&str> = object.keys().map(String::as_str).collect();
-                        if documented != actual {
+                        if !actual.is_subset(&documented) {
                             return Err(format!(
                                 "{at}: fields {actual:?} where {documented:?} are documented"
                             ));
                         }
                         for (name, property) in argument.as_object().unwrap() {
-                            self.check(property, &object[name], &format!("{at}.{name}"))?;
+                            if let Some(field) = object.get(name) {
+                                self.check(property, field, &format!("{at}.{name}"))?;
+                            }
                         }
                     }
                 }
@@ -365,6 +381,170 @@ fn failing(error: fn() -> RepositoryError) -> MockConversationRepository {
 
 fn concrete(path: &str) -> String {
     path.replace("{conversation_id}", example::CONVERSATION)
+        .replace("{message_id}", MESSAGE)
+}
+
+/// The example conversation's first message.
+const MESSAGE: &str = "f6a7b8c9-d0e1-2345-fabc-456789012345";
+
+fn example_message() -> pingback_domain::Message {
+    example::conversation().unwrap().messages()[0].clone()
+}
+
+/// A writer that finds the example's message and fails every write with `error`, or
+/// succeeds when `error` is `None`.
+fn writer(error: Option<fn() -> WriteError>) -> MockConversationWriter {
+    let mut writer = MockConversationWriter::new();
+    writer
+        .expect_find_message()
+        .returning(|_, _, id| Ok(Some(example_message()).filter(|m| m.id() == id)));
+    let stored = || {
+        example::conversation()
+            .unwrap()
+            .read_at(pingback_domain::Revision::new(2, Some(1)))
+    };
+    writer
+        .expect_create_conversation()
+        .returning(move |_, _, _, _, _| match error {
+            Some(error) => Err(error()),
+            None => Ok(Written::Done(stored())),
+        });
+    writer
+        .expect_append_message()
+        .returning(move |_, _, _, ids, _, _| match error {
+            Some(error) => Err(error()),
+            None => {
+                // The use case checks that the message is the one it asked for.
+                let m = example_message();
+                Ok(Written::Done(pingback_domain::MessageAppended {
+                    message: pingback_domain::Message::new(pingback_domain::MessageParts {
+                        id: ids.message,
+                        sender_type: m.sender_type(),
+                        sender_id: m.sender_id(),
+                        content: m.content().clone(),
+                        attachments: m.attachments().to_vec(),
+                        created_at: m.created_at(),
+                    }),
+                    previous_status: None,
+                }))
+            }
+        });
+    writer
+        .expect_update_conversation()
+        .returning(move |_, _, _, _, _| match error {
+            Some(error) => Err(error()),
+            None => Ok(Updated {
+                conversation: stored(),
+                changes: Default::default(),
+            }),
+        });
+    writer
+}
+
+fn write_bearer() -> (header::HeaderName, String) {
+    let mut claims = claims();
+    claims["scope"] = json!("conversations:read conversations:write");
+    (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_with(&claims)),
+    )
+}
+
+/// A valid body, and one with the documented invalid value, for a write operation.
+fn write_bodies(path: &str, method: &str) -> (Value, Value) {
+    if method == "patch" {
+        (json!({"status": "resolved"}), json!({"status": "done"}))
+    } else if path.ends_with("/messages") {
+        (
+            json!({"sender_type": "agent", "content": "On it."}),
+            json!({"sender_type": "bot", "content": "On it."}),
+        )
+    } else {
+        (
+            json!({"channel_type": "email", "message": {"sender_type": "customer", "content": "Hi"}}),
+            json!({"channel_type": "email", "message": {"sender_type": "bot", "content": "Hi"}}),
+        )
+    }
+}
+
+/// Every case a write operation answers, each with the state that produces it.
+fn write_cases(path: &str, method: &str) -> Vec<(crate::routes::ApiState, web_test::TestRequest)> {
+    let url = concrete(path);
+    let (valid, invalid) = write_bodies(path, method);
+    let m = if method == "patch" {
+        Method::PATCH
+    } else {
+        Method::POST
+    };
+    let request = |body: &Value| {
+        web_test::TestRequest::default()
+            .method(m.clone())
+            .uri(&url)
+            .insert_header(write_bearer())
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .set_payload(body.to_string())
+    };
+    let state = |writer: MockConversationWriter| {
+        crate::tests::state_with_writer(found(), writer, authority(None, None))
+    };
+    let fails = |e: fn() -> WriteError| state(self::writer(Some(e)));
+    let mut cases = vec![
+        (state(writer(None)), request(&valid)),
+        (
+            state(writer(None)),
+            request(&valid).insert_header(("prefer", "return=minimal")),
+        ),
+        (
+            state(writer(None)),
+            web_test::TestRequest::default().method(m.clone()).uri(&url),
+        ),
+        (state(writer(None)), request(&valid).insert_header(bearer())),
+        (state(writer(None)), request(&valid).method(Method::DELETE)),
+        (
+            state(writer(None)),
+            request(&valid).insert_header((header::CONTENT_TYPE, "text/plain")),
+        ),
+        (
+            state(writer(None)),
+            request(&valid).set_payload("x".repeat(1024 * 1024 + 1)),
+        ),
+        (state(writer(None)), request(&valid).set_payload("{")),
+        (state(writer(None)), request(&invalid)),
+        (
+            fails(|| WriteError::Storage(RepositoryError::unavailable("down"))),
+            request(&valid),
+        ),
+        (
+            fails(|| {
+                WriteError::Storage(RepositoryError::internal("relation \"x\" does not exist"))
+            }),
+            request(&valid),
+        ),
+        (
+            state(writer(None)),
+            request(&valid).insert_header(("x-padding", "a".repeat(33 * 1024))),
+        ),
+    ];
+    // Creating a conversation neither finds one closed nor misses one.
+    if path.contains("{conversation_id}") {
+        cases.push((
+            fails(|| WriteError::Refused(pingback_domain::WriteRefused::Closed)),
+            request(&valid),
+        ));
+        cases.push((fails(|| WriteError::NotFound), request(&valid)));
+    }
+    if method == "post" {
+        cases.push((fails(|| WriteError::KeyReused), request(&valid)));
+        cases.push((fails(|| WriteError::KeyInFlight), request(&valid)));
+    }
+    if method == "patch" {
+        cases.push((
+            state(writer(None)),
+            request(&valid)
+                .insert_header((header::IF_MATCH, "\"0123456789abcdef0123456789abcdef\"")),
+        ));
+    }
+    cases
 }
 
 /// Checks a live response against the documented response of `path`/`method`:
@@ -420,6 +600,15 @@ async fn assert_documented(
         );
         return status;
     }
+    // `Prefer: return=minimal` answers the documented status with no body (documented
+    // on the operation's `Prefer` parameter).
+    if headers.get("preference-applied").is_some() {
+        assert!(
+            body.is_empty(),
+            "{method} {path} {status}: a minimal answer has a body"
+        );
+        return status;
+    }
     let content = documented["content"].as_object();
     match content.and_then(|c| c.iter().next()) {
         None => assert!(body.is_empty(), "{method} {path} {status}: a body"),
@@ -437,7 +626,6 @@ async fn assert_documented(
                     &format!("{method} {path} {status}"),
                 );
                 if media_type == "application/problem+json" {
-                    let mut expected = media["example"].clone();
                     let mut actual = value.clone();
                     assert_eq!(
                         actual
@@ -447,8 +635,18 @@ async fn assert_documented(
                             .unwrap(),
                         json!(headers.get("x-request-id").unwrap().to_str().unwrap())
                     );
-                    expected.as_object_mut().unwrap().remove("request_id");
-                    assert_eq!(actual, expected, "{method} {path} {status}");
+                    // One documented example, or several named ones: the body is one.
+                    let mut expected: Vec<Value> = match media["examples"].as_object() {
+                        Some(named) => named.values().map(|e| e["value"].clone()).collect(),
+                        None => vec![media["example"].clone()],
+                    };
+                    for example in &mut expected {
+                        example.as_object_mut().unwrap().remove("request_id");
+                    }
+                    assert!(
+                        expected.contains(&actual),
+                        "{method} {path} {status}: {actual:#} is none of {expected:#?}"
+                    );
                 }
             }
         }
@@ -470,6 +668,30 @@ async fn every_documented_response_is_what_the_app_answers() {
         .collect();
     for path in &paths {
         let url = concrete(path);
+        for method in ["post", "patch"] {
+            if !document["paths"][path][method].is_object() {
+                continue;
+            }
+            let mut seen = BTreeSet::new();
+            for (state, request) in write_cases(path, method) {
+                let response = crate::tests::call_state(state, request).await;
+                seen.insert(assert_documented(&validator, path, method, response).await);
+            }
+            let documented: BTreeSet<String> = document["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let missing: BTreeSet<String> = documented.difference(&seen).cloned().collect();
+            assert!(
+                missing.is_empty(),
+                "{method} {path}: documented but never produced: {missing:?}"
+            );
+        }
+        if !document["paths"][path]["get"].is_object() {
+            continue;
+        }
         for method in ["get", "head"] {
             let request = || {
                 let m = if method == "get" {
@@ -501,6 +723,14 @@ async fn every_documented_response_is_what_the_app_answers() {
                         .uri(&url),
                 ),
                 (repository_with(None), request()),
+                (
+                    found(),
+                    request().insert_header((header::AUTHORIZATION, {
+                        let mut claims = claims();
+                        claims["scope"] = json!("conversations:write");
+                        format!("Bearer {}", token_with(&claims))
+                    })),
+                ),
                 (found(), request().method(Method::DELETE)),
                 (
                     found(),
@@ -512,8 +742,38 @@ async fn every_documented_response_is_what_the_app_answers() {
                     request(),
                 ),
             ];
-            for (repository, request) in cases {
-                let response = call_with(repository, tokens(), request).await;
+            let mut states: Vec<(crate::routes::ApiState, web_test::TestRequest)> = cases
+                .into_iter()
+                .map(|(repository, request)| {
+                    (
+                        crate::tests::state_with_writer(repository, writer(None), tokens()),
+                        request,
+                    )
+                })
+                .collect();
+            if path.contains("{message_id}") {
+                // The message read goes through the writer port.
+                let other = url.replace(MESSAGE, "0b5f3c9e-6a61-4c1e-9d59-6f2f1f0f4a7e");
+                states.push((
+                    crate::tests::state_with_writer(found(), writer(None), tokens()),
+                    request().uri(&other),
+                ));
+                for error in [
+                    (|| RepositoryError::unavailable("down")) as fn() -> RepositoryError,
+                    || RepositoryError::internal("relation \"x\" does not exist"),
+                ] {
+                    let mut failing_writer = MockConversationWriter::new();
+                    failing_writer
+                        .expect_find_message()
+                        .returning(move |_, _, _| Err(error()));
+                    states.push((
+                        crate::tests::state_with_writer(found(), failing_writer, tokens()),
+                        request(),
+                    ));
+                }
+            }
+            for (state, request) in states {
+                let response = crate::tests::call_state(state, request).await;
                 seen.insert(assert_documented(&validator, path, method, response).await);
             }
             let documented: BTreeSet<String> = document["paths"][path][method]["responses"]
@@ -685,8 +945,14 @@ fn problem_types_cover_every_error() {
         "/problems/too-large",
         "/problems/unavailable",
         "/problems/internal",
+        "/problems/forbidden",
+        "/problems/conflict",
+        "/problems/precondition-failed",
+        "/problems/unsupported-media-type",
+        "/problems/validation",
+        "/problems/idempotency-key-reused",
     ] {
         assert!(documented.contains(&json!(uri)), "{uri}");
     }
-    assert_eq!(documented.len(), 7);
+    assert_eq!(documented.len(), 13);
 }
