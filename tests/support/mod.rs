@@ -259,6 +259,76 @@ impl App {
         self.get(path, &[("authorization", &auth)])
     }
 
+    /// One request with a body (method, path, headers, body bytes).
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.try_send(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// As `send`, but a transport failure (refused, reset, …) is an `Err`.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .allow_non_standard_methods(true)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(body.to_vec()).map_err(|e| e.to_string())?;
+        let mut response = agent.run(request).map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| e.to_string())?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A JSON body sent with `Content-Type: application/json` and a bearer token.
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Reply {
+        let auth = format!("Bearer {token}");
+        let mut all = vec![
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        all.extend_from_slice(headers);
+        self.send(method, path, &all, body.to_string().as_bytes())
+    }
+
     /// Raw bytes on a fresh connection; returns whatever the server answers.
     pub fn raw(&self, bytes: &[u8]) -> String {
         let mut stream = TcpStream::connect(self.address).unwrap();
@@ -330,6 +400,18 @@ pub fn token_for(business: &str) -> String {
         &claims_for(business),
         SECRET,
     )
+}
+
+/// A token with the given space-separated `scope` claim.
+pub fn token_with_scope(business: &str, scope: &str) -> String {
+    let mut claims = claims_for(business);
+    claims["scope"] = json!(scope);
+    sign(&json!({ "alg": "HS256", "typ": "JWT" }), &claims, SECRET)
+}
+
+/// A token that may read and write conversations.
+pub fn write_token_for(business: &str) -> String {
+    token_with_scope(business, "conversations:read conversations:write")
 }
 
 /// Runs the same async test body on both backends.

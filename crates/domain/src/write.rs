@@ -189,36 +189,45 @@ impl MessageDraft {
         content: String,
         attachments: Vec<AttachmentDraft>,
     ) -> Result<Self, Vec<FieldError>> {
+        let errors = Self::rules(&content, attachments.len());
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let content = Text::new(content).map_err(|e| vec![FieldError::new("/content", e)])?;
+        Ok(Self {
+            sender_type,
+            sender_id,
+            content,
+            attachments,
+        })
+    }
+
+    /// What `new` checks of a message's content and attachment count, on its own so a
+    /// caller can report it beside other invalid values of the same request.
+    pub fn rules(content: &str, attachments: usize) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        if attachments.len() > MAX_ATTACHMENTS {
+        if attachments > MAX_ATTACHMENTS {
             errors.push(FieldError::new(
                 "/attachments",
                 format!("at most {MAX_ATTACHMENTS} attachments"),
             ));
         }
-        let content = match bounded_text(content, MAX_CONTENT_BYTES) {
-            Ok(content) if content.as_str().is_empty() && attachments.is_empty() => {
-                errors.push(FieldError::new(
-                    "/content",
-                    "must not be empty unless the message has attachments",
-                ));
-                None
-            }
-            Ok(content) => Some(content),
-            Err(e) => {
-                errors.push(FieldError::new("/content", e));
-                None
-            }
-        };
-        match content {
-            Some(content) if errors.is_empty() => Ok(Self {
-                sender_type,
-                sender_id,
-                content,
-                attachments,
-            }),
-            _ => Err(errors),
+        if content.len() > MAX_CONTENT_BYTES {
+            errors.push(FieldError::new(
+                "/content",
+                TextError::TooLong {
+                    max: MAX_CONTENT_BYTES,
+                },
+            ));
+        } else if content.contains('\0') {
+            errors.push(FieldError::new("/content", TextError::Nul));
+        } else if content.is_empty() && attachments == 0 {
+            errors.push(FieldError::new(
+                "/content",
+                "must not be empty unless the message has attachments",
+            ));
         }
+        errors
     }
 
     pub fn sender_type(&self) -> SenderType {

@@ -189,20 +189,26 @@ fn message_at(value: &Value, at: String, errors: &mut Vec<FieldError>) -> Option
         None => Some(String::new()),
         Some(_) => fields.string("content"),
     };
+    let attachment_count = fields
+        .value("attachments")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let attachments = attachments_of(&mut fields);
+    // The message's own rules are checked even when another value is invalid, so one
+    // answer lists every invalid value.
+    if let Some(content) = &content {
+        let prefix = fields.at.clone();
+        let broken = MessageDraft::rules(content, attachment_count);
+        fields
+            .errors
+            .extend(broken.into_iter().map(|e| e.under(&prefix)));
+    }
     let (Ok(Some(sender_type)), Ok(sender_id), Some(content), Some(attachments)) =
         (sender_type, sender_id, content, attachments)
     else {
         return None;
     };
-    MessageDraft::new(sender_type, sender_id.flatten(), content, attachments)
-        .map_err(|e| {
-            let prefix = fields.at.clone();
-            fields
-                .errors
-                .extend(e.into_iter().map(|e| e.under(&prefix)));
-        })
-        .ok()
+    MessageDraft::new(sender_type, sender_id.flatten(), content, attachments).ok()
 }
 
 fn attachments_of(fields: &mut Fields<'_, '_>) -> Option<Vec<AttachmentDraft>> {
@@ -333,19 +339,19 @@ fn customer_choice(fields: &mut Fields<'_, '_>) -> Option<CustomerChoice> {
             match Fields::of(value, at, CUSTOMER_FIELDS, fields.errors) {
                 None => Err(()),
                 Some(mut c) => {
-                    let name = c.nullable_string("name");
-                    let email = c.nullable_string("email");
-                    let phone = c.nullable_string("phone");
-                    let external_id = c.nullable_string("external_id");
-                    match (name, email, phone, external_id) {
-                        (Ok(n), Ok(e), Ok(p), Ok(x)) => match CustomerDraft::new(n, e, p, x) {
-                            Ok(draft) => Ok(Some(draft)),
-                            Err(errors) => {
-                                fields.nested("customer", errors);
-                                Err(())
-                            }
-                        },
-                        _ => Err(()),
+                    let values = ["name", "email", "phone", "external_id"]
+                        .map(|name| c.nullable_string(name));
+                    let well_typed = values.iter().all(Result::is_ok);
+                    // The values of the right type are checked even when another is
+                    // not, so one answer lists every invalid value.
+                    let [n, e, p, x] = values.map(|v| v.unwrap_or(None));
+                    match CustomerDraft::new(n, e, p, x) {
+                        Ok(draft) if well_typed => Ok(Some(draft)),
+                        Ok(_) => Err(()),
+                        Err(errors) => {
+                            fields.nested("customer", errors);
+                            Err(())
+                        }
                     }
                 }
             }
