@@ -19,10 +19,27 @@ token=$("$bin" token --business-id "$business" --sub demo-agent --ttl 86400)
   case "$line" in
     "listening on "*)
       url="${line#listening on }"
+      # A reply needs a conversation that is not closed (closed is final).
+      open_conversation=$conversation
+      if command -v curl >/dev/null; then
+        for id in $ids; do
+          if ! curl -s "$url/api/v1/conversations/$id" -H "Authorization: Bearer $token" \
+            | grep -q '"status":"closed"'; then
+            open_conversation=$id
+            break
+          fi
+        done
+      fi
       echo
       echo "Pingback is serving the demo business $business (Ctrl-C to stop). Try:"
       echo
+      echo "  # read a conversation (its complete history)"
       echo "  curl -s $url/api/v1/conversations/$conversation -H \"Authorization: Bearer $token\""
+      echo
+      echo "  # reply to it (safe to retry with the same Idempotency-Key)"
+      echo "  curl -s -X POST $url/api/v1/conversations/$open_conversation/messages -H \"Authorization: Bearer $token\" \\"
+      echo "    -H 'Content-Type: application/json' -H \"Idempotency-Key: demo-\$RANDOM\" \\"
+      echo "    -d '{\"sender_type\": \"agent\", \"content\": \"Thanks, we are on it.\"}'"
       echo
       ;;
   esac
