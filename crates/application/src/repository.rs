@@ -1,7 +1,7 @@
 use std::error::Error as StdError;
 
 use async_trait::async_trait;
-use pingback_domain::{BusinessId, Conversation, ConversationId, Revision};
+use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery, Revision};
 
 type Source = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -59,6 +59,16 @@ pub trait ConversationRepository: Send + Sync + 'static {
         business: BusinessId,
         id: ConversationId,
     ) -> Result<Option<StoredRevision>, RepositoryError>;
+
+    /// One page of `business`'s conversations matching `query`, in its order, starting
+    /// after its position: at most `query.limit` items, and `has_more` when another
+    /// page follows. Every item is in `business`; the page is read from one snapshot.
+    /// A page costs the same at any depth (keyset, never offset).
+    async fn list_conversations(
+        &self,
+        business: BusinessId,
+        query: InboxQuery,
+    ) -> Result<InboxPage, RepositoryError>;
 
     /// Succeeds when the store answers a trivial query now.
     async fn ping(&self) -> Result<(), RepositoryError>;

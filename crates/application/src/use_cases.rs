@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use pingback_domain::{BusinessId, Conversation, ConversationId, Revision};
+use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery, Revision};
 
 use crate::principal::{InsufficientScope, Principal, Scope};
 use crate::repository::{ConversationRepository, RepositoryError};
@@ -104,6 +104,33 @@ impl ConversationService {
             )),
             None => Err(GetConversationError::NotFound),
         }
+    }
+
+    /// One page of the principal's inbox. Whatever the adapter returns is checked
+    /// again: a page holding another business's conversation is refused (500, logged),
+    /// never shown.
+    pub async fn list_conversations(
+        &self,
+        principal: &Principal,
+        query: InboxQuery,
+    ) -> Result<InboxPage, GetConversationError> {
+        principal.require(Scope::ConversationsRead)?;
+        let business = principal.business_id();
+        let mut page = self.repository.list_conversations(business, query).await?;
+        let before = page.items.len();
+        page.items.retain(|item| {
+            let c = &item.conversation;
+            c.business_id() == business
+                && c.customer()
+                    .is_none_or(|customer| customer.business_id() == business)
+        });
+        if page.items.len() != before {
+            tracing::error!(%business, "repository listed conversations of another business; refused");
+            return Err(GetConversationError::Internal(RepositoryError::internal(
+                "the storage adapter listed another business's conversations",
+            )));
+        }
+        Ok(page)
     }
 
     /// The storage pool's state, for metrics.

@@ -5,6 +5,7 @@
 
 mod conversation;
 mod id;
+mod inbox;
 mod text;
 mod timestamp;
 mod write;
@@ -16,6 +17,10 @@ pub use conversation::{
 pub use id::{
     AgentId, AttachmentId, BusinessId, ChannelId, ConversationId, CustomerId, IdError, MessageId,
     SenderId,
+};
+pub use inbox::{
+    AssigneeFilter, ConversationSummary, InboxFilter, InboxOrder, InboxPage, InboxPosition,
+    InboxQuery,
 };
 pub use text::{ByteSize, ChannelType, Text, TextError};
 pub use timestamp::{RFC3339_MAX_LEN, Timestamp, TimestampError};

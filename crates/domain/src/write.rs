@@ -367,6 +367,10 @@ pub struct ConversationHead {
     pub first_response_at: Option<Timestamp>,
     /// The latest `created_at` of its messages, if it has any.
     pub last_message_at: Option<Timestamp>,
+    /// How many messages it has, and the latest in history order: kept with the data
+    /// so the inbox lists them without counting.
+    pub message_count: u64,
+    pub last_message_id: Option<MessageId>,
     pub revision: Revision,
 }
 
@@ -445,6 +449,8 @@ impl ConversationHead {
         }
         self.updated_at = at;
         self.last_message_at = Some(at);
+        self.message_count += 1;
+        self.last_message_id = Some(ids.message);
         let attachments = draft
             .attachments
             .into_iter()
@@ -533,6 +539,8 @@ impl ConversationDraft {
             updated_at: now,
             first_response_at,
             last_message_at: None,
+            message_count: 0,
+            last_message_id: None,
             revision: Revision::new(1, None),
         };
         let messages = match self.message {
@@ -582,6 +590,8 @@ mod tests {
             updated_at: at(0),
             first_response_at: None,
             last_message_at: None,
+            message_count: 0,
+            last_message_id: None,
             revision: Revision::new(1, Some(1)),
         }
     }
@@ -626,6 +636,8 @@ mod tests {
         assert_eq!(third.message.created_at(), at(12));
         assert_eq!(h.updated_at, at(12));
         assert_eq!(h.last_message_at, Some(at(12)));
+        assert_eq!(h.message_count, 3);
+        assert_eq!(h.last_message_id, Some(third.message.id()));
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub struct TokenAuthority {
     leeway: u64,
     issuer: Option<String>,
     audience: Option<String>,
+    cursor_key: [u8; 32],
 }
 
 impl TokenAuthority {
@@ -191,11 +192,31 @@ impl TokenAuthority {
         }
         validation.required_spec_claims = required;
 
+        // Inbox cursors are signed with a key derived from the token key material, so
+        // every server sharing the configuration accepts every other's cursors. With
+        // HS256 the key is secret: a cursor can be neither forged nor altered. With
+        // RS256/ES256 only the public key is here, so the signature catches alteration
+        // but not a deliberate forgery; that still cannot reach beyond the forger's own
+        // business and filters, which every cursor is checked against on use.
+        let material: &[u8] = match &config.key {
+            KeyConfig::Hs256 { secret } => secret.expose_secret().as_bytes(),
+            KeyConfig::Rs256 { public_key_pem, .. } | KeyConfig::Es256 { public_key_pem, .. } => {
+                public_key_pem.as_bytes()
+            }
+        };
+        let cursor_key = {
+            use sha2::Digest as _;
+            let mut digest = sha2::Sha256::new();
+            digest.update(b"pingback inbox cursor key v1\0");
+            digest.update(material);
+            digest.finalize().into()
+        };
         Ok(Self {
             algorithm,
             decoding,
             encoding,
             validation,
+            cursor_key,
             leeway: config.leeway_seconds,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
@@ -204,6 +225,11 @@ impl TokenAuthority {
 
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
+    }
+
+    /// The key inbox cursors are signed with.
+    pub(crate) fn cursor_key(&self) -> &[u8; 32] {
+        &self.cursor_key
     }
 
     /// Authenticates an `Authorization` header value.

@@ -6,6 +6,7 @@ mod docs_types;
 mod envelope;
 mod etag;
 mod example;
+mod inbox;
 mod metrics;
 pub mod openapi;
 mod problem;

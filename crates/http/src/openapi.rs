@@ -88,6 +88,7 @@ refused without decoding.";
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     paths(
+        crate::inbox::list_conversations,
         crate::writes::create_conversation,
         routes::get_conversation,
         crate::writes::patch_conversation,
@@ -180,6 +181,9 @@ impl Modify for Contract {
                 let Some(operation) = operation else {
                     continue;
                 };
+                if method == Method::Get && is_list(path) {
+                    list_extras(operation);
+                }
                 if method == Method::Get && is_conversation(path) {
                     let example = if path.contains("{message_id}") {
                         crate::example::conversation().ok().and_then(|c| {
@@ -250,6 +254,11 @@ fn is_conversation(path: &str) -> bool {
     path.starts_with("/api/v1/conversations/")
 }
 
+/// The inbox (its query parameters can be invalid).
+fn is_list(path: &str) -> bool {
+    path == "/api/v1/conversations"
+}
+
 /// The API routes (a token, the database); the others are for operators.
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/v1/")
@@ -297,6 +306,16 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
             ApiError::ConversationNotFound,
             "No such conversation in your business, or the id is not a UUID. A \
              conversation of another business looks exactly like a missing one.",
+        ));
+    }
+    if is_list(path) && method == Method::Get {
+        errors.push(e(
+            ApiError::BadRequest(
+                "Invalid query parameter `limit`: expected an integer from 1 to 100.".to_owned(),
+            ),
+            "A query parameter is invalid, unknown or repeated, or the `cursor` was altered \
+             or issued for other filters, another order or another business; the detail \
+             names it.",
         ));
     }
     errors.push(e(
@@ -586,6 +605,59 @@ fn conversation_extras(get: &mut Operation, example: Option<Vec<u8>>) {
                 fixed_header("Authorization", "The body depends on the token's business.").into(),
             );
         }
+    }
+}
+
+/// The 200 example, `Link` and caching headers of the inbox.
+fn list_extras(get: &mut Operation) {
+    let example = crate::example::conversation().ok().map(|c| {
+        let last_message = c.messages().last().cloned();
+        let count = c.messages().len() as u64;
+        let summary = pingback_domain::ConversationSummary {
+            conversation: c,
+            message_count: count,
+            last_message,
+        };
+        let item = serde_json::to_value(crate::representation::ConversationItemBody::new(&summary))
+            .unwrap_or_default();
+        serde_json::json!({
+            "data": [item],
+            "next_cursor": "AQAGGJ4N3dTwxl0x3ngASB2V1kMtmDdcqpxf9WMmCeL2F6-kgTHvdgAAAAAAAAAAAAAAAAAAAA"
+        })
+    });
+    for (status, response) in &mut get.responses.responses {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if status != "200" {
+            continue;
+        }
+        if let Some(RefOr::T(content)) = response.content.get_mut("application/json") {
+            content.example.clone_from(&example);
+        }
+        response.headers.insert(
+            "Link".to_owned(),
+            header(
+                string().examples([
+                    "</api/v1/conversations?status=open&cursor=AQAGGJ4N3dTwxl0x>; rel=\"next\"",
+                ]),
+                "RFC 8288: the next page (the same filters and its cursor), present when \
+                 one follows.",
+            )
+            .into(),
+        );
+        response.headers.insert(
+            "Cache-Control".to_owned(),
+            fixed_header(
+                "private, no-cache",
+                "Tenant data: never stored by shared caches, always revalidated.",
+            )
+            .into(),
+        );
+        response.headers.insert(
+            "Vary".to_owned(),
+            fixed_header("Authorization", "The body depends on the token's business.").into(),
+        );
     }
 }
 

@@ -375,6 +375,9 @@ fn failing(error: fn() -> RepositoryError) -> MockConversationRepository {
     repository
         .expect_find_conversation()
         .returning(move |_, _| Err(error()));
+    repository
+        .expect_list_conversations()
+        .returning(move |_, _| Err(error()));
     repository.expect_ping().returning(move || Err(error()));
     repository
 }
@@ -732,6 +735,7 @@ async fn every_documented_response_is_what_the_app_answers() {
                     })),
                 ),
                 (found(), request().method(Method::DELETE)),
+                (found(), request().uri(&format!("{url}?limit=0"))),
                 (
                     found(),
                     request().insert_header(("x-padding", "a".repeat(33 * 1024))),

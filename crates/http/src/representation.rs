@@ -218,6 +218,79 @@ impl<'a> ConversationBody<'a> {
     }
 }
 
+/// A conversation as the inbox lists it: its fields without the history, with the
+/// number of messages and the latest one.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConversationListItem)]
+pub struct ConversationItemBody<'a> {
+    id: Id,
+    business_id: Id,
+    #[schema(required = true)]
+    customer_id: Option<Id>,
+    #[schema(required = true)]
+    assignee_id: Option<Id>,
+    status: StatusName,
+    #[schema(min_length = 1, examples("widget"))]
+    channel_type: &'a str,
+    #[schema(required = true)]
+    channel_id: Option<Id>,
+    created_at: Time,
+    /// When the conversation last changed: the inbox's order.
+    updated_at: Time,
+    #[schema(required = true)]
+    first_response_at: Option<Time>,
+    #[schema(required = true)]
+    customer: Option<CustomerBody<'a>>,
+    /// How many messages the conversation has.
+    #[schema(minimum = 0)]
+    message_count: u64,
+    /// The latest message in history order, or null when there is none.
+    #[schema(required = true, value_type = Option<MessageBody<'static>>)]
+    last_message: Option<LastMessage<'a>>,
+}
+
+impl<'a> ConversationItemBody<'a> {
+    pub fn new(item: &'a pingback_domain::ConversationSummary) -> Self {
+        let c = &item.conversation;
+        Self {
+            id: Id(c.id().into_uuid()),
+            business_id: Id(c.business_id().into_uuid()),
+            customer_id: c.customer_id().map(|i| Id(i.into_uuid())),
+            assignee_id: c.assignee_id().map(|i| Id(i.into_uuid())),
+            status: StatusName(c.status()),
+            channel_type: c.channel_type().as_str(),
+            channel_id: c.channel_id().map(|i| Id(i.into_uuid())),
+            created_at: Time(c.created_at()),
+            updated_at: Time(c.updated_at()),
+            first_response_at: c.first_response_at().map(Time),
+            customer: c.customer().map(CustomerBody::new),
+            message_count: item.message_count,
+            last_message: item.last_message.as_ref().map(|message| LastMessage {
+                conversation: c.id(),
+                message,
+            }),
+        }
+    }
+}
+
+/// A message written with its conversation's id (formatted when written).
+struct LastMessage<'a> {
+    conversation: ConversationId,
+    message: &'a Message,
+}
+
+impl Serialize for LastMessage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+        let conversation = self
+            .conversation
+            .as_uuid()
+            .hyphenated()
+            .encode_lower(&mut buf);
+        MessageBody::new(conversation, self.message).serialize(serializer)
+    }
+}
+
 /// A customer of the business, embedded in its conversations.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Customer)]

@@ -50,7 +50,8 @@ pub struct ApiState {
 pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(state))
-            .service(resource!("/api/v1/conversations", "POST",
+            .service(resource!("/api/v1/conversations", "GET, HEAD, POST",
+                get_or_head() => crate::inbox::list_conversations,
                 web::post() => crate::writes::create_conversation))
             .service(
                 resource!("/api/v1/conversations/{conversation_id}", "GET, HEAD, PATCH",

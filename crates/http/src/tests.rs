@@ -115,12 +115,29 @@ pub(crate) fn repository_with(found: Option<Conversation>) -> MockConversationRe
         .returning(move |business, id| {
             Ok(revision.filter(|r| r.business_id == business && r.id == id))
         });
+    let listed = found.clone();
     repository
         .expect_find_conversation()
         .returning(move |business, id| {
             Ok(found
                 .clone()
                 .filter(|c| c.business_id() == business && c.id() == id))
+        });
+    repository
+        .expect_list_conversations()
+        .returning(move |business, _| {
+            Ok(pingback_domain::InboxPage {
+                items: listed
+                    .iter()
+                    .filter(|c| c.business_id() == business)
+                    .map(|c| pingback_domain::ConversationSummary {
+                        conversation: c.clone(),
+                        message_count: c.messages().len() as u64,
+                        last_message: c.messages().last().cloned(),
+                    })
+                    .collect(),
+                has_more: false,
+            })
         });
     repository.expect_ping().returning(|| Ok(()));
     repository

@@ -23,6 +23,7 @@ use pingback_application::{ConversationImporter, ConversationRepository, Convers
 
 mod error;
 mod import;
+mod inbox;
 mod migrations;
 mod pool;
 mod postgres;

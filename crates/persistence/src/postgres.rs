@@ -17,7 +17,9 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     PoolStatus, RepositoryError, StoredRevision,
 };
-use pingback_domain::{BusinessId, Conversation, ConversationId};
+use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
+
+use crate::inbox::{self, InboxAttachment, InboxRecord};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout_at};
 
@@ -257,6 +259,52 @@ impl ConversationRepository for PostgresStore {
             })
             .await?;
         Ok(rows::revision_found(rows))
+    }
+
+    async fn list_conversations(
+        &self,
+        business: BusinessId,
+        query: InboxQuery,
+    ) -> Result<InboxPage, RepositoryError> {
+        let business = DbUuid(business.into_uuid());
+        let run = async {
+            let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
+            let mut checkout = Checkout::new(object);
+            let Some(conn) = checkout.connection() else {
+                return Err(RepositoryError::internal("pooled connection missing"));
+            };
+            // One snapshot for the page and its attachments.
+            let query = &query;
+            let result = conn
+                .build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(async move |conn| {
+                    let records = inbox::inbox_query!(diesel::pg::Pg, business, query)
+                        .load::<InboxRecord>(conn)
+                        .await?;
+                    let latest = inbox::latest_messages(&records);
+                    let attachments = if latest.is_empty() {
+                        Vec::new()
+                    } else {
+                        inbox::inbox_attachments_query!(business, &latest)
+                            .load::<InboxAttachment>(conn)
+                            .await?
+                    };
+                    Ok::<_, diesel::result::Error>((records, attachments))
+                })
+                .await;
+            match result {
+                Ok((records, attachments)) => {
+                    checkout.release();
+                    inbox::page(query, records, attachments).map_err(RepositoryError::internal)
+                }
+                Err(error) => Err(classify(error)),
+            }
+        };
+        tokio::time::timeout(self.budget, run)
+            .await
+            .unwrap_or_else(|_| Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))))
     }
 
     /// Ready means reads work: the read itself, for an id that cannot exist, on a read

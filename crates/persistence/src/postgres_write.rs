@@ -16,7 +16,7 @@ use pingback_domain::{
 
 use crate::pool::Checkout;
 use crate::postgres::PostgresStore;
-use crate::rows::{self, BatchRows, ConversationRow, CustomerRow, HistoryRecord};
+use crate::rows::{self, BatchRows, CustomerRow, HeadRecord, HistoryRecord};
 use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
 use crate::snapshot_read::{self, ConversationRead, ReadRow};
 use crate::write::{
@@ -214,14 +214,14 @@ impl WriteSink for PostgresSink<'_> {
         if locked.is_none() {
             return Ok(None);
         }
-        let (row, customer_revision) = head_query!(business, id)
-            .first::<(ConversationRow, Option<i64>)>(self.conn)
+        let record = head_query!(business, id)
+            .first::<HeadRecord>(self.conn)
             .await?;
         let last = last_message_query!(business, id)
             .first::<Micros>(self.conn)
             .await
             .optional()?;
-        Ok(Some(rows::head(row, customer_revision, last)?))
+        Ok(Some(rows::head(record, last)?))
     }
 
     async fn customer(

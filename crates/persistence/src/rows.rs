@@ -207,6 +207,8 @@ macro_rules! conversation_upsert {
             t::created_at.eq(excluded(t::created_at)),
             t::updated_at.eq(excluded(t::updated_at)),
             t::first_response_at.eq(excluded(t::first_response_at)),
+            t::message_count.eq(excluded(t::message_count)),
+            t::last_message_id.eq(excluded(t::last_message_id)),
             t::revision.eq(t::revision + 1),
         )
     }};
@@ -214,6 +216,8 @@ macro_rules! conversation_upsert {
 pub(crate) use conversation_upsert;
 
 pub(crate) type ConversationRecord = (ConversationRow, Option<CustomerRow>);
+/// A conversation row, its customer's revision, its message count and latest message.
+pub(crate) type HeadRecord = (ConversationRow, Option<i64>, i64, Option<DbUuid>);
 pub(crate) type HistoryRecord = (MessageRow, Option<AttachmentRow>);
 
 fn text(what: &'static str, value: String) -> Result<Text, CorruptRow> {
@@ -383,6 +387,8 @@ pub(crate) struct NewConversation<'a> {
     pub created_at: Micros,
     pub updated_at: Micros,
     pub first_response_at: Option<Micros>,
+    pub message_count: i64,
+    pub last_message_id: Option<DbUuid>,
 }
 
 #[derive(Insertable)]
@@ -413,7 +419,7 @@ pub(crate) struct NewAttachment<'a> {
 
 /// Columns per row, to size multi-row INSERTs under a backend's bind limit.
 pub(crate) const CUSTOMER_COLUMNS: usize = 7;
-pub(crate) const CONVERSATION_COLUMNS: usize = 10;
+pub(crate) const CONVERSATION_COLUMNS: usize = 12;
 pub(crate) const MESSAGE_COLUMNS: usize = 7;
 pub(crate) const ATTACHMENT_COLUMNS: usize = 9;
 
@@ -495,8 +501,7 @@ pub(crate) fn stored_customer(row: CustomerRow) -> Result<(Customer, i64), Corru
 /// The state a write decides on, from the locked conversation row, its customer's
 /// revision and the time of its latest message.
 pub(crate) fn head(
-    row: ConversationRow,
-    customer_revision: Option<i64>,
+    (row, customer_revision, message_count, last_message_id): HeadRecord,
     last_message_at: Option<Micros>,
 ) -> Result<pingback_domain::ConversationHead, CorruptRow> {
     Ok(pingback_domain::ConversationHead {
@@ -520,6 +525,9 @@ pub(crate) fn head(
         last_message_at: last_message_at
             .map(|t| timestamp("message created_at", t))
             .transpose()?,
+        message_count: u64::try_from(message_count)
+            .map_err(|e| corrupt("conversation message_count", e))?,
+        last_message_id: last_message_id.map(|m| MessageId::from_uuid(m.0)),
         revision: Revision::new(row.revision, customer_revision),
     })
 }
@@ -559,6 +567,10 @@ impl<'a> BatchRows<'a> {
                 created_at: Micros(c.created_at().unix_micros()),
                 updated_at: Micros(c.updated_at().unix_micros()),
                 first_response_at: c.first_response_at().map(|t| Micros(t.unix_micros())),
+                message_count: i64::try_from(c.messages().len())
+                    .map_err(|_| corrupt("conversation", "too many messages"))?,
+                // The aggregate keeps its history in order: the last is the latest.
+                last_message_id: c.messages().last().map(|m| uuid_of(m.id().into_uuid())),
             });
             match replaced.iter_mut().find(|(b, _)| *b == business) {
                 Some((_, ids)) => ids.push(conversation),

@@ -139,6 +139,8 @@ diesel::table! {
         updated_at -> Instant,
         first_response_at -> Nullable<Instant>,
         revision -> BigInt,
+        message_count -> BigInt,
+        last_message_id -> Nullable<Uuid>,
     }
 }
 

@@ -25,7 +25,9 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     PoolStatus, RepositoryError, SourceAborted, StoredRevision,
 };
-use pingback_domain::{BusinessId, Conversation, ConversationId};
+use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
+
+use crate::inbox::{self, InboxAttachment, InboxRecord};
 use tokio::sync::oneshot;
 
 use crate::error::{DeadlineExceeded, StorageError, classify, classify_pool};
@@ -183,6 +185,34 @@ impl ConversationRepository for SqliteStore {
             .call(move |conn| revision_query!(business, id).load::<RevisionRecord>(conn))
             .await?;
         Ok(rows::revision_found(rows))
+    }
+
+    async fn list_conversations(
+        &self,
+        business: BusinessId,
+        query: InboxQuery,
+    ) -> Result<InboxPage, RepositoryError> {
+        let business = DbUuid(business.into_uuid());
+        let query = std::sync::Arc::new(query);
+        let statement = std::sync::Arc::clone(&query);
+        let (records, attachments) = self
+            .call(move |conn| {
+                // One read transaction: the page and its attachments see one snapshot.
+                conn.transaction(|conn| {
+                    let records = inbox::inbox_query!(diesel::sqlite::Sqlite, business, &statement)
+                        .load::<InboxRecord>(conn)?;
+                    let latest = inbox::latest_messages(&records);
+                    let attachments = if latest.is_empty() {
+                        Vec::new()
+                    } else {
+                        inbox::inbox_attachments_query!(business, &latest)
+                            .load::<InboxAttachment>(conn)?
+                    };
+                    Ok((records, attachments))
+                })
+            })
+            .await?;
+        inbox::page(&query, records, attachments).map_err(RepositoryError::internal)
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {

@@ -18,7 +18,7 @@ use pingback_domain::{
 use crate::error::classify_pool;
 use crate::pool::Checkout;
 use crate::rows::{
-    self, BatchRows, ConversationRecord, ConversationRow, CustomerRow, HistoryRecord,
+    self, BatchRows, ConversationRecord, CustomerRow, HeadRecord, HistoryRecord,
     conversation_query, history_query,
 };
 use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
@@ -205,8 +205,8 @@ impl WriteSink for SqliteSink<'_> {
     ) -> Result<Option<ConversationHead>, WriteFailure> {
         // The IMMEDIATE transaction already holds the database's write lock.
         self.run(move |conn| {
-            let Some((row, customer_revision)) = head_query!(business, id)
-                .first::<(ConversationRow, Option<i64>)>(conn)
+            let Some(record) = head_query!(business, id)
+                .first::<HeadRecord>(conn)
                 .optional()?
             else {
                 return Ok(None);
@@ -214,7 +214,7 @@ impl WriteSink for SqliteSink<'_> {
             let last = last_message_query!(business, id)
                 .first::<Micros>(conn)
                 .optional()?;
-            Ok(Some(rows::head(row, customer_revision, last)?))
+            Ok(Some(rows::head(record, last)?))
         })
         .await
     }

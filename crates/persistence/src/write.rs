@@ -380,10 +380,12 @@ pub(crate) use record_query;
 macro_rules! head_query {
     ($business:expr, $id:expr) => {{
         use diesel::{NullableExpressionMethods, QueryDsl, SelectableHelper};
-        use $crate::schema::customers;
+        use $crate::schema::{conversations, customers};
         $crate::rows::conversation_in_business!($business, $id).select((
             $crate::rows::ConversationRow::as_select(),
             customers::revision.nullable(),
+            conversations::message_count,
+            conversations::last_message_id,
         ))
     }};
 }
@@ -420,6 +422,8 @@ macro_rules! update_head_query {
             c::assignee_id.eq(head.assignee_id.map(|a| DbUuid(a.into_uuid()))),
             c::updated_at.eq(Micros(head.updated_at.unix_micros())),
             c::first_response_at.eq(head.first_response_at.map(|t| Micros(t.unix_micros()))),
+            c::message_count.eq(i64::try_from(head.message_count).unwrap_or(i64::MAX)),
+            c::last_message_id.eq(head.last_message_id.map(|m| DbUuid(m.into_uuid()))),
             c::revision.eq(c::revision + 1),
         ))
     }};

@@ -10,8 +10,9 @@ use pingback_application::{
     IdempotencyClaim, RepositoryError, StoredRevision, SystemClock, Updated, WriteError, Written,
 };
 use pingback_domain::{
-    BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, Message,
-    MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds, Revision, Timestamp,
+    BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, InboxPage,
+    InboxQuery, Message, MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds,
+    Revision, Timestamp,
 };
 use pingback_http::{ApiState, Metrics, TokenAuthority};
 use pingback_persistence::DatabaseSettings;
@@ -116,6 +117,14 @@ impl ConversationRepository for Unconnected {
         _business: BusinessId,
         _id: ConversationId,
     ) -> Result<Option<StoredRevision>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn list_conversations(
+        &self,
+        _business: BusinessId,
+        _query: InboxQuery,
+    ) -> Result<InboxPage, RepositoryError> {
         Err(RepositoryError::internal(self.0.clone()))
     }
 

@@ -1,0 +1,169 @@
+//! The inbox listing, shared by both adapters: one keyset-paged statement over the
+//! conversation rows (with their customer and latest message, joined by key), then the
+//! attachments of those latest messages. The adapter runs both in one snapshot.
+//!
+//! The page starts at its cursor with `updated_at <= t AND (updated_at < t OR id < i)`
+//! (mirrored for the other order): the first conjunct is the index range's bound, so a
+//! page 10,000 deep costs what the first one costs; the second drops the rows up to
+//! and including the cursor itself.
+
+use std::collections::HashMap;
+
+use pingback_domain::{Attachment, ConversationSummary, InboxPage, InboxQuery, MessageId};
+
+use crate::rows::{self, AttachmentRow, ConversationRow, CorruptRow, CustomerRow, MessageRow};
+use crate::schema::DbUuid;
+
+/// A listed conversation row: with its customer, its latest message and its count.
+pub(crate) type InboxRecord = (
+    ConversationRow,
+    Option<CustomerRow>,
+    Option<MessageRow>,
+    i64,
+);
+
+/// An attachment of a listed latest message.
+pub(crate) type InboxAttachment = (DbUuid, AttachmentRow);
+
+/// The page statement for backend `$backend`, boxed (its filters are optional). It
+/// fetches one row more than the limit, which says whether another page follows.
+macro_rules! inbox_query {
+    ($backend:ty, $business:expr, $query:expr) => {{
+        use diesel::{
+            BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
+            QueryDsl, SelectableHelper,
+        };
+        use pingback_domain::{AssigneeFilter, InboxOrder};
+        use $crate::schema::{DbUuid, Micros};
+        use $crate::schema::{conversations as c, customers as cu, messages as m};
+        let query: &pingback_domain::InboxQuery = $query;
+        let filter = &query.filter;
+        let mut statement = c::table
+            .left_join(
+                cu::table.on(cu::business_id
+                    .eq(c::business_id)
+                    .and(cu::id.nullable().eq(c::customer_id))),
+            )
+            .left_join(
+                m::table.on(m::business_id
+                    .eq(c::business_id)
+                    .and(m::id.nullable().eq(c::last_message_id))),
+            )
+            .filter(c::business_id.eq($business))
+            .select((
+                $crate::rows::ConversationRow::as_select(),
+                Option::<$crate::rows::CustomerRow>::as_select(),
+                Option::<$crate::rows::MessageRow>::as_select(),
+                c::message_count,
+            ))
+            .into_boxed::<$backend>();
+        if !filter.statuses.is_empty() {
+            let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+            statement = statement.filter(c::status.eq_any(statuses));
+        }
+        match filter.assignee {
+            Some(AssigneeFilter::Unassigned) => {
+                statement = statement.filter(c::assignee_id.is_null());
+            }
+            Some(AssigneeFilter::Agent(agent)) => {
+                statement = statement.filter(c::assignee_id.eq(DbUuid(agent.into_uuid())));
+            }
+            None => {}
+        }
+        if let Some(customer) = filter.customer_id {
+            statement = statement.filter(c::customer_id.eq(DbUuid(customer.into_uuid())));
+        }
+        if let Some(channel) = &filter.channel_type {
+            statement = statement.filter(c::channel_type.eq(channel.as_str().to_owned()));
+        }
+        if let Some(after) = filter.updated_after {
+            statement = statement.filter(c::updated_at.gt(Micros(after.unix_micros())));
+        }
+        if let Some(before) = filter.updated_before {
+            statement = statement.filter(c::updated_at.lt(Micros(before.unix_micros())));
+        }
+        let at = query
+            .after
+            .map(|p| (Micros(p.updated_at.unix_micros()), DbUuid(p.id.into_uuid())));
+        match query.order {
+            InboxOrder::NewestFirst => {
+                if let Some((t, id)) = at {
+                    statement = statement
+                        .filter(c::updated_at.le(t))
+                        .filter(c::updated_at.lt(t).or(c::id.lt(id)));
+                }
+                statement = statement.order_by((c::updated_at.desc(), c::id.desc()));
+            }
+            InboxOrder::OldestFirst => {
+                if let Some((t, id)) = at {
+                    statement = statement
+                        .filter(c::updated_at.ge(t))
+                        .filter(c::updated_at.gt(t).or(c::id.gt(id)));
+                }
+                statement = statement.order_by((c::updated_at.asc(), c::id.asc()));
+            }
+        }
+        statement.limit(i64::from(query.limit) + 1)
+    }};
+}
+pub(crate) use inbox_query;
+
+/// The attachments of the listed latest messages, in their order.
+macro_rules! inbox_attachments_query {
+    ($business:expr, $messages:expr) => {{
+        use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
+        use $crate::schema::attachments as a;
+        a::table
+            .filter(a::business_id.eq($business))
+            .filter(a::message_id.eq_any($messages))
+            .order_by((a::message_id, a::position))
+            .select((a::message_id, $crate::rows::AttachmentRow::as_select()))
+    }};
+}
+pub(crate) use inbox_attachments_query;
+
+/// The ids of the latest messages a page lists, for the attachments query.
+pub(crate) fn latest_messages(records: &[InboxRecord]) -> Vec<DbUuid> {
+    records
+        .iter()
+        .filter_map(|(_, _, message, _)| message.as_ref().map(|m| m.id))
+        .collect()
+}
+
+/// The page from its rows: at most `query.limit` items, `has_more` from the extra row.
+pub(crate) fn page(
+    query: &InboxQuery,
+    mut records: Vec<InboxRecord>,
+    attachments: Vec<InboxAttachment>,
+) -> Result<InboxPage, CorruptRow> {
+    let limit = usize::from(query.limit);
+    let has_more = records.len() > limit;
+    records.truncate(limit);
+    let mut by_message: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
+    for (message, row) in attachments {
+        by_message
+            .entry(MessageId::from_uuid(message.0))
+            .or_default()
+            .push(rows::attachment(row)?);
+    }
+    let items = records
+        .into_iter()
+        .map(|(conversation, customer, message, count)| {
+            let last_message = message
+                .map(|m| {
+                    let attachments = by_message
+                        .remove(&MessageId::from_uuid(m.id.0))
+                        .unwrap_or_default();
+                    rows::message(m, attachments)
+                })
+                .transpose()?;
+            Ok(ConversationSummary {
+                conversation: rows::assemble((conversation, customer), Vec::new())?,
+                message_count: u64::try_from(count)
+                    .map_err(|e| rows::corrupt("conversation message_count", e))?,
+                last_message,
+            })
+        })
+        .collect::<Result<_, CorruptRow>>()?;
+    Ok(InboxPage { items, has_more })
+}
