@@ -306,8 +306,11 @@ fn conversation_extras(get: &mut Operation) {
             string()
                 .pattern(Some("^\"[0-9a-f]{32}\"$"))
                 .examples(["\"5b1e8a0d3c2f4e6a8b9c0d1e2f3a4b5c\""]),
-            "A strong entity tag of the exact body: equal bodies have equal tags on every \
-             node and across restarts. Send it back in `If-None-Match`.",
+            "A strong entity tag made from the stored revisions of the conversation and of \
+             its customer (every import that writes them bumps them) and the \
+             representation's fingerprint: the same on every node and across restarts \
+             until the data or the representation changes. Send it back in \
+             `If-None-Match`.",
         )))
     };
     for (status, response) in &mut get.responses.responses {
