@@ -37,8 +37,6 @@ impl Leaf {
     }
 }
 
-/// A string as a JSON literal, cut after [`MAX_VALUE_CHARS`] characters.
-
 struct LeafVisitor;
 
 impl<'de> Visitor<'de> for LeafVisitor {
