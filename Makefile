@@ -49,7 +49,7 @@ bench:
 FUZZ_CASES ?= 20000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p pingback-http --test token_fuzz
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p pingback-server --test import_fuzz
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked -p pingback-import --test import_fuzz
 
 # Times importing 1,000,000 messages into a throw-away PostgreSQL (issue: < 60 s).
 .PHONY: bench-import

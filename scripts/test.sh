@@ -10,6 +10,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The black-box tests (tests/, package pingback-tests) run the real binary, which Cargo
+# builds only for its own package's tests: build it first, where they look for it.
+echo "==> cargo build --bin pingback (the binary the black-box tests run)"
+cargo build --locked --bin pingback
+
 echo "==> starting an ephemeral PostgreSQL"
 eval "$(scripts/test-postgres.sh start)"
 trap 'scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR"' EXIT

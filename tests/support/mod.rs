@@ -59,7 +59,7 @@ impl TestEnv {
 
     /// The binary, configured like an operator would: `PINGBACK__…` variables.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pingback"));
+        let mut command = Command::new(binary());
         command
             .args(args)
             .current_dir(repo_root())
@@ -158,7 +158,39 @@ impl TestEnv {
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `pingback` binary under test: `PINGBACK_BIN` when set, else the one beside this
+/// test executable's `deps/` folder, i.e. in the same target directory and profile
+/// (so `CARGO_TARGET_DIR`, `cargo llvm-cov` and `--release` are honoured). Cargo builds
+/// it only for its own package's tests, so build it first: `scripts/test.sh` (`make
+/// test`) runs `cargo build --bin pingback` before `cargo test`.
+pub fn binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let path = match std::env::var_os("PINGBACK_BIN") {
+                Some(path) => PathBuf::from(path),
+                None => {
+                    let exe = std::env::current_exe().expect("the test executable's path");
+                    let profile_dir = exe
+                        .parent()
+                        .and_then(|deps| deps.parent())
+                        .expect("a test executable lives in <target>/<profile>/deps");
+                    profile_dir.join(format!("pingback{}", std::env::consts::EXE_SUFFIX))
+                }
+            };
+            assert!(
+                path.is_file(),
+                "the pingback binary is missing at {}: build it first with \
+                 `cargo build --bin pingback` (same profile and target directory as the \
+                 tests; `make test` does), or point PINGBACK_BIN at it",
+                path.display()
+            );
+            path
+        })
+        .clone()
 }
 
 /// A running server; killed when dropped.

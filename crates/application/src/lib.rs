@@ -1,5 +1,7 @@
 //! Pingback's application layer: the ports adapters implement and the use cases that
 //! drive them. The tenant rule is enforced here, not trusted to adapters.
+//! Depends only on the domain: never on an adapter (HTTP, storage, import) or a
+//! framework's types.
 
 mod commands;
 mod import;

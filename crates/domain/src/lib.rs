@@ -1,4 +1,6 @@
-//! Pingback's domain: the conversation aggregate and the value types it is made of.
+//! Pingback's domain: the conversation aggregate and the value types it is made of,
+//! with every rule about a single value (ids, timestamps, text, names, sizes), so each
+//! adapter validates input the same way. Depends on no other crate of the workspace.
 //!
 //! Every type here validates on construction and keeps its fields private, so a value
 //! that exists is a valid one. Nothing here does I/O or knows about HTTP or SQL.

@@ -1,5 +1,7 @@
 //! Pingback's HTTP adapter (actix-web): routes, bearer-token authentication,
-//! problem+json errors, request ids. Actix types stay inside this crate.
+//! problem+json errors, request ids, ETags, metrics and the OpenAPI document.
+//! Depends inward only (application, domain): never on storage, the import adapter or
+//! the binary. Actix types stay inside this crate, but for the `Server` [`serve`] returns.
 
 pub mod auth;
 mod docs_types;

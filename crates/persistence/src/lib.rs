@@ -1,14 +1,17 @@
 //! Pingback's storage adapters: the application's ports over PostgreSQL (production,
 //! Citus-ready keys) and embedded SQLite (development, single node), with Diesel.
+//! Depends inward only (application, domain): never on HTTP, the import adapter or the
+//! binary, and no Diesel type leaves this crate.
 //!
 //! The adapter is chosen by the URL's scheme. [`connect`] never touches the database
 //! (the service starts while it is down and answers 503 until it is back);
 //! [`migrate`] is an explicit step.
 //!
-//! - Reads filter by business and id, always. PostgreSQL answers a read in one round
-//!   trip: `BEGIN` (repeatable read, read only), the conversation with its customer,
-//!   the history with its attachments, and `COMMIT` are pipelined on one connection,
-//!   so a concurrent import is seen entirely or not at all.
+//! - Reads filter by business and id, always. PostgreSQL answers a read with ONE
+//!   statement (the conversation with its customer, the history, the attachments, as
+//!   `UNION ALL` branches: see `snapshot_read`), which sees one snapshot without a
+//!   transaction, so a concurrent import is seen entirely or not at all; it runs on a
+//!   few read connections shared, pipelined, by concurrent reads. Imports use the pool.
 //! - Every call is bounded by `pool_wait_timeout + statement_timeout`; waiting for the
 //!   pool, failing to connect, timeouts and lost connections are
 //!   [`RepositoryError::Unavailable`](pingback_application::RepositoryError), everything

@@ -34,8 +34,8 @@ pub enum StartupError {
     },
 }
 
-/// A built, bound server (zero2prod's `Application`): tests bind port 0 and read the
-/// port back.
+/// A built, bound server: the listener is bound before [`Application::address`] is
+/// asked, so a configured port 0 gives a free port that can be read back.
 pub struct Application {
     server: Server,
     address: std::net::SocketAddr,

@@ -9,6 +9,7 @@ use pingback_application::{Scope, Scopes, Subject};
 use pingback_domain::BusinessId;
 use pingback_http::TokenAuthority;
 use pingback_server::app::Application;
+use pingback_server::progress::Bar;
 use pingback_server::settings::Settings;
 use pingback_server::telemetry;
 
@@ -185,26 +186,22 @@ fn storage(settings: &Settings) -> Result<pingback_persistence::Storage, Failure
 }
 
 fn import(settings: &Settings, files: &[String]) -> Result<(), Failure> {
-    use pingback_server::import::{Progress, import_file};
-
     tokio_runtime()?.block_on(async {
         let importer = storage(settings)?.importer;
         let started = std::time::Instant::now();
         let mut done: Vec<String> = Vec::new();
         for (index, name) in files.iter().enumerate() {
             let result = if name == "-" {
-                import_file(importer.clone(), "-", std::io::stdin(), Progress::stderr()).await
+                import_showing_progress(importer.clone(), "-", std::io::stdin(), None).await
             } else {
                 match std::fs::File::open(name) {
                     Ok(file) => {
                         let length = file.metadata().map(|m| m.len()).unwrap_or(0);
-                        let progress = Progress::stderr().with_total_bytes(length);
-                        import_file(importer.clone(), name, file, progress).await
+                        import_showing_progress(importer.clone(), name, file, Some(length)).await
                     }
                     Err(error) => {
                         let summary = summary_line(&done, &files[index..]);
-                        return Err(usage(format!("{name}: cannot open: {error}
-{summary}")));
+                        return Err(usage(format!("{name}: cannot open: {error}\n{summary}")));
                     }
                 }
             };
@@ -220,15 +217,29 @@ fn import(settings: &Settings, files: &[String]) -> Result<(), Failure> {
                 Err(error) => {
                     let summary = summary_line(&done, &files[index..]);
                     let code = error.exit_code();
-                    return Err(Failure { code, message: format!("{error}
-{name}: nothing written
-{summary}") });
+                    return Err(Failure {
+                        code,
+                        message: format!("{error}\n{name}: nothing written\n{summary}"),
+                    });
                 }
             }
         }
         eprintln!("imported {} file(s) in {:.1?}", done.len(), started.elapsed());
         Ok(())
     })
+}
+
+/// One file through the import adapter, with a progress bar on a terminal.
+async fn import_showing_progress(
+    importer: std::sync::Arc<dyn pingback_application::ConversationImporter>,
+    name: &str,
+    reader: impl std::io::Read + Send + 'static,
+    total_bytes: Option<u64>,
+) -> Result<pingback_import::ImportOutcome, pingback_import::ImportFileError> {
+    let bar = Bar::import(name, total_bytes);
+    let result = pingback_import::import_file(importer, name, reader, bar.clone()).await;
+    bar.finish();
+    result
 }
 
 /// Which files made it, for the last line of a failed import.
@@ -250,22 +261,23 @@ fn generate(
     messages: usize,
     seed: u64,
 ) -> Result<(), Failure> {
-    use pingback_server::generate::{GenerateError, generate_into};
-    use pingback_server::import::Progress;
+    use pingback_import::{GenerateError, generate_into};
 
     tokio_runtime()?.block_on(async {
         let importer = storage(settings)?.importer;
         let started = std::time::Instant::now();
-        let ids = generate_into(
+        let bar = Bar::generate(conversations as u64);
+        let generated = generate_into(
             importer,
             business,
             conversations,
             messages,
             seed,
-            Progress::stderr(),
+            bar.clone(),
         )
-        .await
-        .map_err(|error| match error {
+        .await;
+        bar.finish();
+        let ids = generated.map_err(|error| match error {
             GenerateError::Invalid(_) => usage(error),
             _ => runtime(error),
         })?;

@@ -1,9 +1,8 @@
 //! `pingback generate`: deterministic synthetic conversations for demos and benchmarks.
 //!
 //! The same business, counts and seed always give the same data, ids included, so
-//! generating twice re-imports (replaces) rather than duplicates. Randomness comes from
-//! a small PRNG written here (SplitMix64), so output never changes with a dependency
-//! upgrade. Ids are UUID v4-shaped values hashed from business, seed and counters.
+//! generating twice re-imports (replaces) rather than duplicates: see `random` for the
+//! PRNG and the ids, `content` for what the data says.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -14,9 +13,20 @@ use pingback_domain::{
     ChannelType, Conversation, ConversationId, ConversationParts, Customer, CustomerId,
     CustomerParts, Message, MessageId, MessageParts, SenderId, SenderType, Status, Text, Timestamp,
 };
-use uuid::Uuid;
 
-use crate::import::{CancelOnDrop, Progress, batch_channel};
+use self::content::{
+    AGENTS, ATTACHMENT_KINDS, BASE_MICROS, CHANNEL_TYPES, CHANNELS, DOMAINS, FIRST_NAMES,
+    LAST_NAMES, SECOND, STATUSES, content,
+};
+use self::random::{
+    KIND_AGENT, KIND_ATTACHMENT, KIND_CHANNEL, KIND_CONVERSATION, KIND_CUSTOMER, KIND_CUSTOMER_RNG,
+    KIND_MESSAGE, KIND_SEQUENCE, Rng, derive_uuid, mix,
+};
+use crate::batches::{CancelOnDrop, batch_channel};
+use crate::progress::Progress;
+
+mod content;
+mod random;
 
 /// Why generation failed. Nothing of it was written.
 #[derive(Debug, thiserror::Error)]
@@ -109,279 +119,50 @@ impl Iterator for Generator {
 
 /// Generates and writes the data through `importer` in one import (one transaction),
 /// batch by batch while generating. Returns the conversation ids in generation order.
+/// `progress` hears after each conversation; drawing it is the caller's business.
 pub async fn generate_into(
     importer: Arc<dyn ConversationImporter>,
     business: BusinessId,
     conversations: usize,
     messages: usize,
     seed: u64,
-    progress: Progress,
+    progress: Arc<dyn Progress>,
 ) -> Result<Vec<ConversationId>, GenerateError> {
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let (mut sender, batches) = batch_channel(cancel);
-    let bar = progress.bar(
-        Some(conversations as u64),
-        "{spinner} {prefix} [{wide_bar}] {pos}/{len} conversations, {msg}",
-        "generating",
-    );
 
-    let producer = tokio::task::spawn_blocking({
-        let bar = bar.clone();
-        move || {
-            let mut generator = generate(business, conversations, messages, seed);
-            let mut ids = Vec::with_capacity(conversations.min(1 << 20));
-            let mut written = 0usize;
-            for conversation in generator.by_ref() {
-                ids.push(conversation.id());
-                written += conversation.messages().len();
-                bar.inc(1);
-                if ids.len().is_multiple_of(64) {
-                    bar.set_message(format!("{written} messages"));
-                }
-                if !sender.push(conversation) || !sender.is_open() {
-                    // The importer stopped reading: its result says why.
-                    return Ok(None);
-                }
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut generator = generate(business, conversations, messages, seed);
+        let mut ids = Vec::with_capacity(conversations.min(1 << 20));
+        let mut written = 0u64;
+        for conversation in generator.by_ref() {
+            ids.push(conversation.id());
+            written += conversation.messages().len() as u64;
+            progress.produced(ids.len() as u64, written);
+            if !sender.push(conversation) || !sender.is_open() {
+                // The importer stopped reading: its result says why.
+                return Ok(None);
             }
-            if let Some(error) = generator.take_error() {
-                sender.abort(error.to_string());
-                return Err(error);
-            }
-            sender.finish();
-            Ok(Some(ids))
         }
+        if let Some(error) = generator.take_error() {
+            sender.abort(error.to_string());
+            return Err(error);
+        }
+        sender.finish();
+        Ok(Some(ids))
     });
 
     let imported = importer.import(batches).await;
     let produced = producer
         .await
         .map_err(|e| GenerateError::Internal(format!("the generator thread failed: {e}")));
-    bar.finish_and_clear();
     let ids = produced??;
     imported?;
     ids.ok_or_else(|| {
         GenerateError::Internal("the importer stopped reading before the end".to_owned())
     })
 }
-
-// ---------------------------------------------------------------------------------------
-// Randomness and ids
-// ---------------------------------------------------------------------------------------
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// SplitMix64's finaliser: a bijective 64-bit mix.
-fn fmix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Hashes a key, a kind and counters to 64 bits, starting from `init`.
-fn chain(init: u64, key: [u64; 3], kind: u64, parts: &[u64]) -> u64 {
-    let mut h = init;
-    for word in key.iter().chain([kind].iter()).chain(parts) {
-        h = fmix(h ^ word).wrapping_add(GOLDEN);
-    }
-    fmix(h)
-}
-
-fn mix(key: [u64; 3], kind: u64, parts: &[u64]) -> u64 {
-    chain(0x243F_6A88_85A3_08D3, key, kind, parts)
-}
-
-/// A v4-shaped UUID from two independent 64-bit hashes, so distinct inputs collide only
-/// with UUID-like odds.
-fn derive_uuid(key: [u64; 3], kind: u64, parts: &[u64]) -> Uuid {
-    let hi = chain(0x1319_8A2E_0370_7344, key, kind, parts);
-    let lo = chain(0xA409_3822_299F_31D0, key, kind, parts);
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&hi.to_be_bytes());
-    bytes[8..].copy_from_slice(&lo.to_be_bytes());
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
-// What a derived value is for: distinct streams from one key.
-const KIND_SEQUENCE: u64 = 1;
-const KIND_CONVERSATION: u64 = 3;
-const KIND_CUSTOMER: u64 = 4;
-const KIND_CUSTOMER_RNG: u64 = 5;
-const KIND_MESSAGE: u64 = 6;
-const KIND_ATTACHMENT: u64 = 7;
-const KIND_AGENT: u64 = 8;
-const KIND_CHANNEL: u64 = 9;
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN);
-        fmix(self.0)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0), by multiply-shift.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    /// Picks by weight from `(weight, value)` pairs.
-    fn weighted<T: Copy>(&mut self, items: &[(u64, T)]) -> T {
-        let total: u64 = items.iter().map(|(w, _)| w).sum();
-        let mut roll = self.below(total);
-        for &(w, value) in items {
-            if roll < w {
-                return value;
-            }
-            roll -= w;
-        }
-        items[items.len() - 1].1
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Content
-// ---------------------------------------------------------------------------------------
-
-/// 2024-01-01T00:00:00Z.
-const BASE_MICROS: i64 = 1_704_067_200_000_000;
-const SECOND: i64 = 1_000_000;
-const AGENTS: u64 = 12;
-
-const CUSTOMER_SHORT: &[&str] = &[
-    "Hi",
-    "Hello?",
-    "Thanks!",
-    "Thank you 🙏",
-    "ok",
-    "Any update?",
-    "Still waiting…",
-    "That worked, thanks!",
-    "Yes",
-    "No, not yet.",
-    "Merci beaucoup !",
-    "¿Hola, hay alguien?",
-    "Danke schön",
-    "👍",
-    "ありがとうございます",
-    "Perfect 😊",
-];
-
-const AGENT_SHORT: &[&str] = &[
-    "Hi there!",
-    "Happy to help.",
-    "One moment please.",
-    "Done ✅",
-    "You're welcome!",
-    "Let me check.",
-    "Could you share your order number?",
-    "Thanks for your patience.",
-    "Anything else I can help with?",
-];
-
-const CUSTOMER_SENTENCES: &[&str] = &[
-    "I need help with my order.",
-    "My package hasn't arrived yet.",
-    "I was charged twice for the same purchase.",
-    "The app crashes when I open the settings page.",
-    "Can I change the delivery address?",
-    "I'd like a refund for the damaged item.",
-    "The discount code doesn't work at checkout.",
-    "I can't log in since the last update.",
-    "Where can I download my invoice?",
-    "The tracking link shows no information.",
-    "I ordered the blue one but received the red one.",
-    "Is it possible to upgrade my plan mid-month?",
-    "Je n'arrive pas à me connecter depuis hier.",
-    "Mi pedido llegó incompleto.",
-    "Die Rechnung enthält einen Fehler.",
-    "I've attached a screenshot of the error.",
-];
-
-const AGENT_SENTENCES: &[&str] = &[
-    "Thanks for reaching out.",
-    "I'm sorry for the trouble.",
-    "I've looked into your account.",
-    "I can see the order was shipped yesterday.",
-    "I've issued a refund; it should appear within 3–5 business days.",
-    "Could you try clearing your browser cache and signing in again?",
-    "I've escalated this to our technical team.",
-    "Your new address has been saved.",
-    "Here is a link to reset your password.",
-    "I've applied a 10% discount to your next order.",
-    "The invoice is available under Account → Billing.",
-    "Let me know if there's anything else I can do.",
-    "Nous avons bien reçu votre demande.",
-    "Hemos enviado el artículo que faltaba.",
-];
-
-/// Display name and its ASCII form (for e-mail addresses).
-const FIRST_NAMES: &[(&str, &str)] = &[
-    ("Alex", "alex"),
-    ("Maria", "maria"),
-    ("José", "jose"),
-    ("Zoë", "zoe"),
-    ("Łukasz", "lukasz"),
-    ("Aïcha", "aicha"),
-    ("Søren", "soren"),
-    ("Priya", "priya"),
-    ("Chen", "chen"),
-    ("Olivia", "olivia"),
-    ("Mateo", "mateo"),
-    ("Yuki", "yuki"),
-    ("Fatima", "fatima"),
-    ("Émile", "emile"),
-];
-
-const LAST_NAMES: &[(&str, &str)] = &[
-    ("Johnson", "johnson"),
-    ("García", "garcia"),
-    ("Müller", "mueller"),
-    ("Nowak", "nowak"),
-    ("Rossi", "rossi"),
-    ("Okafor", "okafor"),
-    ("Nguyen", "nguyen"),
-    ("Smith", "smith"),
-    ("Dubois", "dubois"),
-    ("Tanaka", "tanaka"),
-    ("O'Brien", "obrien"),
-];
-
-const DOMAINS: &[&str] = &["example.com", "example.org", "mail.example.net"];
-
-/// File name stem, extension, content type, size range in bytes.
-const ATTACHMENT_KINDS: &[(&str, &str, &str, u64, u64)] = &[
-    ("screenshot", "png", "image/png", 40_000, 2_500_000),
-    ("IMG", "jpg", "image/jpeg", 200_000, 6_000_000),
-    ("invoice", "pdf", "application/pdf", 30_000, 900_000),
-    ("reçu", "pdf", "application/pdf", 30_000, 400_000),
-    ("error-log", "txt", "text/plain", 500, 200_000),
-    ("export", "csv", "text/csv", 1_000, 5_000_000),
-];
-
-const CHANNELS: &[(u64, usize)] = &[(40, 0), (25, 1), (15, 2), (10, 3), (10, 4)];
-const CHANNEL_TYPES: &[&str] = &["widget", "email", "whatsapp", "sms", "api"];
-
-const STATUSES: &[(u64, Status)] = &[
-    (25, Status::Open),
-    (15, Status::Pending),
-    (40, Status::Resolved),
-    (20, Status::Closed),
-];
 
 fn invalid(e: impl std::fmt::Display) -> GenerateError {
     GenerateError::Invalid(e.to_string())
@@ -393,41 +174,6 @@ fn text(value: String) -> Result<Text, GenerateError> {
 
 fn at(micros: i64) -> Result<Timestamp, GenerateError> {
     Timestamp::from_unix_micros(micros).map_err(invalid)
-}
-
-/// Message text: mostly short chat lines, some a few sentences, a few several paragraphs.
-fn content(rng: &mut Rng, sender: SenderType) -> String {
-    let (short, sentences) = match sender {
-        SenderType::Customer => (CUSTOMER_SHORT, CUSTOMER_SENTENCES),
-        SenderType::Agent => (AGENT_SHORT, AGENT_SENTENCES),
-    };
-    let paragraph = |rng: &mut Rng, n: u64| {
-        (0..n)
-            .map(|_| rng.pick(sentences))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    match rng.below(100) {
-        0..45 => rng.pick(short).to_owned(),
-        45..85 => {
-            let n = rng.between(1, 3);
-            let mut text = paragraph(rng, n);
-            if rng.percent(20) {
-                text = format!("Order #{}: {text}", rng.between(10_000, 99_999));
-            }
-            text
-        }
-        _ => {
-            let paragraphs = rng.between(2, 4);
-            (0..paragraphs)
-                .map(|_| {
-                    let n = rng.between(2, 5);
-                    paragraph(rng, n)
-                })
-                .collect::<Vec<_>>()
-                .join("\n\n")
-        }
-    }
 }
 
 impl Generator {
@@ -491,11 +237,34 @@ impl Generator {
         }))
     }
 
+    /// Conversation `i`: drawn in a fixed order from the generator's stream, so the
+    /// same seed always gives the same conversation.
     fn build(&mut self, i: u64) -> Result<Conversation, GenerateError> {
-        let count = self.messages;
+        let start = self.next_start();
+        let customer = self.next_customer();
+        let routing = self.next_routing()?;
+        let customer = customer.map(|k| self.customer(k)).transpose()?;
+        let history = self.history(i, start, customer.as_ref(), routing.assignee)?;
+        Conversation::new(ConversationParts {
+            id: ConversationId::from_uuid(derive_uuid(self.key, KIND_CONVERSATION, &[i])),
+            business_id: self.business,
+            customer,
+            assignee_id: routing.assignee,
+            status: routing.status,
+            channel_type: routing.channel_type,
+            channel_id: routing.channel_id,
+            created_at: at(start)?,
+            updated_at: at(history.last_micros)?,
+            first_response_at: history.first_response,
+            messages: history.messages,
+        })
+        .map_err(invalid)
+    }
 
+    /// The next conversation's start: conversations start in order, some at the same
+    /// instant.
+    fn next_start(&mut self) -> i64 {
         let rng = &mut self.rng;
-        // Conversations start in order, some at the same instant.
         if !rng.percent(8) {
             let mut gap = rng.between(1, 1_200) as i64 * SECOND;
             if rng.percent(30) {
@@ -503,9 +272,13 @@ impl Generator {
             }
             self.clock += gap;
         }
-        let created_micros = self.clock;
+        self.clock
+    }
 
-        let customer = match rng.below(100) {
+    /// The next conversation's customer: none, a returning one or a new one.
+    fn next_customer(&mut self) -> Option<u64> {
+        let rng = &mut self.rng;
+        match rng.below(100) {
             0..12 => None,
             // Returning customers.
             12..42 if self.customers > 0 => Some(rng.below(self.customers)),
@@ -513,15 +286,15 @@ impl Generator {
                 self.customers += 1;
                 Some(self.customers - 1)
             }
-        };
+        }
+    }
+
+    fn next_routing(&mut self) -> Result<Routing, GenerateError> {
         let rng = &mut self.rng;
         let assignee = rng.percent(80).then(|| rng.below(AGENTS));
         let status = rng.weighted(STATUSES);
         let channel = rng.weighted(CHANNELS);
         let channel_slot = rng.percent(80).then(|| rng.below(3));
-        let customer = customer.map(|k| self.customer(k)).transpose()?;
-        let assignee = assignee.map(|n| self.agent(n));
-        let channel_type = ChannelType::new(CHANNEL_TYPES[channel]).map_err(invalid)?;
         let channel_id = channel_slot.map(|n| {
             ChannelId::from_uuid(derive_uuid(
                 [self.key[0], self.key[1], 0],
@@ -529,7 +302,22 @@ impl Generator {
                 &[channel as u64, n],
             ))
         });
+        Ok(Routing {
+            assignee: assignee.map(|n| self.agent(n)),
+            status,
+            channel_type: ChannelType::new(CHANNEL_TYPES[channel]).map_err(invalid)?,
+            channel_id,
+        })
+    }
 
+    /// The messages of conversation `i`, which starts at `start`.
+    fn history(
+        &mut self,
+        i: u64,
+        start: i64,
+        customer: Option<&Customer>,
+        assignee: Option<AgentId>,
+    ) -> Result<History, GenerateError> {
         // Whoever answers: the assignee mostly, a colleague sometimes.
         let responder = match assignee {
             Some(agent) if self.rng.percent(85) => agent,
@@ -540,85 +328,115 @@ impl Generator {
         };
         // Some conversations are still waiting for their first answer.
         let unanswered = self.rng.percent(8);
-        let mut messages = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        let mut clock = created_micros;
+        let mut history = History {
+            messages: Vec::with_capacity(usize::try_from(self.messages).unwrap_or(0)),
+            last_micros: start,
+            first_response: None,
+        };
         let mut sender = SenderType::Customer;
-        let mut first_response = None;
-        for j in 0..count {
+        for j in 0..self.messages {
             let mut rng = Rng(self.rng.next_u64());
-            if j == 0 {
-                if !unanswered && rng.percent(12) {
-                    sender = SenderType::Agent;
-                }
-            } else {
-                if !unanswered && rng.percent(70) {
-                    sender = match sender {
-                        SenderType::Customer => SenderType::Agent,
-                        SenderType::Agent => SenderType::Customer,
-                    };
-                }
-                // Some replies share an instant (the history breaks ties by id).
-                clock += match rng.below(100) {
-                    0..6 => 0,
-                    6..76 => rng.between(10, 600) as i64 * SECOND,
-                    76..96 => rng.between(600, 14_400) as i64 * SECOND,
-                    _ => rng.between(14_400, 259_200) as i64 * SECOND,
-                };
-                if rng.percent(25) {
-                    clock += rng.below(1_000_000) as i64;
-                }
+            sender = next_sender(&mut rng, j == 0, sender, unanswered);
+            if j > 0 {
+                history.last_micros += reply_delay(&mut rng);
             }
             let sender_id = match sender {
                 SenderType::Customer => customer
-                    .as_ref()
                     .filter(|_| rng.percent(75))
                     .map(|c| SenderId::from_uuid(*c.id().as_uuid())),
                 SenderType::Agent => rng
                     .percent(90)
                     .then(|| SenderId::from_uuid(*responder.as_uuid())),
             };
-            let attachments = if rng.percent(5) {
-                (0..rng.between(1, 3))
-                    .map(|a| self.attachment(&mut rng, [i, j, a]))
-                    .collect::<Result<Vec<_>, _>>()?
-            } else {
-                Vec::new()
-            };
-            // An attachment may come alone.
-            let body = if !attachments.is_empty() && rng.percent(20) {
-                String::new()
-            } else {
-                content(&mut rng, sender)
-            };
-            let created_at = at(clock)?;
-            if sender == SenderType::Agent && first_response.is_none() {
-                first_response = Some(created_at);
+            let message = self.message(&mut rng, [i, j], sender, sender_id, history.last_micros)?;
+            if sender == SenderType::Agent && history.first_response.is_none() {
+                history.first_response = Some(message.created_at());
             }
-            messages.push(Message::new(MessageParts {
-                id: MessageId::from_uuid(derive_uuid(self.key, KIND_MESSAGE, &[i, j])),
-                sender_type: sender,
-                sender_id,
-                content: text(body)?,
-                attachments,
-                created_at,
-            }));
+            history.messages.push(message);
         }
-
-        Conversation::new(ConversationParts {
-            id: ConversationId::from_uuid(derive_uuid(self.key, KIND_CONVERSATION, &[i])),
-            business_id: self.business,
-            customer,
-            assignee_id: assignee,
-            status,
-            channel_type,
-            channel_id,
-            created_at: at(created_micros)?,
-            updated_at: at(clock)?,
-            first_response_at: first_response,
-            messages,
-        })
-        .map_err(invalid)
+        Ok(history)
     }
+
+    /// Message `j` of conversation `i`, sent at `micros`.
+    fn message(
+        &self,
+        rng: &mut Rng,
+        [i, j]: [u64; 2],
+        sender: SenderType,
+        sender_id: Option<SenderId>,
+        micros: i64,
+    ) -> Result<Message, GenerateError> {
+        let attachments = if rng.percent(5) {
+            (0..rng.between(1, 3))
+                .map(|a| self.attachment(rng, [i, j, a]))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        // An attachment may come alone.
+        let body = if !attachments.is_empty() && rng.percent(20) {
+            String::new()
+        } else {
+            content(rng, sender)
+        };
+        let created_at = at(micros)?;
+        Ok(Message::new(MessageParts {
+            id: MessageId::from_uuid(derive_uuid(self.key, KIND_MESSAGE, &[i, j])),
+            sender_type: sender,
+            sender_id,
+            content: text(body)?,
+            attachments,
+            created_at,
+        }))
+    }
+}
+
+/// Who handles a conversation and where it came from.
+struct Routing {
+    assignee: Option<AgentId>,
+    status: Status,
+    channel_type: ChannelType,
+    channel_id: Option<ChannelId>,
+}
+
+/// A conversation's messages, the last one's time and the first answer's.
+struct History {
+    messages: Vec<Message>,
+    last_micros: i64,
+    first_response: Option<Timestamp>,
+}
+
+/// Who sends the next message: the first is mostly the customer's; replies alternate
+/// mostly, and nobody answers in an unanswered conversation.
+fn next_sender(rng: &mut Rng, first: bool, previous: SenderType, unanswered: bool) -> SenderType {
+    if first {
+        if !unanswered && rng.percent(12) {
+            return SenderType::Agent;
+        }
+        return previous;
+    }
+    if !unanswered && rng.percent(70) {
+        return match previous {
+            SenderType::Customer => SenderType::Agent,
+            SenderType::Agent => SenderType::Customer,
+        };
+    }
+    previous
+}
+
+/// Time until the next message: some replies share an instant (the history breaks ties
+/// by id), most come within minutes, a few days later.
+fn reply_delay(rng: &mut Rng) -> i64 {
+    let mut delay = match rng.below(100) {
+        0..6 => 0,
+        6..76 => rng.between(10, 600) as i64 * SECOND,
+        76..96 => rng.between(600, 14_400) as i64 * SECOND,
+        _ => rng.between(14_400, 259_200) as i64 * SECOND,
+    };
+    if rng.percent(25) {
+        delay += rng.below(1_000_000) as i64;
+    }
+    delay
 }
 
 #[cfg(test)]
@@ -630,7 +448,10 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::import::test_support::{FakeImporter, conversation_json, parse_all};
+    use uuid::Uuid;
+
+    use crate::NoProgress;
+    use crate::testing::{FakeImporter, conversation_json, parse_all};
 
     fn business(n: u128) -> BusinessId {
         BusinessId::from_uuid(Uuid::from_u128(0xB000 + n))
@@ -780,7 +601,7 @@ mod tests {
             50,
             12_000,
             9,
-            Progress::hidden(),
+            Arc::new(NoProgress),
         )
         .await
         .unwrap();
@@ -797,7 +618,7 @@ mod tests {
             50,
             12_000,
             9,
-            Progress::hidden(),
+            Arc::new(NoProgress),
         )
         .await
         .unwrap();
@@ -815,9 +636,16 @@ mod tests {
             }],
             ..FakeImporter::default()
         });
-        let err = generate_into(importer.clone(), business(1), 5, 50, 1, Progress::hidden())
-            .await
-            .unwrap_err();
+        let err = generate_into(
+            importer.clone(),
+            business(1),
+            5,
+            50,
+            1,
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(
             err,
             GenerateError::Import(ImportError::Conflicts(_))

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use pingback_application::{ConversationBatches, ConversationImporter, ImportError, ImportSummary};
 use pingback_domain::BusinessId;
-use pingback_server::generate::generate;
-use pingback_server::import::{ImportFileError, Progress, import_file};
+use pingback_import::testing::conversation_json;
+use pingback_import::{ImportFileError, NoProgress, generate, import_file};
 use proptest::prelude::*;
 
 /// Accepts everything it is given, like a store that always commits.
@@ -41,7 +41,7 @@ fn run(bytes: Vec<u8>) -> Result<ImportSummary, ImportFileError> {
             Arc::new(Accepting),
             "fuzz.json",
             std::io::Cursor::new(bytes),
-            Progress::hidden(),
+            Arc::new(NoProgress),
         )
         .await
         .map(|outcome| outcome.summary)
@@ -51,10 +51,10 @@ fn run(bytes: Vec<u8>) -> Result<ImportSummary, ImportFileError> {
 /// A valid file: generated conversations in the API's own JSON shape.
 fn valid_document() -> Vec<u8> {
     let business = BusinessId::parse("b2c3d4e5-f6a7-8901-bcde-f12345678901").unwrap();
-    let parts: Vec<String> = generate(business, 2, 3, 9)
-        .map(|c| String::from_utf8(pingback_http::conversation_json(&c).unwrap()).unwrap())
+    let conversations: Vec<_> = generate(business, 2, 3, 9)
+        .map(|c| conversation_json(&c))
         .collect();
-    format!("[{}]", parts.join(",")).into_bytes()
+    serde_json::to_vec(&conversations).unwrap()
 }
 
 fn assert_reported(result: Result<ImportSummary, ImportFileError>) -> Result<(), TestCaseError> {
