@@ -287,10 +287,19 @@ on_both_backends! {
 
     other_methods_are_405_with_allow => |env: TestEnv| async move {
         let app = env.serve();
-        for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        // Routing comes before authentication: no token needed for a 405.
+        for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
             let reply = app.request(method, &path(CONVERSATION), &[]);
             assert_eq!(reply.problem(405)["type"], "/problems/method-not-allowed");
-            assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+            assert_eq!(reply.header("allow"), Some("GET, HEAD, PATCH"));
+        }
+        for (route, allow) in [
+            ("/api/v1/conversations", "GET, HEAD, POST"),
+            ("/healthz", "GET, HEAD"),
+        ] {
+            let reply = app.request("PUT", route, &[]);
+            assert_eq!(reply.problem(405)["type"], "/problems/method-not-allowed");
+            assert_eq!(reply.header("allow"), Some(allow));
         }
     };
 

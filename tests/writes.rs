@@ -1103,7 +1103,7 @@ on_both_backends! {
     writes_have_their_405s => |env: TestEnv| async move {
         let app = env.serve();
         let cases = [
-            (CONVERSATIONS.to_owned(), "POST", &["PUT", "PATCH", "DELETE"][..]),
+            (CONVERSATIONS.to_owned(), "GET, HEAD, POST", &["PUT", "PATCH", "DELETE"][..]),
             (conversation(MISSING), "GET, HEAD, PATCH", &["POST", "PUT", "DELETE"][..]),
             (messages(MISSING), "POST", &["GET", "PUT", "PATCH", "DELETE"][..]),
             (message(MISSING, MISSING), "GET, HEAD", &["POST", "PUT", "PATCH", "DELETE"][..]),
