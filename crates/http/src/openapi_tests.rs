@@ -855,6 +855,24 @@ async fn the_docs_page_is_self_contained_and_embeds_the_document() {
     let json_end = page[json_start..].find("</script>").unwrap() + json_start;
     let embedded: Value = serde_json::from_str(&page[json_start..json_end]).unwrap();
     assert_eq!(embedded, document());
+    // The page renders every operation of every path: it knows each method the
+    // document uses, with a badge of its own.
+    let methods_start = page.find("var METHODS = [").unwrap();
+    let methods_end = methods_start + page[methods_start..].find(']').unwrap();
+    let methods = &page[methods_start..methods_end];
+    for (path, item) in embedded["paths"].as_object().unwrap() {
+        let operations = item.as_object().unwrap().iter();
+        for (method, _) in operations.filter(|(_, op)| op.get("responses").is_some()) {
+            assert!(
+                methods.contains(&format!("\"{method}\"")),
+                "the docs page does not render {method} {path}"
+            );
+            assert!(
+                page.contains(&format!(".method.{method} ")),
+                "the docs page has no badge for {method}"
+            );
+        }
+    }
     // Nothing is loaded from elsewhere (the CSP forbids it too).
     for attribute in ["src=", "href=", "url(", "@import"] {
         for (at, _) in page.match_indices(attribute) {
