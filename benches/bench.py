@@ -8,6 +8,8 @@
   pgbench-script ...             the pgbench transaction from the baseline's statement
   record ...                     one measured run (wrk or pgbench) -> one JSON line
   peak ...                       a server's peak RSS (VmHWM) -> one JSON line
+  write-bodies ...               the write scenario's message bodies (JSON lines for wrk, CSV for pgbench)
+  write-check ...                the write scenario's conversations accept a message; an idempotent replay
   report ...                     medians, ratios -> results.json and docs/benchmarks.md
 """
 
@@ -200,6 +202,101 @@ def first_difference(a, b, path="$"):
             if x != y:
                 return first_difference(x, y, f"{path}[{i}]")
     return f"{path}: {a!r:.80} vs {b!r:.80}"
+
+
+# --- writes ---------------------------------------------------------------------
+
+AGENTS = ("a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000002",
+          "a0000000-0000-4000-8000-000000000003", "a0000000-0000-4000-8000-000000000004")
+WORDS = ("thanks", "for", "your", "message", "we", "have", "checked", "the", "order", "and", "refund",
+         "will", "arrive", "in", "three", "days", "please", "let", "us", "know", "if", "anything",
+         "else", "comes", "up", "tracking", "number", "invoice", "account", "password", "reset")
+NON_ASCII = ("café", "Grüße", "naïve", "déjà", "straße", "añadir", "Zürich", "€10", "日本語", "ありがとう",
+             "спасибо", "привет", "שלום", "مرحبا", "😀", "👍", "—", "“quoted”")
+
+
+def cmd_write_bodies(args):
+    """The POST bodies of the write scenario (an agent message, 20–400 characters, a
+    third of them with non-ASCII text), as JSON lines for wrk and as CSV
+    (n, sender_id, content) for pgbench: the same messages for both."""
+    import csv
+    import random
+
+    rng = random.Random(args.seed)
+    rows = []
+    for n in range(1, args.count + 1):
+        length = rng.randint(20, 400)
+        words = []
+        while len(" ".join(words)) < length:
+            pool = NON_ASCII if (n % 3 == 0 and rng.random() < 0.3) else WORDS
+            words.append(rng.choice(pool))
+        content = " ".join(words)[:length].rstrip() or "ok"
+        content = content[0].upper() + content[1:] + ("." if len(content) < length else "")
+        content = content[:400]
+        if len(content) < 20:
+            content = (content + " thanks for waiting")[:20]
+        rows.append((n, AGENTS[n % len(AGENTS)], content))
+    with open(args.bodies, "w", encoding="utf-8") as f:
+        for _, sender, content in rows:
+            f.write(json.dumps({"sender_type": "agent", "sender_id": sender, "content": content},
+                               ensure_ascii=False) + "\n")
+    with open(args.csv, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def post(url, token, body, key=None):
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            # Header names are case-insensitive: keep the message object, not a dict.
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers
+
+
+def cmd_write_check(args):
+    """Posts one message to every conversation of the write scenario: 201, a Location
+    naming the new message, the content given back. Then one POST with an
+    Idempotency-Key sent twice: the same answer, replayed, and nothing written twice."""
+    with open(args.ids) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    with open(args.bodies, encoding="utf-8") as f:
+        bodies = [line.rstrip("\n") for line in f if line.strip()]
+    result = {"conversations": len(ids), "posted": 0, "problems": [], "idempotent_replay": None}
+    for i, conversation in enumerate(ids):
+        body = bodies[i % len(bodies)].encode()
+        url = f"{args.url}/api/v1/conversations/{conversation}/messages"
+        status, answer, headers = post(url, args.token, body)
+        if status != 201:
+            result["problems"].append(f"{conversation}: HTTP {status}: {answer[:300]!r}")
+            continue
+        message = json.loads(answer)
+        location = headers.get("Location") or ""
+        if message.get("content") != json.loads(body)["content"]:
+            result["problems"].append(f"{conversation}: content not given back")
+        if not location.endswith(f"/{message.get('id')}"):
+            result["problems"].append(f"{conversation}: Location {location!r} does not name message {message.get('id')}")
+        result["posted"] += 1
+    if ids:
+        url = f"{args.url}/api/v1/conversations/{ids[0]}/messages"
+        key = f"bench-check-{time.time_ns()}"
+        body = bodies[0].encode()
+        first = post(url, args.token, body, key)
+        again = post(url, args.token, body, key)
+        replayed = (first[0] == 201 and again[0] == 201 and again[1] == first[1]
+                    and (again[2].get("Idempotent-Replayed") or "").lower() == "true")
+        result["idempotent_replay"] = replayed
+        if not replayed:
+            result["problems"].append(f"idempotent retry: HTTP {first[0]} then {again[0]}, "
+                                      f"replayed header {again[2].get('Idempotent-Replayed')!r}")
+    with open(args.out, "w") as f:
+        json.dump(result, f)
+    for problem in result["problems"]:
+        print(f"bench: write check: {problem}", file=sys.stderr)
+    return 1 if result["problems"] else 0
 
 
 # --- pgbench --------------------------------------------------------------------
@@ -423,6 +520,27 @@ def ratio(a, b, digits=2):
 
 def cmd_report(args):
     meta = read_json(args.meta)
+    writes = write_results(args.work, meta) if args.writes else None
+    previous = read_json(args.json) if os.path.exists(args.json) else {}
+    old_doc = None
+    if args.doc and os.path.exists(args.doc):
+        with open(args.doc) as f:
+            old_doc = f.read()
+    if not args.reads:
+        # Writes only: the read results and their page stay as they are.
+        document = previous
+        if writes:
+            document["writes"] = writes
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(document, f, indent=2)
+            f.write("\n")
+        if args.doc and writes:
+            with open(args.doc, "w") as f:
+                f.write(splice_writes(old_doc if old_doc is not None else "# Benchmarks\n", render_writes(writes)))
+        if writes:
+            print(write_summary(writes))
+        return 0
     runs = read_lines(os.path.join(args.work, "runs.jsonl"))
     peaks = {(p["system"], p["size"]): p["vmhwm_kib"] for p in read_lines(os.path.join(args.work, "peaks.jsonl"))}
     checks = {c["size"]: c for c in read_lines(os.path.join(args.work, "checks.jsonl"))}
@@ -498,15 +616,27 @@ def cmd_report(args):
         "settings": {k: v for k, v in meta.items() if k not in ("date", "git", "postgresql")},
         "results": results,
     }
+    if writes or previous.get("writes"):
+        document["writes"] = writes or previous["writes"]
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(document, f, indent=2)
         f.write("\n")
     markdown = render_markdown(document)
+    if writes:
+        markdown = splice_writes(markdown, render_writes(writes))
+    elif old_doc and "\n## Writes\n" in old_doc:
+        # Reads only: keep the page's Writes section of the last write run.
+        lines = old_doc.split("\n")
+        start = lines.index("## Writes")
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        markdown = splice_writes(markdown, lines[start:end])
     if args.doc:
         with open(args.doc, "w") as f:
             f.write(markdown)
     print(summary_table(results))
+    if writes:
+        print(write_summary(writes))
 
 
 def summary_table(results):
@@ -691,6 +821,260 @@ def render_markdown(doc):
     return "\n".join(out)
 
 
+# --- report: writes --------------------------------------------------------------
+
+WRITE_SYSTEMS = ("pingback", "pingback-key", "pgbench")
+WRITE_LABELS = {"pingback": "pingback", "pingback-key": "pingback + Idempotency-Key", "pgbench": "pgbench"}
+WRITE_TARGETS = {"pingback_over_pgbench_min": 0.7, "p99_ms_max": 25.0, "errors_max": 0}
+
+
+def write_results(work, meta):
+    """The write scenario: medians per system, ratios, targets, statements per POST."""
+    runs = read_lines(os.path.join(work, "write-runs.jsonl"))
+    peaks = {p["system"]: p["vmhwm_kib"] for p in read_lines(os.path.join(work, "write-peaks.jsonl"))}
+    check_path = os.path.join(work, "write-check.json")
+    check = read_json(check_path) if os.path.exists(check_path) else None
+    after_path = os.path.join(work, "write-messages-after.txt")
+    messages_after = None
+    if os.path.exists(after_path):
+        with open(after_path) as f:
+            text = f.read().strip()
+            messages_after = int(text) if text.isdigit() else None
+    systems = {}
+    for system in WRITE_SYSTEMS:
+        rs = [r for r in runs if r["system"] == system]
+        if not rs:
+            continue
+        key_statements = {}
+        for r in rs:
+            for s in r["statements"]:
+                key = s.get("queryid") or s["query"]
+                entry = key_statements.setdefault(
+                    key, {"queryid": s.get("queryid"), "query": s["query"], "calls": 0, "rows": 0, "total_ms": 0.0})
+                entry["calls"] += s["calls"]
+                entry["rows"] += s["rows"]
+                entry["total_ms"] += s.get("total_ms") or 0.0
+        # Per transaction: executions of the head read (the statement joining customers).
+        total_tx = sum(r.get("conversation_reads") or r["requests"] for r in rs)
+        statements = sorted(key_statements.values(), key=lambda s: -s["calls"])
+        for s in statements:
+            s["calls_per_request"] = s["calls"] / total_tx if total_tx else None
+            s["rows_per_call"] = s["rows"] / s["calls"] if s["calls"] else None
+        systems[system] = {
+            "runs": len(rs),
+            "requests_per_second": median([r["rps"] for r in rs]),
+            "p50_ms": median([r["p50_ms"] for r in rs]),
+            "p99_ms": median([r["p99_ms"] for r in rs]),
+            "errors": sum(r["errors"] for r in rs),
+            "first_error_status": next((r.get("first_error_status") for r in rs if r.get("first_error_status")), None),
+            "requests": sum(r["requests"] for r in rs),
+            # One pingback process serves both variants.
+            "peak_rss_mib": peaks["pingback"] / 1024 if system != "pgbench" and peaks.get("pingback") else None,
+            "server_cpu_ms_per_request": median([r["server_cpu_ms_per_request"] for r in rs]),
+            "server_core_cpu_ms_per_request": median([r["server_core_cpu_ms_per_request"] for r in rs]),
+            "server_core_utilisation": median([r["server_core_utilisation"] for r in rs]),
+            "load_core_utilisation": median([r["load_core_utilisation"] for r in rs]),
+            "server_core_foreign_share_max": max(
+                [r["server_core_foreign_share"] for r in rs if r.get("server_core_foreign_share") is not None],
+                default=None),
+            "statements_per_request": median([r["statements_per_request"] for r in rs]),
+            "db_exec_ms_per_request": median([r["db_exec_ms_per_request"] for r in rs]),
+            "statements": statements,
+            "per_run": [
+                {k: r.get(k) for k in ("repeat", "rps", "p50_ms", "p99_ms", "errors", "requests",
+                                       "server_cpu_ms_per_request", "server_core_cpu_ms_per_request")}
+                for r in rs
+            ],
+        }
+    rps = {k: v["requests_per_second"] for k, v in systems.items()}
+    ratios = {
+        "pingback_over_pgbench_rps": rps["pingback"] / rps["pgbench"] if rps.get("pingback") and rps.get("pgbench") else None,
+        "pingback_key_over_pgbench_rps":
+            rps["pingback-key"] / rps["pgbench"] if rps.get("pingback-key") and rps.get("pgbench") else None,
+        "pingback_key_over_pingback_rps":
+            rps["pingback-key"] / rps["pingback"] if rps.get("pingback-key") and rps.get("pingback") else None,
+    }
+    pb = systems.get("pingback", {})
+    met = {
+        "pingback_over_pgbench": ratios["pingback_over_pgbench_rps"] is not None
+        and ratios["pingback_over_pgbench_rps"] >= WRITE_TARGETS["pingback_over_pgbench_min"],
+        "p99": pb.get("p99_ms") is not None and pb["p99_ms"] <= WRITE_TARGETS["p99_ms_max"],
+        "errors": bool(pb) and pb["errors"] <= WRITE_TARGETS["errors_max"],
+    }
+    # The same SQL: every statement pgbench runs once per transaction has the queryid of
+    # one pingback runs once per POST (BEGIN and COMMIT included), and vice versa.
+    def per_tx(system):
+        v = systems.get(system)
+        if not v:
+            return None
+        # BEGIN and COMMIT aside: pg_stat_statements counts pgbench's prepared ones only
+        # when they are prepared, once per client.
+        return {s["queryid"] for s in v["statements"] if (s["calls_per_request"] or 0) >= 0.5
+                and s["query"].strip().upper() not in ("BEGIN", "COMMIT")}
+    pingback_ids, pgbench_ids = per_tx("pingback"), per_tx("pgbench")
+    return {
+        "generated_at": meta["date"],
+        "git": meta.get("git"),
+        "quick": meta.get("quick"),
+        "settings": {k: meta[k] for k in ("duration_s", "repeats", "warmup_s", "skip_s", "connections", "threads",
+                                          "pgbench_clients", "load_cpu", "server_cpu", "workers") if k in meta}
+        | {"conversations": meta.get("write_conversations"), "messages_at_start": meta.get("write_messages"),
+           "business_id": meta.get("write_business"), "messages_after_runs": messages_after,
+           "pingback_write_pool": "database.max_connections (default 10) per worker"},
+        "machine": machine() | {"postgresql": meta.get("postgresql")},
+        "systems": systems,
+        "ratios": ratios,
+        "targets": WRITE_TARGETS,
+        "targets_met": met,
+        "same_statements": (pingback_ids == pgbench_ids) if pingback_ids is not None and pgbench_ids is not None else None,
+        "check": check,
+    }
+
+
+def render_writes(wr):
+    st, s = wr["settings"], wr["systems"]
+    out = []
+    w = out.append
+    w("## Writes")
+    w("")
+    w("<!-- Generated by `make bench` (the write scenario; `BENCH_SCENARIOS=writes make bench` redoes only "
+      "this section). -->")
+    w("")
+    if wr.get("quick"):
+        w("> **Smoke run (`BENCH_QUICK=1`)**: one short run. These numbers only show that the harness works.")
+        w("")
+    w(f"`POST /api/v1/conversations/{{id}}/messages` — an agent message (`{{\"sender_type\": \"agent\", "
+      f"\"sender_id\": …, \"content\": …}}`, 20–400 characters, a third with non-ASCII text) posted to a "
+      f"conversation picked at random among {st['conversations']} open conversations of one business "
+      f"({st['messages_at_start']} messages each at the start), against the ceiling of the same SQL transaction "
+      "run by pgbench:")
+    w("")
+    w("- **pingback** — `pingback serve` (release build), the same process settings as for reads: JWT with scope "
+      "`conversations:write`, validation, the write transaction on a pooled connection "
+      f"({st['pingback_write_pool']}), the message as the answer (201).")
+    w("- **pingback + Idempotency-Key** — the same with a unique `Idempotency-Key` per request (its claim and "
+      "its recorded answer are two more statements in the transaction).")
+    w("- **pgbench** — `benches/pgbench/post_message.sql`: `BEGIN`, the statements pingback's transaction runs "
+      "(same texts, binds, order; without an Idempotency-Key), `COMMIT`, for a random conversation among the "
+      "same ones and a random one of the same bodies (one extra primary-key lookup per transaction picks them "
+      "and makes the message id and time: excluded from stmts/req); `-M prepared`, generic plans as pingback's "
+      "connections. No HTTP, no JSON, no validation: the database ceiling of this transaction.")
+    w("")
+    w(f"- Date: {wr['generated_at']}; commit `{wr.get('git') or 'unknown'}`; {wr['machine'].get('postgresql')}.")
+    w(f"- Load: `wrk -c {st['connections']} -t {st['threads']} -d {st['duration_s']}s` pinned to core "
+      f"{st['load_cpu']} (`benches/wrk/post_message.lua`, every non-2xx response an error); pgbench "
+      f"`-c {st['pgbench_clients']} -j 1 -M prepared` on the same core; pingback ({st['workers']} actix worker) "
+      f"and PostgreSQL on core {st['server_cpu']}. A {st['warmup_s']} s warm-up each, then {st['repeats']} "
+      f"interleaved run(s) of {st['duration_s']} s; medians.")
+    growth = ""
+    if st.get("messages_after_runs") is not None:
+        growth = (f" The {st['conversations']} conversations held {st['conversations'] * st['messages_at_start']:,} "
+                  f"messages before the runs and {st['messages_after_runs']:,} after them (the warm-ups and runs "
+                  "added the rest; the latest message is read through the history index, and the runs are short "
+                  "enough for this growth not to show in the interleaved medians).")
+    w("- Data: `pingback generate` (fresh, its own business); conversations that are not `closed` (they refuse "
+      "messages) and have an assignee (pgbench cannot bind the NULL `assignee_id` of the UPDATE), each "
+      "given one message by the check before the runs." + growth)
+    foreign = [v["server_core_foreign_share_max"] for v in s.values() if v.get("server_core_foreign_share_max") is not None]
+    if foreign:
+        worst = max(foreign)
+        w(f"- Interference: other processes took at most {worst * 100:.1f} % of the server core during the "
+          "measured windows" + (" — **this machine was not quiet: treat these numbers with care**." if worst > 0.05
+                                 else "."))
+    w("")
+    w(f"| system | req/s | p50 ms | p99 ms | errors | server CPU ms/req | core {st['server_cpu']} CPU ms/req | "
+      f"core {st['server_cpu']} busy | stmts/req |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for system in WRITE_SYSTEMS:
+        v = s.get(system)
+        if not v:
+            continue
+        util = v["server_core_utilisation"]
+        w(f"| {WRITE_LABELS[system]} | {fmt(v['requests_per_second'])} | {fmt(v['p50_ms'], 2)} | "
+          f"{fmt(v['p99_ms'], 2)} | {v['errors']} | {fmt(v['server_cpu_ms_per_request'], 3)} | "
+          f"{fmt(v['server_core_cpu_ms_per_request'], 3)} | {fmt(util * 100 if util is not None else None, 0, ' %')} | "
+          f"{fmt(v['statements_per_request'], 2)} |")
+    w("")
+    r, t, met = wr["ratios"], wr["targets"], wr["targets_met"]
+    pb = s.get("pingback", {})
+    mark = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    w(f"- pingback / pgbench: **{fmt(r['pingback_over_pgbench_rps'], 2, '×')}** throughput "
+      f"(target ≥ {t['pingback_over_pgbench_min']}: {mark(met['pingback_over_pgbench'])}); "
+      f"pingback p99 {fmt(pb.get('p99_ms'), 2)} ms (target ≤ {t['p99_ms_max']:g} ms: {mark(met['p99'])}); "
+      f"errors {pb.get('errors', '–')} (target {t['errors_max']}: {mark(met['errors'])}).")
+    if r.get("pingback_key_over_pgbench_rps") is not None:
+        w(f"- With an Idempotency-Key: {fmt(r['pingback_key_over_pgbench_rps'], 2, '×')} of pgbench (which runs the "
+          f"transaction without the key's two statements), {fmt(r['pingback_key_over_pingback_rps'], 2, '×')} of "
+          "pingback without a key.")
+    w("- **req/s**: 2xx answers per second (pgbench: committed transactions); **p50 / p99**: per request over "
+      f"{st['connections']} connections (pgbench: per transaction over {st['pgbench_clients']} clients); CPU "
+      "columns as for reads, over the steady state of each run, per write transaction (executions of the head "
+      "read, `pg_stat_statements`); **stmts/req**: statements per transaction, `BEGIN` and `COMMIT` included "
+      "(pgbench's random pick excluded; pg_stat_statements counts pgbench's prepared `BEGIN` and `COMMIT` only "
+      "once per client, when they are prepared, so its count is 2 lower although it runs them too).")
+    c = wr.get("check")
+    if c:
+        w(f"- Check before the runs: {c['posted']} of {c['conversations']} conversations answered 201 to a POST "
+          f"with the message and its `Location`; an Idempotency-Key sent twice was "
+          + ("replayed (same answer, `Idempotent-Replayed: true`)." if c.get("idempotent_replay") else "**not replayed**."))
+        for p in c["problems"][:3]:
+            w(f"  - {p}")
+    w("")
+    w("What each system executed per transaction, from `pg_stat_statements` (all runs):")
+    w("")
+    if wr.get("same_statements") is not None:
+        w("pingback's statements per POST without a key and pgbench's per transaction have " + (
+            "the same `queryid`s: PostgreSQL ran the same statements." if wr["same_statements"] else
+            "**different `queryid`s**: `benches/pgbench/post_message.sql` no longer matches what pingback runs "
+            "(see `results.json`)."))
+        w("")
+    for system in WRITE_SYSTEMS:
+        v = s.get(system)
+        if not v:
+            continue
+        w(f"**{WRITE_LABELS[system]}**")
+        w("")
+        for q in v["statements"]:
+            if (q["calls_per_request"] or 0) < 0.001:
+                continue
+            w(f"- {q['calls_per_request']:.3f} calls/request, {fmt(q['rows_per_call'], 1)} rows/call: "
+              f"`{' '.join(q['query'].split())}`")
+        w("")
+    w("Reproduce: `make bench` runs both scenarios; `BENCH_SCENARIOS=writes make bench` only this one (it "
+      "rewrites only this section and the `writes` key of `results.json`); `BENCH_WRITE_IDEMPOTENT=0` skips the "
+      "run with an Idempotency-Key; `BENCH_WRITE_CONVERSATIONS` (default 100). `BENCH_QUICK`, `BENCH_DURATION`, "
+      "`BENCH_REPEATS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_PGBENCH_CLIENTS` apply as for reads.")
+    w("")
+    return out
+
+
+def write_summary(wr):
+    s, r = wr["systems"], wr["ratios"]
+    get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
+    return "\n".join([
+        "| writes | pingback req/s | pingback + key req/s | pgbench tx/s | pingback / pgbench | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| POST message | {fmt(get('pingback', 'requests_per_second'))} | {fmt(get('pingback-key', 'requests_per_second'))} | "
+        f"{fmt(get('pgbench', 'requests_per_second'))} | {fmt(r['pingback_over_pgbench_rps'], 2, '×')} | "
+        f"{fmt(get('pingback', 'p50_ms'), 2)} | {fmt(get('pingback', 'p99_ms'), 2)} | "
+        f"{sum(v['errors'] for v in s.values())} |",
+    ])
+
+
+def splice_writes(markdown, section):
+    """`markdown` with its Writes section replaced by `section` (or added before
+    Reproduce, else at the end)."""
+    lines = markdown.split("\n")
+    start = next((i for i, line in enumerate(lines) if line == "## Writes"), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        return "\n".join(lines[:start] + section + lines[end:])
+    at = next((i for i, line in enumerate(lines) if line == "## Reproduce"), None)
+    if at is None:
+        return markdown.rstrip("\n") + "\n\n" + "\n".join(section)
+    return "\n".join(lines[:at] + section + lines[at:])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -732,6 +1116,21 @@ def main():
     p.add_argument("--count", type=int, default=3)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("write-bodies")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--bodies", required=True)
+    p.add_argument("--csv", required=True)
+    p.set_defaults(func=cmd_write_bodies)
+
+    p = sub.add_parser("write-check")
+    p.add_argument("--out", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--ids", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--bodies", required=True)
+    p.set_defaults(func=cmd_write_check)
+
     p = sub.add_parser("pgbench-script")
     p.add_argument("--sql", required=True)
     p.set_defaults(func=cmd_pgbench_script)
@@ -758,6 +1157,8 @@ def main():
     p.add_argument("--meta", required=True)
     p.add_argument("--json", required=True)
     p.add_argument("--doc")
+    p.add_argument("--reads", type=int, choices=(0, 1), default=1, help="the read scenario ran")
+    p.add_argument("--writes", type=int, choices=(0, 1), default=0, help="the write scenario ran")
     p.set_defaults(func=cmd_report)
 
     args = parser.parse_args()

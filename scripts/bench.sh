@@ -4,12 +4,19 @@
 #
 #   make bench                 # full run (a few minutes)
 #   BENCH_QUICK=1 make bench   # smoke test: small data, one 3 s run per size
+#   BENCH_SCENARIOS=writes make bench   # only the write scenario (reads: BENCH_SCENARIOS=reads)
 #
 # Steps: release build → throw-away PostgreSQL (scripts/test-postgres.sh) with
 # pg_stat_statements, pinned to the server core → migrate → `pingback generate` per
 # size → per size: start pingback and the baseline (server core), check they answer
 # the same bodies, then interleaved runs of wrk (load core) against each and pgbench
 # (load core) against the database → medians, ratios, report.
+#
+# Write scenario (BENCH_SCENARIOS contains `writes`): POST /api/v1/conversations/{id}/
+# messages (benches/wrk/post_message.lua) to 100 writable conversations of a business of
+# its own, without and with an Idempotency-Key, vs pgbench running the same SQL
+# transaction (benches/pgbench/post_message.sql). A writes-only run replaces only the
+# "Writes" section of docs/benchmarks.md and the "writes" key of results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,6 +39,18 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-1}             # wrk has one core: one thread
 PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
+SCENARIOS=${BENCH_SCENARIOS:-"reads writes"}
+case " $SCENARIOS " in *" reads "*) RUN_READS=1 ;; *) RUN_READS=0 ;; esac
+case " $SCENARIOS " in *" writes "*) RUN_WRITES=1 ;; *) RUN_WRITES=0 ;; esac
+for scenario in $SCENARIOS; do
+  case $scenario in reads | writes) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes)" >&2; exit 1 ;; esac
+done
+[ "$RUN_READS$RUN_WRITES" != 00 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
+# Writes: conversations posted to, their messages at the start, and whether to run the
+# variant with an Idempotency-Key too.
+WRITE_CONVERSATIONS=${BENCH_WRITE_CONVERSATIONS:-100}
+WRITE_MESSAGES=10
+WRITE_IDEMPOTENT=${BENCH_WRITE_IDEMPOTENT:-1}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
 WORKERS=1                               # one core for the server: one actix worker
@@ -49,6 +68,8 @@ PINGBACK=$ROOT/target/release/pingback
 BASELINE=$ROOT/target/release/pingback-baseline
 HELPER=$ROOT/benches/bench.py
 LUA=$ROOT/benches/wrk/conversations.lua
+WRITE_LUA=$ROOT/benches/wrk/post_message.lua
+WRITE_PGBENCH=$ROOT/benches/pgbench/post_message.sql
 
 awk -v d="$DURATION" -v s="$SKIP" 'BEGIN { exit !(d > 2 * s) }' || die "BENCH_DURATION must be at least 3 s"
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 cores; load generator and server will share a core"
@@ -135,6 +156,7 @@ business_for() { printf 'b0000000-0000-4000-8000-%012d\n' "$1"; }
 
 psql_bench -c "CREATE TABLE bench_ids (size integer NOT NULL, n integer NOT NULL, business_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (size, n))"
 CONVERSATIONS_JSON="{"
+[ "$RUN_READS" = 1 ] || SIZES=""
 for spec in $SIZES; do
   size=${spec%%:*}
   count=${spec##*:}
@@ -153,6 +175,29 @@ for spec in $SIZES; do
   CONVERSATIONS_JSON+="\"$size\": $count, "
 done
 CONVERSATIONS_JSON="${CONVERSATIONS_JSON%, }}"
+
+# Writes: a business of their own; `pingback generate` makes ~20 % of its conversations
+# closed (they refuse messages) and leaves some unassigned, so generate more and keep
+# WRITE_CONVERSATIONS that are not closed and have an assignee (pgbench cannot bind a
+# NULL assignee_id in the UPDATE; see benches/pgbench/post_message.sql).
+WRITE_BUSINESS=b0000000-0000-4000-9000-000000000001
+if [ "$RUN_WRITES" = 1 ]; then
+  generated=$((WRITE_CONVERSATIONS * 3))
+  log "writes: generating $generated conversations of $WRITE_MESSAGES messages (business $WRITE_BUSINESS)…"
+  "$PINGBACK" generate --business-id "$WRITE_BUSINESS" --conversations "$generated" --messages "$WRITE_MESSAGES" \
+    --seed "$SEED" >/dev/null || die "pingback generate failed"
+  psql_bench -At -c "SELECT id FROM conversations WHERE business_id = '$WRITE_BUSINESS' AND status <> 'closed' AND assignee_id IS NOT NULL ORDER BY id LIMIT $WRITE_CONVERSATIONS" \
+    >"$WORK/write-ids.txt"
+  got=$(wc -l <"$WORK/write-ids.txt")
+  [ "$got" -eq "$WRITE_CONVERSATIONS" ] || die "writes: only $got writable conversations, expected $WRITE_CONVERSATIONS"
+  python3 "$HELPER" write-bodies --seed "$SEED" --bodies "$WORK/write-bodies.jsonl" --csv "$WORK/write-bodies.csv"
+  awk -v business="$WRITE_BUSINESS" '{ printf "%d,%s,%s\n", NR, business, $1 }' "$WORK/write-ids.txt" >"$WORK/write-ids.csv"
+  psql_bench -c "CREATE TABLE write_bench_ids (n integer PRIMARY KEY, business_id uuid NOT NULL, id uuid NOT NULL)"
+  psql_bench -c "CREATE TABLE write_bench_bodies (n integer PRIMARY KEY, sender_id uuid NOT NULL, content text NOT NULL)"
+  psql_bench -c "\\copy write_bench_ids FROM '$WORK/write-ids.csv' WITH (FORMAT csv)"
+  psql_bench -c "\\copy write_bench_bodies FROM '$WORK/write-bodies.csv' WITH (FORMAT csv)"
+  "$PINGBACK" token --business-id "$WRITE_BUSINESS" --sub bench-writer --ttl 86400 >"$WORK/write-token.txt"
+fi
 log "VACUUM ANALYZE…"
 psql_bench -c "VACUUM ANALYZE"
 
@@ -330,6 +375,99 @@ for spec in $SIZES; do
   stop_server "$BL_PID"
 done
 
+# --- writes ----------------------------------------------------------------------
+
+# write_wrk_run URL SECONDS OUTPUT [KEY_PREFIX]: in the background; sets WRK_PID.
+write_wrk_run() {
+  taskset -c "$LOAD_CPU" wrk -c "$CONNECTIONS" -t "$THREADS" -d "${2}s" --timeout 30s --latency \
+    -s "$WRITE_LUA" "$1" -- "$WORK/write-ids.txt" "$(cat "$WORK/write-token.txt")" "$WORK/write-bodies.jsonl" \
+    "${4:-}" >"$3" 2>&1 &
+  WRK_PID=$!
+}
+
+write_pgbench_run() { # SECONDS OUTPUT [LOGPREFIX]
+  local status=0
+  PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$1" \
+    -D conversations="$WRITE_CONVERSATIONS" -D bodies="$(wc -l <"$WORK/write-bodies.jsonl")" \
+    -f "$WRITE_PGBENCH" ${3:+-l --log-prefix="$3"} "$DB_URL" >"$2" 2>&1 || status=$?
+  return $status
+}
+
+# measure_write SYSTEM PID URL REPEAT: SYSTEM pingback (no key) or pingback-key.
+measure_write() {
+  local system=$1 pid=$2 url=$3 repeat=$4 base prefix=""
+  base=$WORK/write-$system-$repeat
+  [ "$system" = pingback-key ] && prefix="bench-$(date +%s%N)-$repeat"
+  settle
+  reset_statements
+  python3 "$HELPER" snapshot "$pid" >"$base.before"
+  write_wrk_run "$url" "$DURATION" "$base.wrk" "$prefix"
+  window "$base.window" "$pid"
+  wrk_wait "$base.wrk"
+  python3 "$HELPER" snapshot "$pid" >"$base.after"
+  dump_statements "$base.pgss"
+  python3 "$HELPER" record --out "$WORK/write-runs.jsonl" --system "$system" --size "$WRITE_MESSAGES" --repeat "$repeat" \
+    --kind wrk --output "$base.wrk" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --window "$base.window" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+measure_write_pgbench() { # REPEAT
+  local repeat=$1 base status=0
+  base=$WORK/write-pgbench-$repeat
+  settle
+  reset_statements
+  python3 "$HELPER" snapshot >"$base.before"
+  window "$base.window" &
+  local window_pid=$!
+  write_pgbench_run "$DURATION" "$base.out" "$base.log" || status=$?
+  wait "$window_pid" || true
+  python3 "$HELPER" snapshot >"$base.after"
+  dump_statements "$base.pgss"
+  [ "$status" -eq 0 ] || { cat "$base.out" >&2; log "pgbench exited with $status"; }
+  python3 "$HELPER" record --out "$WORK/write-runs.jsonl" --system pgbench --size "$WRITE_MESSAGES" --repeat "$repeat" \
+    --kind pgbench --output "$base.out" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --pgbench-log-prefix "$base.log" --window "$base.window" --exit-code "$status" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+if [ "$RUN_WRITES" = 1 ]; then
+  log "writes: starting pingback…"
+  start_server pingback writes
+  PB_PID=$SERVER_PID PB_URL=$SERVER_URL
+  alive pingback "$PB_PID" writes
+  # One message to every conversation (sets first_response_at, which the pgbench
+  # transaction binds), checked; and one idempotent replay.
+  python3 "$HELPER" write-check --out "$WORK/write-check.json" --url "$PB_URL" --ids "$WORK/write-ids.txt" \
+    --token "$(cat "$WORK/write-token.txt")" --bodies "$WORK/write-bodies.jsonl" \
+    || die "writes: pingback does not answer as expected (see above)"
+  WRITE_SYSTEMS="pingback"
+  [ "$WRITE_IDEMPOTENT" = 1 ] && WRITE_SYSTEMS="pingback pingback-key"
+
+  log "writes: warming up (${WARMUP} s each)…"
+  for system in $WRITE_SYSTEMS; do
+    settle
+    prefix=""
+    [ "$system" = pingback-key ] && prefix="warmup-$(date +%s%N)"
+    write_wrk_run "$PB_URL" "$WARMUP" "$WORK/warmup-write-$system.wrk" "$prefix"
+    wrk_wait "$WORK/warmup-write-$system.wrk"
+    alive pingback "$PB_PID" writes
+  done
+  settle
+  write_pgbench_run "$WARMUP" "$WORK/warmup-write-pgbench.out" \
+    || { cat "$WORK/warmup-write-pgbench.out" >&2; die "pgbench (writes) failed"; }
+
+  for repeat in $(seq 1 "$REPEATS"); do
+    for system in $WRITE_SYSTEMS; do
+      measure_write "$system" "$PB_PID" "$PB_URL" "$repeat"
+    done
+    measure_write_pgbench "$repeat"
+    alive pingback "$PB_PID" writes
+  done
+  psql_bench -At -c "SELECT count(*) FROM messages WHERE business_id = '$WRITE_BUSINESS' AND conversation_id IN (SELECT id FROM write_bench_ids)" \
+    >"$WORK/write-messages-after.txt"
+  python3 "$HELPER" peak --out "$WORK/write-peaks.jsonl" --system pingback --size "$WRITE_MESSAGES" --pid "$PB_PID"
+  stop_server "$PB_PID"
+fi
+
 # --- report ----------------------------------------------------------------------
 
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -351,11 +489,20 @@ cat >"$WORK/meta.json" <<EOF
   "server_cpu": $SERVER_CPU,
   "workers": $WORKERS,
   "pingback_pool": $PINGBACK_READ_CONNECTIONS,
-  "conversations": $CONVERSATIONS_JSON
+  "conversations": $CONVERSATIONS_JSON,
+  "scenarios": "$SCENARIOS",
+  "write_conversations": $WRITE_CONVERSATIONS,
+  "write_messages": $WRITE_MESSAGES,
+  "write_business": "$WRITE_BUSINESS"
 }
 EOF
-python3 "$HELPER" report --work "$WORK" --meta "$WORK/meta.json" --json "$OUT/results.json" --doc "$DOC"
+python3 "$HELPER" report --work "$WORK" --meta "$WORK/meta.json" --json "$OUT/results.json" --doc "$DOC" \
+  --reads "$RUN_READS" --writes "$RUN_WRITES"
 log "wrote $DOC and $OUT/results.json"
 
-errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(s["errors"] for r in d["results"] for s in r["systems"].values()))' "$OUT/results.json")
+# This run's errors (a writes-only run keeps the previous read results).
+errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); w=d.get("writes") or {}
+reads=sum(s["errors"] for r in d["results"] for s in r["systems"].values()) if sys.argv[2]=="1" else 0
+writes=sum(s["errors"] for s in w.get("systems", {}).values()) if sys.argv[3]=="1" else 0
+print(reads + writes)' "$OUT/results.json" "$RUN_READS" "$RUN_WRITES")
 [ "$errors" -eq 0 ] || die "$errors requests failed: the numbers above are not trustworthy"
