@@ -57,21 +57,28 @@ macro_rules! inbox_query {
                 c::message_count,
             ))
             .into_boxed::<$backend>();
-        if !filter.statuses.is_empty() {
-            let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-            statement = statement.filter(c::status.eq_any(statuses));
+        match filter.statuses.as_slice() {
+            [] => {}
+            // `status = $n` pins the index's second column, so the status index gives
+            // the order; `= ANY($n)` would not (PostgreSQL < 17 sorts instead).
+            [status] => statement = statement.filter(c::status.eq(status.as_str())),
+            // Several statuses: one scan filtered by status, or a sort of the matches.
+            several => {
+                let statuses: Vec<&'static str> = several.iter().map(|s| s.as_str()).collect();
+                statement = statement.filter(c::status.eq_any(statuses));
+            }
         }
         match filter.assignee {
             Some(AssigneeFilter::Unassigned) => {
                 statement = statement.filter(c::assignee_id.is_null());
             }
             Some(AssigneeFilter::Agent(agent)) => {
-                statement = statement.filter(c::assignee_id.eq(DbUuid(agent.into_uuid())));
+                statement = statement.filter(c::assignee_id.eq(DbUuid::from(agent)));
             }
             None => {}
         }
         if let Some(customer) = filter.customer_id {
-            statement = statement.filter(c::customer_id.eq(DbUuid(customer.into_uuid())));
+            statement = statement.filter(c::customer_id.eq(DbUuid::from(customer)));
         }
         if let Some(channel) = &filter.channel_type {
             statement = statement.filter(c::channel_type.eq(channel.as_str().to_owned()));
@@ -84,7 +91,7 @@ macro_rules! inbox_query {
         }
         let at = query
             .after
-            .map(|p| (Micros(p.updated_at.unix_micros()), DbUuid(p.id.into_uuid())));
+            .map(|p| (Micros(p.updated_at.unix_micros()), DbUuid::from(p.id)));
         match query.order {
             InboxOrder::NewestFirst => {
                 if let Some((t, id)) = at {
@@ -142,7 +149,7 @@ pub(crate) fn page(
     let mut by_message: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
     for (message, row) in attachments {
         by_message
-            .entry(MessageId::from_uuid(message.0))
+            .entry(MessageId::from(message))
             .or_default()
             .push(rows::attachment(row)?);
     }
@@ -152,7 +159,7 @@ pub(crate) fn page(
             let last_message = message
                 .map(|m| {
                     let attachments = by_message
-                        .remove(&MessageId::from_uuid(m.id.0))
+                        .remove(&MessageId::from(m.id))
                         .unwrap_or_default();
                     rows::message(m, attachments)
                 })

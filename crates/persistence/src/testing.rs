@@ -141,6 +141,58 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
+/// The inbox page statement as PostgreSQL runs it, for plan tests: the same
+/// `inbox_query!` the adapter loads, rendered or explained with its binds.
+pub mod inbox_plan {
+    use diesel::QueryResult;
+    use diesel::pg::Pg;
+    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+    use diesel_async::{AsyncPgConnection, RunQueryDsl};
+    use pingback_domain::{BusinessId, InboxQuery};
+
+    use crate::inbox::inbox_query;
+    use crate::schema::DbUuid;
+
+    /// The page statement's SQL and binds, as `diesel::debug_query` prints them.
+    pub fn inbox_sql(business: BusinessId, query: &InboxQuery) -> String {
+        let business = DbUuid(business.into_uuid());
+        let statement = inbox_query!(Pg, business, query);
+        diesel::debug_query::<Pg, _>(&statement).to_string()
+    }
+
+    /// `EXPLAIN (FORMAT JSON)` of the page statement, sent with its binds exactly as
+    /// the adapter sends them (so the planner sees the values, as for a custom plan).
+    pub async fn explain_inbox(
+        conn: &mut AsyncPgConnection,
+        business: BusinessId,
+        query: &InboxQuery,
+    ) -> QueryResult<String> {
+        let business = DbUuid(business.into_uuid());
+        let statement = inbox_query!(Pg, business, query);
+        Explain(statement).get_result::<String>(conn).await
+    }
+
+    /// `EXPLAIN (FORMAT JSON)` in front of a statement, binds kept.
+    struct Explain<Q>(Q);
+
+    impl<Q> QueryId for Explain<Q> {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl<Q> Query for Explain<Q> {
+        type SqlType = diesel::sql_types::Text;
+    }
+
+    impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Explain<Q> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.unsafe_to_cache_prepared();
+            out.push_sql("EXPLAIN (FORMAT JSON) ");
+            self.0.walk_ast(out.reborrow())
+        }
+    }
+}
+
 /// Sample conversations and their parts, for tests across the workspace.
 pub mod fixtures {
     use pingback_domain::{

@@ -16,6 +16,10 @@ CREATE INDEX conversations_status_inbox_idx
     ON conversations (business_id, status, updated_at, id);
 CREATE INDEX conversations_assignee_inbox_idx
     ON conversations (business_id, assignee_id, updated_at, id);
+-- The unassigned queue: `assignee_id IS NULL` does not pin the column above, so the
+-- queue has an index of its own.
+CREATE INDEX conversations_unassigned_inbox_idx
+    ON conversations (business_id, updated_at, id) WHERE assignee_id IS NULL;
 CREATE INDEX conversations_channel_inbox_idx
     ON conversations (business_id, channel_type, updated_at, id);
 CREATE INDEX conversations_customer_inbox_idx
