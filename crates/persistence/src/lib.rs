@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use pingback_application::{ConversationImporter, ConversationRepository};
 
+mod citus;
 mod error;
 mod import;
 mod migrations;

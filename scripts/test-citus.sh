@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make test-citus`: Pingback on a throw-away Citus cluster (coordinator + 2 workers,
+# scripts/citus.sh; Citus built from the vendored source on first use, cached under
+# target/citus). Every test database is made on all nodes and migrated there, which
+# distributes the tables by business (`pingback migrate`'s Citus step). Runs the adapter
+# conformance suite, the black-box HTTP and CLI tests, and tests/citus.rs (co-location,
+# single-shard routing of the hot paths, the import's fan-out, a stopped worker).
+#
+# Tests excluded by name below are single-node-only; each says why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+
+echo "==> Citus (built once into target/citus)"
+scripts/citus.sh build
+
+echo "==> lint of the Citus-only test target (outside --all-targets: it is test = false)"
+cargo clippy --locked -p pingback-server --test citus -- -D warnings
+
+echo "==> building the tests"
+cargo test --locked -p pingback-persistence --test conformance --no-run
+cargo test --locked -p pingback-server --test http_api --test cli --test citus --no-run
+
+echo "==> starting a Citus cluster"
+eval "$(scripts/citus.sh start)"
+trap 'scripts/citus.sh stop "$PINGBACK_CITUS_DIR"' EXIT INT TERM
+echo "    coordinator: ${PINGBACK_TEST_DATABASE_URL}"
+
+log=$(mktemp)
+trap 'rm -f "$log"; scripts/citus.sh stop "$PINGBACK_CITUS_DIR"' EXIT INT TERM
+status=0
+run() {
+  echo "==> $*"
+  set +e
+  "$@" 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  set -e
+}
+
+# The adapter conformance suite (both adapters; the PostgreSQL cases run on Citus).
+run cargo test --locked -p pingback-persistence --test conformance --no-fail-fast
+# The black-box HTTP and CLI tests (the real binary; PostgreSQL cases on Citus).
+run cargo test --locked -p pingback-server --test http_api --test cli --no-fail-fast
+# Citus itself; its tests take turns (one stops a worker of the shared cluster).
+run cargo test --locked -p pingback-server --test citus --no-fail-fast -- --nocapture
+
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "\n%d passed, %d failed\n", p, f }' "$log"
+echo "make test-citus took $((SECONDS - started)) s"
+exit "$status"
