@@ -12,6 +12,7 @@
 #   eval "$(scripts/citus.sh start)"             # exports PINGBACK_TEST_DATABASE_URL, …
 #   scripts/citus.sh stop "$PINGBACK_CITUS_DIR"
 #   scripts/citus.sh pause-worker DIR N | resume-worker DIR N   # N = 1 or 2 (fault tests)
+#   scripts/citus.sh add-worker DIR              # a third worker (rebalancing)
 #   scripts/citus.sh run -- COMMAND…             # start, run COMMAND with the exports, stop
 #
 # Citus already installed (Citus packages, the official image, a build of your own)?
@@ -176,9 +177,26 @@ start_node() {
     -o "$(cat "$dir/$name/options")" >&2 || { cat "$dir/$name/server.log" >&2; return 1; }
 }
 
+# A node: DIR/NAME/data, its options and port file, started.
+init_node() {
+  local dir=$1 name=$2 port
+  as_owner mkdir -p "$dir/$name"
+  as_owner "$(pg_bindir)/initdb" -D "$dir/$name/data" -A trust -U pingback -E UTF8 --locale=C.UTF-8 \
+    >"$dir/$name.initdb.log" 2>&1 || { cat "$dir/$name.initdb.log" >&2; return 1; }
+  port=$(free_port)
+  echo "$port" | as_owner tee "$dir/$name/port" >/dev/null
+  # Durability is pointless for a throw-away cluster: trade it for test speed.
+  echo "-p $port -k $dir/$name -c listen_addresses=127.0.0.1 -c shared_preload_libraries=citus \
+-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+-c shared_buffers=128MB -c max_worker_processes=64 -c citus.shard_count=${PINGBACK_CITUS_SHARD_COUNT:-32}" \
+    | as_owner tee "$dir/$name/options" >/dev/null
+  start_node "$dir" "$name"
+  psql_at "$port" -c "CREATE EXTENSION IF NOT EXISTS citus" >&2
+}
+
 start() {
   build
-  local bindir dir name port
+  local bindir dir name
   bindir=$(pg_bindir)
   dir=$(mktemp -d "${TMPDIR:-/tmp}/pingback-citus.XXXXXX")
   chmod 755 "$dir"
@@ -189,23 +207,10 @@ start() {
   # Whatever fails from here on, do not leave nodes running.
   trap 'stop "$dir" >/dev/null 2>&1 || true' ERR
   for name in $NODES; do
-    as_owner mkdir -p "$dir/$name"
-    as_owner "$bindir/initdb" -D "$dir/$name/data" -A trust -U pingback -E UTF8 --locale=C.UTF-8 \
-      >"$dir/$name.initdb.log" 2>&1 || { cat "$dir/$name.initdb.log" >&2; false; }
-    port=$(free_port)
-    echo "$port" | as_owner tee "$dir/$name/port" >/dev/null
-    # Durability is pointless for a throw-away cluster: trade it for test speed.
-    echo "-p $port -k $dir/$name -c listen_addresses=127.0.0.1 -c shared_preload_libraries=citus \
--c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
--c shared_buffers=128MB -c max_worker_processes=64 -c citus.shard_count=${PINGBACK_CITUS_SHARD_COUNT:-32}" \
-      | as_owner tee "$dir/$name/options" >/dev/null
-    start_node "$dir" "$name"
+    init_node "$dir" "$name"
   done
   local coordinator
   coordinator=$(cat "$dir/coordinator/port")
-  for name in $NODES; do
-    psql_at "$(cat "$dir/$name/port")" -c "CREATE EXTENSION IF NOT EXISTS citus" >&2
-  done
   psql_at "$coordinator" -c "SELECT citus_set_coordinator_host('127.0.0.1', $coordinator)" >/dev/null
   for name in worker1 worker2; do
     psql_at "$coordinator" -c "SELECT citus_add_node('127.0.0.1', $(cat "$dir/$name/port"))" >/dev/null
@@ -215,6 +220,17 @@ start() {
   echo "export PINGBACK_CITUS_DIR=$dir"
   echo "export PINGBACK_TEST_PG_BIN=$bindir"
   log "cluster ready: coordinator 127.0.0.1:$coordinator, workers $(cat "$dir/worker1/port") and $(cat "$dir/worker2/port") (Citus $(psql_at "$coordinator" -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'"), data in $dir)"
+}
+
+# One more worker (worker3, worker4, …), registered in the maintenance database
+# (`postgres`); the databases made for Pingback need it registered too (README).
+add_worker() {
+  local dir=$1 n=3
+  while [ -d "$dir/worker$n" ]; do n=$((n + 1)); done
+  init_node "$dir" "worker$n"
+  psql_at "$(cat "$dir/coordinator/port")" \
+    -c "SELECT citus_add_node('127.0.0.1', $(cat "$dir/worker$n/port"))" >/dev/null
+  echo "worker$n 127.0.0.1:$(cat "$dir/worker$n/port")"
 }
 
 worker_dir() {
@@ -236,9 +252,9 @@ resume_worker() {
 stop() {
   local dir=${1:-${PINGBACK_CITUS_DIR:-}} name
   [ -n "$dir" ] && [ -d "$dir" ] || { log "nothing to stop"; return 0; }
-  for name in $NODES; do
-    if [ -f "$dir/$name/data/postmaster.pid" ]; then
-      as_owner "$(pg_bindir)/pg_ctl" -D "$dir/$name/data" -m immediate -w stop >/dev/null 2>&1 || true
+  for name in "$dir"/*/; do
+    if [ -f "$name/data/postmaster.pid" ]; then
+      as_owner "$(pg_bindir)/pg_ctl" -D "$name/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
   done
   rm -rf "$dir"
@@ -260,6 +276,7 @@ case "${1:-}" in
   stop) shift; stop "${1:-}" ;;
   pause-worker) pause_worker "${2:?cluster dir}" "${3:?worker number}" ;;
   resume-worker) resume_worker "${2:?cluster dir}" "${3:?worker number}" ;;
+  add-worker) add_worker "${2:?cluster dir}" ;;
   run) shift; run "$@" ;;
-  *) echo "usage: $0 build | start | stop [DIR] | pause-worker DIR N | resume-worker DIR N | run -- CMD…" >&2; exit 2 ;;
+  *) echo "usage: $0 build | start | stop [DIR] | pause-worker DIR N | resume-worker DIR N | add-worker DIR | run -- CMD…" >&2; exit 2 ;;
 esac
