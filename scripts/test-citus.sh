@@ -6,7 +6,10 @@
 # conformance suite, the black-box HTTP and CLI tests, and tests/citus.rs (co-location,
 # single-shard routing of the hot paths, the import's fan-out, a stopped worker).
 #
-# Tests excluded by name below are single-node-only; each says why.
+# Not run here: tests/faults.rs. Each of its tests starts a plain PostgreSQL cluster of
+# its own (scripts/test-postgres.sh) to stop and lock it, so on Citus it would only test
+# single-node PostgreSQL again; its Citus counterpart (a stopped worker) is in
+# tests/citus.rs. No test of the suites run here is excluded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -18,7 +21,7 @@ echo "==> lint of the Citus-only test target (outside --all-targets: it is test 
 cargo clippy --locked -p pingback-server --test citus -- -D warnings
 
 echo "==> building the tests"
-cargo test --locked -p pingback-persistence --test conformance --no-run
+cargo test --locked -p pingback-persistence --test conformance --test failures --no-run
 cargo test --locked -p pingback-server --test http_api --test cli --test citus --no-run
 
 echo "==> starting a Citus cluster"
@@ -37,8 +40,10 @@ run() {
   set -e
 }
 
-# The adapter conformance suite (both adapters; the PostgreSQL cases run on Citus).
-run cargo test --locked -p pingback-persistence --test conformance --no-fail-fast
+# The adapter conformance suite (both adapters; the PostgreSQL cases run on Citus), and
+# the adapter's failure modes (a lock held on the coordinator, killed connections, an
+# unmigrated database, a corrupt row) on the cluster.
+run cargo test --locked -p pingback-persistence --test conformance --test failures --no-fail-fast
 # The black-box HTTP and CLI tests (the real binary; PostgreSQL cases on Citus).
 run cargo test --locked -p pingback-server --test http_api --test cli --no-fail-fast
 # Citus itself; its tests take turns (one stops a worker of the shared cluster).

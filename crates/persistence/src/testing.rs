@@ -65,6 +65,14 @@ impl TestDatabase {
         let url = with_database(&admin_url, &name);
         let workers = match &nodes {
             Some(nodes) => {
+                // Registering nodes and distributing tables replicate the role to the
+                // workers (ALTER ROLE, a cluster-wide row): two test databases doing
+                // it at once fail with "tuple concurrently updated". They take turns,
+                // on a lock of the shared admin database, held until migrated.
+                admin
+                    .batch_execute(CITUS_SETUP_LOCK)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot take the Citus setup lock: {e}"));
                 nodes.prepare(&url, &name).await;
                 nodes.workers.iter().map(|w| w.admin_url.clone()).collect()
             }
@@ -79,6 +87,8 @@ impl TestDatabase {
             },
         };
         database.migrate().await;
+        // Closing the admin connection releases the Citus setup lock.
+        drop(admin);
         database
     }
 
@@ -167,6 +177,10 @@ impl Drop for TestDatabase {
         let _ = dropper.join();
     }
 }
+
+/// Held (session-level, in the admin database) while a test database is made a
+/// Citus database and migrated.
+const CITUS_SETUP_LOCK: &str = "SELECT pg_advisory_lock(7402471198346123288)";
 
 #[derive(QueryableByName)]
 struct Installed {
