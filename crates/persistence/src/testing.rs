@@ -8,7 +8,9 @@
 //! the database is made on every node: created on the coordinator and on each worker
 //! (found in the coordinator's `pg_dist_node`), `citus` created in each, the workers
 //! registered in the new coordinator database; migrating then distributes the tables.
-//! Dropping removes it from every node.
+//! Dropping removes it from every node. (Citus 12.1 does not propagate `CREATE
+//! DATABASE`: it says so in a notice, and has no `citus.enable_create_database_propagation`
+//! setting yet; hence the explicit steps, which also work on any later version.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
