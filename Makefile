@@ -4,11 +4,12 @@ CARGO ?= cargo
 DEMO_BUSINESS ?= b2c3d4e5-f6a7-8901-bcde-f12345678901
 BIND ?= 127.0.0.1:8080
 
-.PHONY: run test check fmt lint build release help audit fuzz
+.PHONY: run test test-citus check fmt lint build release help audit fuzz
 
 help:
 	@echo "make run    build, migrate the embedded SQLite database, load demo data, serve on $(BIND)"
 	@echo "make test   fmt check, clippy, and every test (starts a throw-away PostgreSQL)"
+	@echo "make test-citus  the suites on a throw-away Citus cluster (builds Citus once)"
 
 release:
 	$(CARGO) build --release --locked --bin pingback
@@ -23,6 +24,13 @@ run: release
 # black-box tests. PostgreSQL is installed if missing and run as a temporary cluster.
 test:
 	@scripts/test.sh
+
+# The same suites on a throw-away Citus cluster (coordinator + 2 workers, tables
+# distributed by business), plus the Citus-only tests (tests/citus.rs). Builds Citus
+# from ../shared/vendor into target/citus on first use; PINGBACK_CITUS_PREINSTALLED=1
+# (and CITUS_PG_BINDIR) uses an installed Citus instead. See "Scaling out" in README.
+test-citus:
+	@scripts/test-citus.sh
 
 fmt:
 	$(CARGO) fmt --all

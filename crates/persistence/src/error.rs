@@ -26,12 +26,16 @@ pub enum StorageError {
 /// 57014 statement timeout or cancel, 57P03 cannot connect now, 55P03 lock timeout,
 /// 40P01 deadlock (57P01 admin and 57P02 crash shutdown "terminate" the connection:
 /// `CONNECTION_LOST`). The server's `lc_messages` is English unless someone changed
-/// it; connection loss is otherwise caught by kind.
+/// it; connection loss is otherwise caught by kind. On Citus, a worker the coordinator
+/// cannot reach (08006 from the coordinator, whose own connection is fine) is as
+/// transient as a database down.
 const TRANSIENT_POSTGRES: &[&str] = &[
     "canceling statement due to",
     "the database system is",
     "deadlock detected",
     "could not obtain lock",
+    "connection to the remote node",
+    "could not establish any connections to the node",
 ];
 
 /// The messages of a connection the server ended or that closed under us.
@@ -133,6 +137,11 @@ mod tests {
                 "the database system is shutting down",
             ),
             database_error(DatabaseErrorKind::Unknown, "database is locked"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "connection to the remote node pingback@127.0.0.1:38263 failed with the \
+                 following error: Connection refused",
+            ),
         ] {
             assert!(matches!(classify(error), RepositoryError::Unavailable(_)));
         }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use pingback_application::{ConversationImporter, ConversationRepository, ConversationWriter};
 
+mod citus;
 mod error;
 mod import;
 mod inbox;

@@ -1,11 +1,14 @@
 //! Embedded migrations, run through diesel-async's `AsyncConnectionWrapper` on a
-//! blocking thread (Diesel's migration harness is synchronous).
+//! blocking thread (Diesel's migration harness is synchronous). On PostgreSQL with
+//! Citus, migrating ends by distributing the tables by business (`citus`).
 
+use diesel::backend::Backend;
 use diesel::migration::MigrationSource;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::citus;
 use crate::error::{BoxError, StorageError};
 use crate::settings::{DatabaseSettings, Target, sqlite_uri, with_connect_timeout};
 use crate::sqlite::{self, SqliteAsync};
@@ -49,7 +52,7 @@ async fn run(
             conn.batch_execute(MIGRATION_LOCK)
                 .await
                 .map_err(|e| StorageError::Unavailable(e.into()))?;
-            harness(conn, POSTGRES, direction).await
+            harness(conn, direction, postgres_steps).await
         }
         Target::Sqlite(path) => {
             let mode = match direction {
@@ -74,37 +77,69 @@ async fn run(
                 .await
                 .map_err(|e| StorageError::Unavailable(e.into()))?
                 .map_err(|e| StorageError::Unavailable(e.into()))?;
-            harness::<SqliteAsync>(conn, SQLITE, direction).await
+            harness::<SqliteAsync>(conn, direction, |conn, direction| {
+                apply(conn, SQLITE, direction)
+            })
+            .await
         }
     }
 }
 
+/// Runs `steps` (the migrations in `direction`) on a blocking thread, with the
+/// connection wrapped for Diesel's synchronous harness.
 async fn harness<C>(
     conn: C,
-    migrations: EmbeddedMigrations,
     direction: Direction,
+    steps: fn(&mut AsyncConnectionWrapper<C>, Direction) -> Result<Vec<String>, BoxError>,
 ) -> Result<Vec<String>, StorageError>
 where
     C: AsyncConnection + 'static,
-    AsyncConnectionWrapper<C>: MigrationHarness<C::Backend> + Send + 'static,
-    EmbeddedMigrations: MigrationSource<C::Backend>,
+    AsyncConnectionWrapper<C>: Send + 'static,
 {
     // Built here, in the runtime, so the wrapper drives the connection on it.
     let mut wrapper = AsyncConnectionWrapper::<C>::from(conn);
-    tokio::task::spawn_blocking(move || -> Result<Vec<String>, BoxError> {
-        match direction {
-            Direction::Up => Ok(wrapper
-                .run_pending_migrations(migrations)?
-                .iter()
-                .map(ToString::to_string)
-                .collect()),
-            Direction::DownAll => {
-                wrapper.revert_all_migrations(migrations)?;
-                Ok(Vec::new())
-            }
+    tokio::task::spawn_blocking(move || steps(&mut wrapper, direction))
+        .await
+        .map_err(|e| StorageError::Migration(e.into()))?
+        .map_err(StorageError::Migration)
+}
+
+/// PostgreSQL: the embedded migrations; on Citus one statement at a time (see
+/// `citus::OneStatementAtATime`), then, upwards, the tables distributed by business.
+fn postgres_steps(
+    conn: &mut AsyncConnectionWrapper<AsyncPgConnection>,
+    direction: Direction,
+) -> Result<Vec<String>, BoxError> {
+    if !citus::is_installed(conn)? {
+        return apply(conn, POSTGRES, direction);
+    }
+    let applied = apply(conn, citus::OneStatementAtATime(POSTGRES), direction)?;
+    if let Direction::Up = direction {
+        citus::distribute(conn)?;
+    }
+    Ok(applied)
+}
+
+/// Applies the pending migrations (returning their versions) or reverts them all.
+fn apply<C, DB, S>(
+    conn: &mut C,
+    migrations: S,
+    direction: Direction,
+) -> Result<Vec<String>, BoxError>
+where
+    DB: Backend,
+    C: MigrationHarness<DB>,
+    S: MigrationSource<DB>,
+{
+    match direction {
+        Direction::Up => Ok(conn
+            .run_pending_migrations(migrations)?
+            .iter()
+            .map(ToString::to_string)
+            .collect()),
+        Direction::DownAll => {
+            conn.revert_all_migrations(migrations)?;
+            Ok(Vec::new())
         }
-    })
-    .await
-    .map_err(|e| StorageError::Migration(e.into()))?
-    .map_err(StorageError::Migration)
+    }
 }

@@ -85,11 +85,13 @@ impl PostgresStore {
 /// (`auto`) re-planned the read on every execution (a generic plan's estimate, averaged
 /// over all conversation sizes, looks worse than one for the id at hand), which cost
 /// more than executing it: forcing generic plans nearly doubled the reads PostgreSQL
-/// serves per second (`docs/performance.md`).
+/// serves per second (`docs/performance.md`). On Citus, custom plans instead: its
+/// router needs the business id's value to pick the shard (`citus::SET_PLAN_CACHE_MODE`).
 async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
     let conn = AsyncPgConnection::establish(url).await?;
     let settings = format!(
-        "SET statement_timeout = {statement_timeout_ms}; SET plan_cache_mode = force_generic_plan"
+        "SET statement_timeout = {statement_timeout_ms}; {}",
+        crate::citus::SET_PLAN_CACHE_MODE
     );
     SimpleAsyncConnection::batch_execute(&mut &conn, &settings)
         .await
