@@ -4,6 +4,7 @@
 //! framework's types.
 
 mod commands;
+mod events;
 mod import;
 mod principal;
 mod repository;
@@ -11,6 +12,10 @@ mod use_cases;
 mod write;
 
 pub use commands::{Clock, CommandError, ConversationCommands, SystemClock};
+pub use events::{
+    EventEncoder, EventFeed, EventLog, EventSignals, EventSubscription, EventsAfter, MAX_WAIT,
+    StoredEvent,
+};
 pub use import::{
     ConversationBatches, ConversationImporter, ImportConflict, ImportConflictOwner, ImportError,
     ImportSummary, ImportedEntity, SourceAborted, batches_of,
@@ -23,6 +28,8 @@ pub use write::{
     Updated, WriteError, WriteOutcome, Written,
 };
 
+#[cfg(feature = "mock")]
+pub use events::MockEventLog;
 #[cfg(feature = "mock")]
 pub use import::MockConversationImporter;
 #[cfg(feature = "mock")]

@@ -140,6 +140,8 @@ pub struct Principal {
     business_id: BusinessId,
     subject: Subject,
     scopes: Scopes,
+    /// When the credential expires (Unix seconds), if it does.
+    expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -153,7 +155,20 @@ impl Principal {
             business_id,
             subject,
             scopes,
+            expires_at: None,
         }
+    }
+
+    /// The same principal, whose credential expires at `unix_seconds`.
+    pub fn expiring_at(mut self, unix_seconds: i64) -> Self {
+        self.expires_at = Some(unix_seconds);
+        self
+    }
+
+    /// When the credential expires (Unix seconds): a long-lived request (an event
+    /// stream) ends then.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
     }
 
     pub fn scopes(&self) -> Scopes {

@@ -447,6 +447,24 @@ impl Conversation {
     pub fn messages(&self) -> &[Message] {
         &self.messages
     }
+
+    /// The same conversation without its history (the inbox's and the events' view).
+    pub fn without_history(&self) -> Self {
+        Self {
+            id: self.id,
+            business_id: self.business_id,
+            customer: self.customer.clone(),
+            assignee_id: self.assignee_id,
+            status: self.status,
+            channel_type: self.channel_type.clone(),
+            channel_id: self.channel_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            first_response_at: self.first_response_at,
+            messages: Vec::new(),
+            read_at: self.read_at,
+        }
+    }
 }
 
 #[cfg(test)]

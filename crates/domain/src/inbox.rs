@@ -75,6 +75,9 @@ impl InboxQuery {
 pub struct InboxPage {
     pub items: Vec<ConversationSummary>,
     pub has_more: bool,
+    /// The business's latest event id in the page's snapshot (0 when there is none):
+    /// following the event log from it misses no change made after the page was read.
+    pub last_event_id: i64,
 }
 
 impl InboxPage {

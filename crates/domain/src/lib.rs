@@ -6,6 +6,7 @@
 //! that exists is a valid one. Nothing here does I/O or knows about HTTP or SQL.
 
 mod conversation;
+mod events;
 mod id;
 mod inbox;
 mod text;
@@ -16,6 +17,7 @@ pub use conversation::{
     Attachment, AttachmentParts, Conversation, ConversationError, ConversationParts, Customer,
     CustomerParts, Message, MessageParts, Revision, SenderType, Status,
 };
+pub use events::{ConversationEvent, EventType};
 pub use id::{
     AgentId, AttachmentId, BusinessId, ChannelId, ConversationId, CustomerId, IdError, MessageId,
     SenderId,

@@ -358,6 +358,8 @@ pub struct ConversationHead {
     pub id: ConversationId,
     pub business_id: BusinessId,
     pub customer_id: Option<CustomerId>,
+    /// The customer as stored (what the conversation's events carry).
+    pub customer: Option<Customer>,
     pub assignee_id: Option<AgentId>,
     pub status: Status,
     pub channel_type: ChannelType,
@@ -404,6 +406,32 @@ impl ConversationChanges {
 }
 
 impl ConversationHead {
+    /// The conversation as the inbox and the events show it, with `last_message` (the
+    /// latest message, which the head knows only by id).
+    pub fn summary(
+        &self,
+        last_message: Option<Message>,
+    ) -> Result<crate::inbox::ConversationSummary, crate::conversation::ConversationError> {
+        let conversation = Conversation::new(ConversationParts {
+            id: self.id,
+            business_id: self.business_id,
+            customer: self.customer.clone(),
+            assignee_id: self.assignee_id,
+            status: self.status,
+            channel_type: self.channel_type.clone(),
+            channel_id: self.channel_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            first_response_at: self.first_response_at,
+            messages: Vec::new(),
+        })?;
+        Ok(crate::inbox::ConversationSummary {
+            conversation,
+            message_count: self.message_count,
+            last_message,
+        })
+    }
+
     /// The time a new message gets: the clock, but strictly after every message
     /// already there (1 µs later when the clock is not ahead) and never before the
     /// conversation's last change, so `updated_at` never goes back.
@@ -531,6 +559,7 @@ impl ConversationDraft {
             id: ids.conversation,
             business_id: business,
             customer_id: customer.as_ref().map(Customer::id),
+            customer: None,
             assignee_id: self.assignee_id,
             status: self.status,
             channel_type: self.channel_type.clone(),
@@ -582,6 +611,7 @@ mod tests {
             id: ConversationId::from_uuid(Uuid::from_u128(1)),
             business_id: BusinessId::from_uuid(Uuid::from_u128(2)),
             customer_id: Some(CustomerId::from_uuid(Uuid::from_u128(3))),
+            customer: None,
             assignee_id: None,
             status,
             channel_type: ChannelType::new("email").unwrap(),

@@ -109,6 +109,7 @@ struct Claims {
     business_id: Option<serde_json::Value>,
     iat: Option<serde_json::Value>,
     scope: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
 }
 
 /// Verifies tokens and, when the key allows, signs them (for `pingback token` and the
@@ -299,7 +300,14 @@ impl TokenAuthority {
             }
             Some(_) => return Err(AuthError::Claim("scope")),
         };
-        Ok(Principal::with_scopes(business, subject, scopes))
+        let principal = Principal::with_scopes(business, subject, scopes);
+        // `exp` was validated by jsonwebtoken; a long-lived stream ends when it passes.
+        Ok(
+            match claims.exp.as_ref().and_then(serde_json::Value::as_f64) {
+                Some(exp) => principal.expiring_at(exp as i64),
+                None => principal,
+            },
+        )
     }
 
     /// Signs a token for `business` and `subject` with every scope, valid for `ttl`.

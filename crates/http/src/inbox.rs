@@ -240,6 +240,11 @@ pub struct ConversationListBody<'a> {
     /// the last page.
     #[schema(required = true)]
     next_cursor: Option<String>,
+    /// The business's latest event id when this page was read (same snapshot; 0 when
+    /// there is none): follow `GET /api/v1/events?after=<this>` from the first page's
+    /// value to keep a copy in sync without missing a change.
+    #[schema(minimum = 0)]
+    last_event_id: i64,
 }
 
 /// List conversations (the inbox)
@@ -256,23 +261,32 @@ pub struct ConversationListBody<'a> {
     tag = "conversations",
     params(
         ("status" = Option<String>, Query,
+            pattern = "^(open|pending|resolved|closed)(,(open|pending|resolved|closed))*$",
             description = "One or several statuses, comma-separated (`open,pending`).",
             example = "open,pending"),
         ("assignee_id" = Option<String>, Query,
+            pattern = "^(none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$",
             description = "An agent's id, or `none` for unassigned conversations."),
         ("customer_id" = Option<String>, Query, format = "uuid",
+            pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             description = "One customer's conversations."),
-        ("channel_type" = Option<String>, Query, description = "e.g. `email`."),
+        ("channel_type" = Option<String>, Query, min_length = 1, max_length = 64,
+            pattern = "^[^\\x00-\\x1f\\x7f]+$",
+            description = "e.g. `email` (1 to 64 bytes, no control characters)."),
         ("updated_after" = Option<String>, Query, format = "date-time",
-            description = "Changed strictly after this instant (RFC 3339)."),
+            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+            description = "Changed strictly after this instant (RFC 3339, at most 6 \
+                fractional digits)."),
         ("updated_before" = Option<String>, Query, format = "date-time",
-            description = "Changed strictly before this instant (RFC 3339)."),
-        ("order" = Option<String>, Query,
+            pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+            description = "Changed strictly before this instant (RFC 3339, at most 6 \
+                fractional digits)."),
+        ("order" = Option<String>, Query, pattern = "^-?updated_at$",
             description = "`-updated_at` (default, most recently active first) or `updated_at`."),
         ("limit" = Option<u16>, Query, minimum = 1, maximum = 100,
             description = "Page size, 1 to 100 (default 25)."),
-        ("cursor" = Option<String>, Query,
-            description = "`next_cursor` of the previous page (opaque)."),
+        ("cursor" = Option<String>, Query, min_length = 1,
+            description = "`next_cursor` of the previous page (opaque; any other value is a 400)."),
     ),
     security(("bearerAuth" = ["conversations:read"])),
     responses(
@@ -304,6 +318,7 @@ pub(crate) async fn list_conversations(
     let body = ConversationListBody {
         data: page.items.iter().map(ConversationItemBody::new).collect(),
         next_cursor: next_cursor.clone(),
+        last_event_id: page.last_event_id,
     };
     let json = serde_json::to_vec(&body).map_err(|error| {
         tracing::error!(%error, "serializing a page failed");

@@ -7,6 +7,7 @@ pub mod auth;
 mod docs_types;
 mod envelope;
 mod etag;
+mod events;
 mod example;
 mod inbox;
 mod metrics;
@@ -26,6 +27,7 @@ use actix_web::{App, HttpServer};
 
 pub use auth::{AuthConfig, AuthConfigError, AuthError, KeyConfig, TokenAuthority};
 pub use envelope::{MAX_HEAD_BYTES, REQUEST_ID};
+pub use events::{EventRoutes, JsonEvents};
 pub use metrics::Metrics;
 pub use problem::{ApiError, RETRY_AFTER_SECONDS};
 pub use representation::to_json as conversation_json;

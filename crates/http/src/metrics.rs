@@ -20,8 +20,10 @@ struct Histogram {
 }
 
 /// The routes we label by; anything else is `other` so labels stay bounded.
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 12] = [
     "conversations",
+    "events",
+    "events_stream",
     "conversation",
     "messages",
     "message",
@@ -35,7 +37,7 @@ pub const ROUTES: [&str; 10] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (route, status) → count. Bounded: 10 routes × a few statuses.
+    /// (route, status) → count. Bounded: 12 routes × a few statuses.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     database_errors: [AtomicU64; 2],
@@ -54,6 +56,8 @@ pub enum DatabaseError {
 pub fn route_label(pattern: Option<&str>) -> &'static str {
     match pattern {
         Some("/api/v1/conversations") => "conversations",
+        Some("/api/v1/events") => "events",
+        Some("/api/v1/events/stream") => "events_stream",
         Some("/api/v1/conversations/{conversation_id}") => "conversation",
         Some("/api/v1/conversations/{conversation_id}/messages") => "messages",
         Some("/api/v1/conversations/{conversation_id}/messages/{message_id}") => "message",

@@ -88,6 +88,8 @@ refused without decoding.";
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     paths(
+        crate::events::list_events,
+        crate::events::stream_events,
         crate::inbox::list_conversations,
         crate::writes::create_conversation,
         routes::get_conversation,
@@ -104,6 +106,7 @@ refused without decoding.";
     modifiers(&Contract),
     tags(
         (name = "conversations", description = "Conversations of the caller's business."),
+        (name = "events", description = "The business's event log: a feed to sync from and a live stream."),
         (name = "operations", description = "Liveness, readiness and metrics for operators; no token needed."),
         (name = "documentation", description = "This document and the page that renders it."),
     )
@@ -308,6 +311,29 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
              conversation of another business looks exactly like a missing one.",
         ));
     }
+    if path.starts_with("/api/v1/events") {
+        errors.push(e(
+            ApiError::BadRequest(if path == "/api/v1/events" {
+                "Invalid query parameter `limit`: expected an integer from 1 to 1000.".to_owned()
+            } else {
+                "Unknown query parameter `limit` (expected: after, access_token).".to_owned()
+            }),
+            "A query parameter (or `Last-Event-ID`) is invalid, unknown or repeated; the \
+             detail names it.",
+        ));
+        errors.push(e(
+            ApiError::Gone,
+            "Events after `after` were pruned (retention, `events.retention_days`): list the \
+             conversations again and follow from the list's `last_event_id`.",
+        ));
+    }
+    if path == "/api/v1/events/stream" {
+        errors.push(e(
+            ApiError::TooManyStreams,
+            "This server has `events.max_streams` streams open; retry after `Retry-After` \
+             seconds.",
+        ));
+    }
     if is_list(path) && method == Method::Get {
         errors.push(e(
             ApiError::BadRequest(
@@ -503,6 +529,7 @@ fn problem_response(group: &[DocumentedError]) -> Response {
             let name = match d.error {
                 ApiError::Conflict(_) => "closed".to_owned(),
                 ApiError::KeyInFlight => "idempotency-key-in-flight".to_owned(),
+                ApiError::TooManyStreams => "too-many-streams".to_owned(),
                 _ => serde_json::to_value(kind)
                     .ok()
                     .and_then(|v| {
@@ -522,6 +549,14 @@ fn problem_response(group: &[DocumentedError]) -> Response {
             .collect::<Vec<_>>()
             .join(" Or: ")
     };
+    // A status some of whose problems carry `Retry-After` (a key in flight, beside a
+    // closed conversation) documents it as optional.
+    let retry_after_sometimes = !matches!(
+        error,
+        ApiError::Unavailable | ApiError::KeyInFlight | ApiError::TooManyStreams
+    ) && group
+        .iter()
+        .any(|d| matches!(d.error, ApiError::KeyInFlight | ApiError::TooManyStreams));
     let mut response = ResponseBuilder::new()
         .description(description)
         .content(PROBLEM_JSON, content.build())
@@ -559,7 +594,7 @@ fn problem_response(group: &[DocumentedError]) -> Response {
                 fixed_header(allow, "The methods the resource supports."),
             );
         }
-        ApiError::Unavailable | ApiError::KeyInFlight => {
+        ApiError::Unavailable | ApiError::KeyInFlight | ApiError::TooManyStreams => {
             response = response.header(
                 "Retry-After",
                 required(header(
@@ -572,6 +607,18 @@ fn problem_response(group: &[DocumentedError]) -> Response {
             );
         }
         _ => {}
+    }
+    if retry_after_sometimes {
+        response = response.header(
+            "Retry-After",
+            header(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .examples([RETRY_AFTER_SECONDS]),
+                "Seconds to wait before retrying, when the problem is one to retry.",
+            ),
+        );
     }
     response.build()
 }
@@ -622,7 +669,8 @@ fn list_extras(get: &mut Operation) {
             .unwrap_or_default();
         serde_json::json!({
             "data": [item],
-            "next_cursor": "AQAGGJ4N3dTwxl0x3ngASB2V1kMtmDdcqpxf9WMmCeL2F6-kgTHvdgAAAAAAAAAAAAAAAAAAAA"
+            "next_cursor": "AQAGGJ4N3dTwxl0x3ngASB2V1kMtmDdcqpxf9WMmCeL2F6-kgTHvdgAAAAAAAAAAAAAAAAAAAA",
+            "last_event_id": 41
         })
     });
     for (status, response) in &mut get.responses.responses {

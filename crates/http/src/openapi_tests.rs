@@ -755,6 +755,38 @@ async fn every_documented_response_is_what_the_app_answers() {
                     )
                 })
                 .collect();
+            if path.starts_with("/api/v1/events") {
+                // The feed and the stream read the event log port.
+                let log =
+                    |answer: fn() -> Result<pingback_application::EventsAfter, RepositoryError>| {
+                        let mut log = pingback_application::MockEventLog::new();
+                        log.expect_events_after().returning(move |_, _, _| answer());
+                        log
+                    };
+                for answer in [
+                    (|| Ok(pingback_application::EventsAfter::Gone))
+                        as fn() -> Result<pingback_application::EventsAfter, RepositoryError>,
+                    || Err(RepositoryError::unavailable("down")),
+                    || {
+                        Err(RepositoryError::internal(
+                            "relation \"events\" does not exist",
+                        ))
+                    },
+                ] {
+                    states.push((
+                        crate::tests::state_with_ports(
+                            found(),
+                            writer(None),
+                            log(answer),
+                            tokens(),
+                        ),
+                        request(),
+                    ));
+                }
+                let mut full = crate::tests::state_with_writer(found(), writer(None), tokens());
+                full.events.streams = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+                states.push((full, request()));
+            }
             if path.contains("{message_id}") {
                 // The message read goes through the writer port.
                 let other = url.replace(MESSAGE, "0b5f3c9e-6a61-4c1e-9d59-6f2f1f0f4a7e");
@@ -919,7 +951,10 @@ fn every_labelled_route_is_documented() {
 fn the_conversation_route_requires_the_bearer_scheme() {
     let document = document();
     let operation = &document["paths"][CONVERSATION_PATH]["get"];
-    assert_eq!(operation["security"], json!([{ openapi::BEARER: [] }]));
+    assert_eq!(
+        operation["security"],
+        json!([{ openapi::BEARER: ["conversations:read"] }])
+    );
     let scheme = &document["components"]["securitySchemes"][openapi::BEARER];
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
@@ -973,8 +1008,9 @@ fn problem_types_cover_every_error() {
         "/problems/unsupported-media-type",
         "/problems/validation",
         "/problems/idempotency-key-reused",
+        "/problems/gone",
     ] {
         assert!(documented.contains(&json!(uri)), "{uri}");
     }
-    assert_eq!(documented.len(), 13);
+    assert_eq!(documented.len(), 14);
 }

@@ -49,6 +49,12 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the idempotency key was used for another request")]
     IdempotencyKeyReused,
+    /// Events after the requested position were pruned.
+    #[error("events were pruned")]
+    Gone,
+    /// The process has as many event streams open as it allows.
+    #[error("too many event streams")]
+    TooManyStreams,
     #[error("request header fields too large")]
     HeadTooLarge,
     #[error("the database is unavailable")]
@@ -83,6 +89,8 @@ pub enum ProblemType {
     Validation,
     #[serde(rename = "/problems/idempotency-key-reused")]
     IdempotencyKeyReused,
+    #[serde(rename = "/problems/gone")]
+    Gone,
     #[serde(rename = "/problems/too-large")]
     TooLarge,
     #[serde(rename = "/problems/unavailable")]
@@ -151,6 +159,8 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 (ProblemType::IdempotencyKeyReused, "Unprocessable Content")
             }
+            Self::Gone => (ProblemType::Gone, "Gone"),
+            Self::TooManyStreams => (ProblemType::Unavailable, "Service Unavailable"),
             Self::HeadTooLarge => (ProblemType::TooLarge, "Request Header Fields Too Large"),
             Self::Unavailable => (ProblemType::Unavailable, "Service Unavailable"),
             Self::Internal => (ProblemType::Internal, "Internal Server Error"),
@@ -187,6 +197,12 @@ impl ApiError {
                 1 => "1 value of the request is invalid; see `errors`.".to_owned(),
                 n => format!("{n} values of the request are invalid; see `errors`."),
             },
+            Self::Gone => "Events after this position were pruned (retention): list the \
+                conversations again, then follow the events from the list's last_event_id."
+                .to_owned(),
+            Self::TooManyStreams => "This server has as many event streams open as it \
+                allows; retry shortly (another server may take it)."
+                .to_owned(),
             Self::IdempotencyKeyReused => "This Idempotency-Key was used with another method, \
                 path or body within the last 24 hours: use a new key for a new request."
                 .to_owned(),
@@ -249,7 +265,7 @@ impl ApiError {
             Self::MethodNotAllowed(allow) => {
                 response.insert_header((header::ALLOW, *allow));
             }
-            Self::Unavailable | Self::KeyInFlight => {
+            Self::Unavailable | Self::KeyInFlight | Self::TooManyStreams => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
             }
             _ => {}
@@ -293,6 +309,8 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Gone => StatusCode::GONE,
+            Self::TooManyStreams => StatusCode::SERVICE_UNAVAILABLE,
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -42,6 +42,7 @@ macro_rules! resource {
 pub struct ApiState {
     pub conversations: ConversationService,
     pub commands: ConversationCommands,
+    pub events: crate::events::EventRoutes,
     pub tokens: Arc<TokenAuthority>,
     pub metrics: Arc<Metrics>,
 }
@@ -65,6 +66,10 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource!(
                 "/api/v1/conversations/{conversation_id}/messages/{message_id}", "GET, HEAD",
                 get_or_head() => crate::writes::get_message))
+            .service(resource!("/api/v1/events", "GET, HEAD",
+                get_or_head() => crate::events::list_events))
+            .service(resource!("/api/v1/events/stream", "GET, HEAD",
+                get_or_head() => crate::events::stream_events))
             .service(resource!("/healthz", "GET, HEAD", get_or_head() => healthz))
             .service(resource!("/readyz", "GET, HEAD", get_or_head() => readyz))
             .service(resource!("/metrics", "GET, HEAD", get_or_head() => metrics))
@@ -116,7 +121,7 @@ pub(crate) fn authenticate(
             description = "An `ETag` from an earlier response: the current one gives 304 \
                 with no body (`*` matches any)."),
     ),
-    security(("bearerAuth" = [])),
+    security(("bearerAuth" = ["conversations:read"])),
     responses(
         (status = 200, description = "The conversation, in the caller's business.",
             body = ConversationBody<'static>),

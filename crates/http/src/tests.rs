@@ -137,6 +137,7 @@ pub(crate) fn repository_with(found: Option<Conversation>) -> MockConversationRe
                     })
                     .collect(),
                 has_more: false,
+                last_event_id: 0,
             })
         });
     repository.expect_ping().returning(|| Ok(()));
@@ -162,8 +163,37 @@ pub(crate) fn state_with_writer(
     writer: pingback_application::MockConversationWriter,
     tokens: TokenAuthority,
 ) -> ApiState {
+    state_with_ports(repository, writer, empty_event_log(), tokens)
+}
+
+/// An event log with no events.
+pub(crate) fn empty_event_log() -> pingback_application::MockEventLog {
+    let mut log = pingback_application::MockEventLog::new();
+    log.expect_events_after()
+        .returning(|_, _, _| Ok(pingback_application::EventsAfter::Events(Vec::new())));
+    log
+}
+
+/// Handler state over mock ports. Event streams end at once (the server is "stopping").
+pub(crate) fn state_with_ports(
+    repository: MockConversationRepository,
+    writer: pingback_application::MockConversationWriter,
+    events: pingback_application::MockEventLog,
+    tokens: TokenAuthority,
+) -> ApiState {
     let conversations = ConversationService::new(Arc::new(repository));
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(true);
+    // Leaked so the stream's shutdown signal stays `true`, never closed.
+    std::mem::forget(stopping);
     ApiState {
+        events: crate::events::EventRoutes {
+            feed: pingback_application::EventFeed::new(
+                Arc::new(events),
+                pingback_application::EventSignals::new(std::time::Duration::from_secs(1)),
+            ),
+            streams: Arc::new(tokio::sync::Semaphore::new(8)),
+            stopping: stopping_rx,
+        },
         commands: pingback_application::ConversationCommands::new(
             Arc::new(writer),
             conversations.clone(),

@@ -261,7 +261,8 @@ fn command_error(req: &HttpRequest, state: &ApiState, error: CommandError) -> Ap
     tag = "conversations",
     request_body(content = crate::docs_types::CreateConversationRequest, content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[ -~]{1,255}$",
             description = "1 to 255 printable ASCII characters: a retry with the same key, \
                 method, path and body within 24 h replays the first answer \
                 (`Idempotent-Replayed: true`) and writes nothing."),
@@ -319,7 +320,8 @@ pub(crate) async fn create_conversation(
         ("conversation_id" = String, Path, format = "uuid",
             description = "The conversation's id; anything that is not one of your \
                 business's conversations is a 404."),
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[ -~]{1,255}$",
             description = "As for creating a conversation."),
         ("Prefer" = Option<String>, Header,
             description = "`return=minimal`: 201 with the same headers and no body."),

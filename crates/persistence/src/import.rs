@@ -10,7 +10,9 @@ use pingback_application::{
     ConversationBatches, ImportConflict, ImportConflictOwner, ImportError, ImportSummary,
     ImportedEntity, RepositoryError, SourceAborted,
 };
-use pingback_domain::{BusinessId, Conversation, ConversationId};
+use pingback_domain::{
+    BusinessId, Conversation, ConversationEvent, ConversationId, ConversationSummary, Timestamp,
+};
 use uuid::Uuid;
 
 use crate::error::classify;
@@ -24,6 +26,8 @@ pub(crate) const MAX_CONFLICTS: usize = 50;
 /// Why an import stopped; every variant rolls the transaction back.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ImportFailure {
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteFailure),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
     #[error("{} conflicting id(s)", .0.len())]
@@ -69,6 +73,13 @@ pub(crate) trait ImportSink: Send {
         &mut self,
         batch: Vec<Conversation>,
     ) -> impl Future<Output = Result<(), ImportFailure>> + Send;
+
+    /// Appends events to `business`'s log (in the import's transaction).
+    fn append_events(
+        &mut self,
+        business: DbUuid,
+        events: Vec<ConversationEvent>,
+    ) -> impl Future<Output = Result<(), ImportFailure>> + Send;
 }
 
 /// Runs an import against `sink`; the caller commits on `Ok` and rolls back on `Err`.
@@ -93,7 +104,21 @@ pub(crate) async fn run<S: ImportSink>(
             continue;
         }
         state.count(&batch);
+        // One `conversation.imported` per conversation, in input order, per business.
+        let at = Timestamp::now();
+        let mut events: Vec<(DbUuid, Vec<ConversationEvent>)> = Vec::new();
+        for c in &batch {
+            let business = DbUuid(c.business_id().into_uuid());
+            let event = ConversationEvent::imported(ConversationSummary::of(c), at);
+            match events.iter_mut().find(|(b, _)| *b == business) {
+                Some((_, list)) => list.push(event),
+                None => events.push((business, vec![event])),
+            }
+        }
         sink.write(batch).await?;
+        for (business, list) in events {
+            sink.append_events(business, list).await?;
+        }
     }
     if state.conflicts.is_empty() {
         Ok(state.summary)
@@ -287,6 +312,10 @@ pub(crate) fn finish_import<M: deadpool::managed::Manager>(
             Err(ImportError::Aborted(aborted))
         }
         Err(ImportFailure::Database(error)) => Err(ImportError::Storage(classify(error))),
+        Err(ImportFailure::Write(error)) => match pingback_application::WriteError::from(error) {
+            pingback_application::WriteError::Storage(error) => Err(ImportError::Storage(error)),
+            other => Err(ImportError::Storage(RepositoryError::internal(other))),
+        },
         Err(ImportFailure::Corrupt(error)) => {
             Err(ImportError::Storage(RepositoryError::internal(error)))
         }

@@ -142,6 +142,7 @@ pub(crate) fn page(
     query: &InboxQuery,
     mut records: Vec<InboxRecord>,
     attachments: Vec<InboxAttachment>,
+    last_event_id: i64,
 ) -> Result<InboxPage, CorruptRow> {
     let limit = usize::from(query.limit);
     let has_more = records.len() > limit;
@@ -172,5 +173,9 @@ pub(crate) fn page(
             })
         })
         .collect::<Result<_, CorruptRow>>()?;
-    Ok(InboxPage { items, has_more })
+    Ok(InboxPage {
+        items,
+        has_more,
+        last_event_id,
+    })
 }

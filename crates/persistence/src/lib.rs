@@ -22,10 +22,13 @@
 
 use std::sync::Arc;
 
-use pingback_application::{ConversationImporter, ConversationRepository, ConversationWriter};
+use pingback_application::{
+    ConversationImporter, ConversationRepository, ConversationWriter, EventLog,
+};
 
 mod citus;
 mod error;
+mod events;
 mod import;
 mod inbox;
 mod migrations;
@@ -44,6 +47,7 @@ mod write;
 pub mod testing;
 
 pub use error::StorageError;
+pub use events::{EventWiring, relay_notifications};
 pub use settings::{Backend, DatabaseSettings};
 
 /// The ports, wired to one database.
@@ -52,6 +56,7 @@ pub struct Storage {
     pub repository: Arc<dyn ConversationRepository>,
     pub importer: Arc<dyn ConversationImporter>,
     pub writer: Arc<dyn ConversationWriter>,
+    pub events: Arc<dyn EventLog>,
     pub backend: Backend,
 }
 
@@ -64,24 +69,29 @@ impl std::fmt::Debug for Storage {
 }
 
 /// Builds the connection pool lazily: succeeds even when the database is down.
-pub fn connect(settings: &DatabaseSettings) -> Result<Storage, StorageError> {
+///
+/// `events`: how events are encoded when appended, and whom to tell after a commit.
+pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Storage, StorageError> {
     settings.validate()?;
     match settings.target()? {
         settings::Target::Postgres(url) => {
-            let store = postgres::PostgresStore::new(&url, settings)?;
+            let store = postgres::PostgresStore::new(&url, settings, events)?;
             Ok(Storage {
                 repository: Arc::new(store.clone()),
                 importer: Arc::new(store.clone()),
-                writer: Arc::new(store),
+                writer: Arc::new(store.clone()),
+                events: Arc::new(store),
                 backend: Backend::Postgres,
             })
         }
         settings::Target::Sqlite(path) => {
-            let store = sqlite::SqliteStore::new(settings::sqlite_uri(&path, "rw"), settings)?;
+            let store =
+                sqlite::SqliteStore::new(settings::sqlite_uri(&path, "rw"), settings, events)?;
             Ok(Storage {
                 repository: Arc::new(store.clone()),
                 importer: Arc::new(store.clone()),
-                writer: Arc::new(store),
+                writer: Arc::new(store.clone()),
+                events: Arc::new(store),
                 backend: Backend::Sqlite,
             })
         }

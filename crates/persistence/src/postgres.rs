@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use diesel::OptionalExtension;
 use diesel::{ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl, QueryResult};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
@@ -17,8 +18,11 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     PoolStatus, RepositoryError, StoredRevision,
 };
+use pingback_application::{EventLog, EventsAfter};
+use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
 
+use crate::events::{EventRecord, EventWiring};
 use crate::inbox::{self, InboxAttachment, InboxRecord};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout_at};
@@ -45,12 +49,17 @@ pub(crate) struct PostgresStore {
     /// Conversation reads: shared, pipelined connections.
     reads: Arc<ReadConnections>,
     budget: Duration,
+    events: Arc<EventWiring>,
 }
 
 impl PostgresStore {
     /// Builds the pool and the read lanes without connecting: connections are made on
     /// demand.
-    pub(crate) fn new(url: &str, settings: &DatabaseSettings) -> Result<Self, StorageError> {
+    pub(crate) fn new(
+        url: &str,
+        settings: &DatabaseSettings,
+        events: &EventWiring,
+    ) -> Result<Self, StorageError> {
         let url = with_connect_timeout(url, settings.connect_timeout);
         let statement_timeout_ms = settings.statement_timeout.as_millis();
         let reads = Arc::new(ReadConnections {
@@ -73,6 +82,7 @@ impl PostgresStore {
             pool: crate::pool::build(manager, settings)?,
             reads,
             budget: crate::pool::call_budget(settings),
+            events: Arc::new(events.clone()),
         })
     }
 }
@@ -181,6 +191,10 @@ impl PostgresStore {
     /// How long one call may take in all.
     pub(crate) fn budget(&self) -> Duration {
         self.budget
+    }
+
+    pub(crate) fn events(&self) -> &Arc<EventWiring> {
+        &self.events
     }
 
     /// Runs `read` (one statement) on a read lane within the call budget.
@@ -293,13 +307,18 @@ impl ConversationRepository for PostgresStore {
                             .load::<InboxAttachment>(conn)
                             .await?
                     };
-                    Ok::<_, diesel::result::Error>((records, attachments))
+                    let last_event_id = crate::events::last_event_query!(business)
+                        .first::<i64>(conn)
+                        .await
+                        .optional()?;
+                    Ok::<_, diesel::result::Error>((records, attachments, last_event_id))
                 })
                 .await;
             match result {
-                Ok((records, attachments)) => {
+                Ok((records, attachments, last_event_id)) => {
                     checkout.release();
-                    inbox::page(query, records, attachments).map_err(RepositoryError::internal)
+                    inbox::page(query, records, attachments, last_event_id.unwrap_or(0))
+                        .map_err(RepositoryError::internal)
                 }
                 Err(error) => Err(classify(error)),
             }
@@ -337,10 +356,18 @@ impl ConversationImporter for PostgresStore {
                 "pooled connection missing",
             )));
         };
+        let events = Arc::clone(&self.events);
         let result = conn
             .transaction(async move |conn| {
                 diesel::sql_query(IMPORT_LOCK).execute(conn).await?;
-                import::run(&mut PostgresSink { conn }, batches).await
+                import::run(
+                    &mut PostgresSink {
+                        conn,
+                        events: &events,
+                    },
+                    batches,
+                )
+                .await
             })
             .await;
         finish_import(checkout, result)
@@ -349,9 +376,19 @@ impl ConversationImporter for PostgresStore {
 
 struct PostgresSink<'c> {
     conn: &'c mut AsyncPgConnection,
+    events: &'c EventWiring,
 }
 
 impl ImportSink for PostgresSink<'_> {
+    async fn append_events(
+        &mut self,
+        business: DbUuid,
+        events: Vec<pingback_domain::ConversationEvent>,
+    ) -> Result<(), ImportFailure> {
+        crate::postgres_write::append_events(self.conn, self.events, business, &events).await?;
+        Ok(())
+    }
+
     async fn existing(&mut self, ids: BatchIds) -> Result<Existing, ImportFailure> {
         let conn = &*self.conn;
         // Four independent lookups, pipelined.
@@ -464,5 +501,73 @@ impl ImportSink for PostgresSink<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresStore {
+    async fn events_after(
+        &self,
+        business: BusinessId,
+        after: i64,
+        limit: u16,
+    ) -> Result<EventsAfter, RepositoryError> {
+        let business = DbUuid(business.into_uuid());
+        let limit = i64::from(limit);
+        let run = async {
+            let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
+            let mut checkout = Checkout::new(object);
+            let Some(conn) = checkout.connection() else {
+                return Err(RepositoryError::internal("pooled connection missing"));
+            };
+            // One snapshot: the events, and the last id when they alone cannot tell
+            // "nothing yet" from "pruned".
+            let result = conn
+                .build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(async move |conn| {
+                    let records = crate::events::events_query!(business, after, limit)
+                        .load::<EventRecord>(conn)
+                        .await?;
+                    let last = if crate::events::needs_last_id(after, &records) {
+                        crate::events::last_event_query!(business)
+                            .first::<i64>(conn)
+                            .await
+                            .optional()?
+                    } else {
+                        None
+                    };
+                    Ok::<_, diesel::result::Error>((records, last))
+                })
+                .await;
+            match result {
+                Ok((records, last)) => {
+                    checkout.release();
+                    crate::events::events_after(after, records, last)
+                        .map_err(RepositoryError::internal)
+                }
+                Err(error) => Err(classify(error)),
+            }
+        };
+        tokio::time::timeout(self.budget, run)
+            .await
+            .unwrap_or_else(|_| Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))))
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
+        let before = crate::schema::Micros(before.unix_micros());
+        let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
+        let mut checkout = Checkout::new(object);
+        let Some(conn) = checkout.connection() else {
+            return Err(RepositoryError::internal("pooled connection missing"));
+        };
+        // Old rows only: writers insert new ones and never wait on this.
+        let deleted = crate::events::prune_query!(before)
+            .execute(conn)
+            .await
+            .map_err(classify)?;
+        checkout.release();
+        Ok(deleted as u64)
     }
 }

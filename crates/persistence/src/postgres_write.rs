@@ -9,11 +9,12 @@ use pingback_application::{
     Written,
 };
 use pingback_domain::{
-    BusinessId, Conversation, ConversationDraft, ConversationHead, ConversationId,
-    ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId, MessageIds,
-    NewConversationIds, Revision, Timestamp,
+    BusinessId, Conversation, ConversationDraft, ConversationEvent, ConversationHead,
+    ConversationId, ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId,
+    MessageIds, NewConversationIds, Revision, Timestamp,
 };
 
+use crate::events::{BUMP_POSTGRES, EventWiring, LastId, NOTIFY_POSTGRES, bump_query};
 use crate::pool::Checkout;
 use crate::postgres::PostgresStore;
 use crate::rows::{self, BatchRows, CustomerRow, HeadRecord, HistoryRecord};
@@ -34,9 +35,10 @@ const EXTERNAL_ID_LOCK: &str =
 /// within the call budget. A connection whose transaction did not end cleanly is
 /// closed, never reused.
 macro_rules! in_transaction {
-    ($store:expr, |$sink:ident| $body:expr) => {{
+    ($store:expr, $business:expr, |$sink:ident| $body:expr) => {{
         let store: &PostgresStore = $store;
         let budget = store.budget();
+        let wiring = std::sync::Arc::clone(store.events());
         let run = async {
             let object = store
                 .pool()
@@ -49,19 +51,28 @@ macro_rules! in_transaction {
                     "pooled connection missing",
                 )));
             };
+            let events = std::sync::Arc::clone(&wiring);
             let result = conn
                 .transaction(async move |conn| {
-                    let $sink = &mut PostgresSink { conn };
+                    let $sink = &mut PostgresSink {
+                        conn,
+                        events: &events,
+                    };
                     $body.await
                 })
                 .await;
             finish_write(checkout, result)
         };
-        tokio::time::timeout(budget, run).await.unwrap_or_else(|_| {
+        let result = tokio::time::timeout(budget, run).await.unwrap_or_else(|_| {
             Err(WriteError::Storage(RepositoryError::unavailable(
                 crate::error::DeadlineExceeded(budget),
             )))
-        })
+        });
+        if result.is_ok() {
+            // Readers in this process learn of it at once; others through NOTIFY.
+            wiring.signals.notify($business);
+        }
+        result
     }};
 }
 
@@ -94,7 +105,7 @@ impl ConversationWriter for PostgresStore {
         now: Timestamp,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Written<Conversation>, WriteError> {
-        in_transaction!(self, |sink| write::create(
+        in_transaction!(self, business, |sink| write::create(
             sink, business, draft, ids, now, claim
         ))
     }
@@ -108,7 +119,7 @@ impl ConversationWriter for PostgresStore {
         now: Timestamp,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Written<MessageAppended>, WriteError> {
-        in_transaction!(self, |sink| write::append(
+        in_transaction!(self, business, |sink| write::append(
             sink, business, id, draft, ids, now, claim
         ))
     }
@@ -121,7 +132,7 @@ impl ConversationWriter for PostgresStore {
         expected: Option<Revision>,
         now: Timestamp,
     ) -> Result<Updated, WriteError> {
-        in_transaction!(self, |sink| write::update(
+        in_transaction!(self, business, |sink| write::update(
             sink, business, id, patch, expected, now
         ))
     }
@@ -153,6 +164,7 @@ impl ConversationWriter for PostgresStore {
 
 pub(crate) struct PostgresSink<'c> {
     conn: &'c mut AsyncPgConnection,
+    events: &'c EventWiring,
 }
 
 impl WriteSink for PostgresSink<'_> {
@@ -310,6 +322,14 @@ impl WriteSink for PostgresSink<'_> {
         Ok(())
     }
 
+    async fn append_events(
+        &mut self,
+        business: DbUuid,
+        events: Vec<ConversationEvent>,
+    ) -> Result<(), WriteFailure> {
+        append_events(self.conn, self.events, business, &events).await
+    }
+
     async fn read(
         &mut self,
         business: DbUuid,
@@ -320,4 +340,34 @@ impl WriteSink for PostgresSink<'_> {
             .await;
         snapshot_read::found(rows?).map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
     }
+}
+
+/// Appends events to a business's log inside the caller's transaction, and has
+/// PostgreSQL notify listeners when it commits (see `crate::events`).
+pub(crate) async fn append_events(
+    conn: &mut AsyncPgConnection,
+    wiring: &EventWiring,
+    business: DbUuid,
+    events: &[ConversationEvent],
+) -> Result<(), WriteFailure> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let encoded = crate::events::encode(wiring.encoder.as_ref(), events);
+    let count = i64::try_from(encoded.len()).unwrap_or(i64::MAX);
+    let last = bump_query!(BUMP_POSTGRES, business, count)
+        .get_result::<LastId>(conn)
+        .await?
+        .last_event_id;
+    for chunk in crate::events::rows(business, last - count + 1, &encoded).chunks(5_000) {
+        diesel::insert_into(crate::schema::events::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    diesel::sql_query(NOTIFY_POSTGRES)
+        .bind::<diesel::sql_types::Text, _>(business.0.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }

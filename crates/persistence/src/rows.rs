@@ -217,7 +217,7 @@ pub(crate) use conversation_upsert;
 
 pub(crate) type ConversationRecord = (ConversationRow, Option<CustomerRow>);
 /// A conversation row, its customer's revision, its message count and latest message.
-pub(crate) type HeadRecord = (ConversationRow, Option<i64>, i64, Option<DbUuid>);
+pub(crate) type HeadRecord = (ConversationRow, Option<CustomerRow>, i64, Option<DbUuid>);
 pub(crate) type HistoryRecord = (MessageRow, Option<AttachmentRow>);
 
 fn text(what: &'static str, value: String) -> Result<Text, CorruptRow> {
@@ -501,13 +501,15 @@ pub(crate) fn stored_customer(row: CustomerRow) -> Result<(Customer, i64), Corru
 /// The state a write decides on, from the locked conversation row, its customer's
 /// revision and the time of its latest message.
 pub(crate) fn head(
-    (row, customer_revision, message_count, last_message_id): HeadRecord,
+    (row, customer_row, message_count, last_message_id): HeadRecord,
     last_message_at: Option<Micros>,
 ) -> Result<pingback_domain::ConversationHead, CorruptRow> {
+    let customer_revision = customer_row.as_ref().map(|c| c.revision);
     Ok(pingback_domain::ConversationHead {
         id: ConversationId::from_uuid(row.id.0),
         business_id: BusinessId::from_uuid(row.business_id.0),
         customer_id: row.customer_id.map(|c| CustomerId::from_uuid(c.0)),
+        customer: customer_row.map(customer).transpose()?,
         assignee_id: row.assignee_id.map(|a| AgentId::from_uuid(a.0)),
         status: row
             .status

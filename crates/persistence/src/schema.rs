@@ -193,3 +193,28 @@ diesel::table! {
         created_at -> Instant,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::BigInt;
+    use super::sql::Uuid;
+
+    business_event_counters (business_id) {
+        business_id -> Uuid,
+        last_event_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{BigInt, Text};
+    use super::sql::{Instant, Uuid};
+
+    events (business_id, id) {
+        business_id -> Uuid,
+        id -> BigInt,
+        #[sql_name = "type"]
+        kind -> Text,
+        occurred_at -> Instant,
+        conversation_id -> Uuid,
+        data -> Text,
+    }
+}

@@ -264,7 +264,7 @@ mod tests {
                 broken.validate(),
                 Err(StorageError::InvalidSettings(_))
             ));
-            assert!(crate::connect(&broken).is_err());
+            assert!(crate::connect(&broken, &crate::testing::events()).is_err());
         }
     }
 

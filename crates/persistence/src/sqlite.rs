@@ -8,6 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use diesel::OptionalExtension;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{
@@ -25,8 +26,11 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     PoolStatus, RepositoryError, SourceAborted, StoredRevision,
 };
+use pingback_application::{EventLog, EventsAfter};
+use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
 
+use crate::events::{EventRecord, EventWiring};
 use crate::inbox::{self, InboxAttachment, InboxRecord};
 use tokio::sync::oneshot;
 
@@ -61,12 +65,17 @@ pub(crate) fn pragmas(busy_timeout: Duration) -> String {
 pub(crate) struct SqliteStore {
     pool: Pool<SqliteAsync>,
     budget: Duration,
+    events: std::sync::Arc<EventWiring>,
 }
 
 impl SqliteStore {
     /// `uri` is a `file:` URI that does not create the file: serving never invents an
     /// empty database (`migrate` creates it).
-    pub(crate) fn new(uri: String, settings: &DatabaseSettings) -> Result<Self, StorageError> {
+    pub(crate) fn new(
+        uri: String,
+        settings: &DatabaseSettings,
+        events: &EventWiring,
+    ) -> Result<Self, StorageError> {
         let pragmas = pragmas(settings.statement_timeout);
         let mut config = ManagerConfig::<SqliteAsync>::default();
         config.recycling_method = RecyclingMethod::Fast;
@@ -83,6 +92,7 @@ impl SqliteStore {
         Ok(Self {
             pool: crate::pool::build(manager, settings)?,
             budget: crate::pool::call_budget(settings),
+            events: std::sync::Arc::new(events.clone()),
         })
     }
 }
@@ -119,6 +129,10 @@ impl SqliteStore {
 
     pub(crate) fn budget(&self) -> Duration {
         self.budget
+    }
+
+    pub(crate) fn events(&self) -> &std::sync::Arc<EventWiring> {
+        &self.events
     }
 
     /// Runs `work` on a pooled connection's blocking thread within the call's budget.
@@ -195,9 +209,10 @@ impl ConversationRepository for SqliteStore {
         let business = DbUuid(business.into_uuid());
         let query = std::sync::Arc::new(query);
         let statement = std::sync::Arc::clone(&query);
-        let (records, attachments) = self
+        let (records, attachments, last_event_id) = self
             .call(move |conn| {
-                // One read transaction: the page and its attachments see one snapshot.
+                // One read transaction: the page, its attachments and the last event
+                // id see one snapshot.
                 conn.transaction(|conn| {
                     let records = inbox::inbox_query!(diesel::sqlite::Sqlite, business, &statement)
                         .load::<InboxRecord>(conn)?;
@@ -208,11 +223,15 @@ impl ConversationRepository for SqliteStore {
                         inbox::inbox_attachments_query!(business, &latest)
                             .load::<InboxAttachment>(conn)?
                     };
-                    Ok((records, attachments))
+                    let last_event_id = crate::events::last_event_query!(business)
+                        .first::<i64>(conn)
+                        .optional()?;
+                    Ok((records, attachments, last_event_id))
                 })
             })
             .await?;
-        inbox::page(&query, records, attachments).map_err(RepositoryError::internal)
+        inbox::page(&query, records, attachments, last_event_id.unwrap_or(0))
+            .map_err(RepositoryError::internal)
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
@@ -232,6 +251,7 @@ impl ConversationImporter for SqliteStore {
         let (caller, gone) = oneshot::channel::<()>();
         let batches = abort_when_dropped(batches, gone);
         let pool = self.pool.clone();
+        let events = std::sync::Arc::clone(&self.events);
         let task = tokio::spawn(async move {
             let object = pool
                 .get()
@@ -247,7 +267,14 @@ impl ConversationImporter for SqliteStore {
             // concurrent import waits (busy_timeout) instead of failing on lock upgrade.
             let result = conn
                 .immediate_transaction(async move |conn| {
-                    import::run(&mut SqliteSink { conn }, batches).await
+                    import::run(
+                        &mut SqliteSink {
+                            conn,
+                            events: &events,
+                        },
+                        batches,
+                    )
+                    .await
                 })
                 .await;
             finish_import(checkout, result)
@@ -280,9 +307,24 @@ fn abort_when_dropped(
 
 struct SqliteSink<'c> {
     conn: &'c mut SqliteAsync,
+    events: &'c EventWiring,
 }
 
 impl ImportSink for SqliteSink<'_> {
+    async fn append_events(
+        &mut self,
+        business: DbUuid,
+        events: Vec<pingback_domain::ConversationEvent>,
+    ) -> Result<(), ImportFailure> {
+        let encoded = crate::events::encode(self.events.encoder.as_ref(), &events);
+        self.conn
+            .spawn_blocking(move |conn| {
+                Ok(crate::sqlite_write::append_events(conn, business, &encoded))
+            })
+            .await??;
+        Ok(())
+    }
+
     async fn existing(&mut self, ids: BatchIds) -> Result<Existing, ImportFailure> {
         Ok(self
             .conn
@@ -387,4 +429,42 @@ fn write(conn: &mut SqliteConnection, batch: &[Conversation]) -> Result<(), Impo
             .execute(conn)?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn events_after(
+        &self,
+        business: BusinessId,
+        after: i64,
+        limit: u16,
+    ) -> Result<EventsAfter, RepositoryError> {
+        let business = DbUuid(business.into_uuid());
+        let limit = i64::from(limit);
+        let (records, last) = self
+            .call(move |conn| {
+                conn.transaction(|conn| {
+                    let records = crate::events::events_query!(business, after, limit)
+                        .load::<EventRecord>(conn)?;
+                    let last = if crate::events::needs_last_id(after, &records) {
+                        crate::events::last_event_query!(business)
+                            .first::<i64>(conn)
+                            .optional()?
+                    } else {
+                        None
+                    };
+                    Ok((records, last))
+                })
+            })
+            .await?;
+        crate::events::events_after(after, records, last).map_err(RepositoryError::internal)
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
+        let before = crate::schema::Micros(before.unix_micros());
+        let deleted = self
+            .call(move |conn| crate::events::prune_query!(before).execute(conn))
+            .await?;
+        Ok(deleted as u64)
+    }
 }

@@ -10,12 +10,13 @@ use pingback_application::{
     Written,
 };
 use pingback_domain::{
-    BusinessId, Conversation, ConversationDraft, ConversationHead, ConversationId,
-    ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId, MessageIds,
-    NewConversationIds, Revision, Timestamp,
+    BusinessId, Conversation, ConversationDraft, ConversationEvent, ConversationHead,
+    ConversationId, ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId,
+    MessageIds, NewConversationIds, Revision, Timestamp,
 };
 
 use crate::error::classify_pool;
+use crate::events::{BUMP_SQLITE, EventWiring, LastId, bump_query};
 use crate::pool::Checkout;
 use crate::rows::{
     self, BatchRows, ConversationRecord, CustomerRow, HeadRecord, HistoryRecord,
@@ -32,9 +33,11 @@ use crate::write::{
 /// Runs `$body` (with `$sink` bound) in one IMMEDIATE transaction on a pooled
 /// connection, in a task of its own, within the call budget.
 macro_rules! in_transaction {
-    ($store:expr, |$sink:ident| $body:expr) => {{
+    ($store:expr, $business:expr, |$sink:ident| $body:expr) => {{
         let store: &SqliteStore = $store;
         let (pool, budget) = (store.pool().clone(), store.budget());
+        let wiring = std::sync::Arc::clone(store.events());
+        let events = std::sync::Arc::clone(&wiring);
         let task = tokio::spawn(async move {
             let object = pool
                 .get()
@@ -48,7 +51,10 @@ macro_rules! in_transaction {
             };
             let result = conn
                 .immediate_transaction(async move |conn| {
-                    let $sink = &mut SqliteSink { conn };
+                    let $sink = &mut SqliteSink {
+                        conn,
+                        events: &events,
+                    };
                     $body.await
                 })
                 .await;
@@ -64,7 +70,7 @@ macro_rules! in_transaction {
                 Err(other) => Err(other.into()),
             }
         });
-        match tokio::time::timeout(budget, task).await {
+        let result = match tokio::time::timeout(budget, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(WriteError::Storage(RepositoryError::internal(join))),
             // The task goes on and commits or rolls back by itself; the caller stops
@@ -72,7 +78,11 @@ macro_rules! in_transaction {
             Err(_) => Err(WriteError::Storage(RepositoryError::unavailable(
                 crate::error::DeadlineExceeded(budget),
             ))),
+        };
+        if result.is_ok() {
+            wiring.signals.notify($business);
         }
+        result
     }};
 }
 
@@ -86,7 +96,7 @@ impl ConversationWriter for SqliteStore {
         now: Timestamp,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Written<Conversation>, WriteError> {
-        in_transaction!(self, |sink| write::create(
+        in_transaction!(self, business, |sink| write::create(
             sink, business, draft, ids, now, claim
         ))
     }
@@ -100,7 +110,7 @@ impl ConversationWriter for SqliteStore {
         now: Timestamp,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Written<MessageAppended>, WriteError> {
-        in_transaction!(self, |sink| write::append(
+        in_transaction!(self, business, |sink| write::append(
             sink, business, id, draft, ids, now, claim
         ))
     }
@@ -113,7 +123,7 @@ impl ConversationWriter for SqliteStore {
         expected: Option<Revision>,
         now: Timestamp,
     ) -> Result<Updated, WriteError> {
-        in_transaction!(self, |sink| write::update(
+        in_transaction!(self, business, |sink| write::update(
             sink, business, id, patch, expected, now
         ))
     }
@@ -140,6 +150,7 @@ impl ConversationWriter for SqliteStore {
 
 struct SqliteSink<'c> {
     conn: &'c mut SqliteAsync,
+    events: &'c EventWiring,
 }
 
 impl SqliteSink<'_> {
@@ -306,6 +317,16 @@ impl WriteSink for SqliteSink<'_> {
         .await
     }
 
+    async fn append_events(
+        &mut self,
+        business: DbUuid,
+        events: Vec<ConversationEvent>,
+    ) -> Result<(), WriteFailure> {
+        let encoded = crate::events::encode(self.events.encoder.as_ref(), &events);
+        self.run(move |conn| append_events(conn, business, &encoded))
+            .await
+    }
+
     async fn update_head(&mut self, head: &ConversationHead) -> Result<(), WriteFailure> {
         let head = head.clone();
         self.run(move |conn| {
@@ -329,4 +350,26 @@ impl WriteSink for SqliteSink<'_> {
         })
         .await
     }
+}
+
+/// Appends encoded events to a business's log inside the caller's transaction (the
+/// IMMEDIATE transaction already serialises every writer).
+pub(crate) fn append_events(
+    conn: &mut SqliteConnection,
+    business: DbUuid,
+    encoded: &[crate::events::Encoded],
+) -> Result<(), WriteFailure> {
+    if encoded.is_empty() {
+        return Ok(());
+    }
+    let count = i64::try_from(encoded.len()).unwrap_or(i64::MAX);
+    let last = bump_query!(BUMP_SQLITE, business, count)
+        .get_result::<LastId>(conn)?
+        .last_event_id;
+    for chunk in crate::events::rows(business, last - count + 1, encoded).chunks(2_000) {
+        diesel::insert_into(crate::schema::events::table)
+            .values(chunk)
+            .execute(conn)?;
+    }
+    Ok(())
 }

@@ -19,7 +19,37 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use crate::{DatabaseSettings, Storage, connect, migrate};
+use crate::{DatabaseSettings, EventWiring, Storage, connect, migrate};
+
+/// Encodes an event's `data` as its type, conversation id and (for messages) message
+/// id: enough for the adapter tests to check what was appended. The API's own encoder
+/// lives in the HTTP adapter.
+pub struct TestEncoder;
+
+impl pingback_application::EventEncoder for TestEncoder {
+    fn data(&self, event: &pingback_domain::ConversationEvent) -> Vec<u8> {
+        let message = event
+            .message
+            .as_ref()
+            .map(|m| format!(",\"message\":\"{}\"", m.id()))
+            .unwrap_or_default();
+        format!(
+            "{{\"type\":\"{}\",\"conversation\":\"{}\",\"message_count\":{}{message}}}",
+            event.kind,
+            event.conversation.conversation.id(),
+            event.conversation.message_count
+        )
+        .into_bytes()
+    }
+}
+
+/// The event wiring of adapter tests: the test encoder and signals of their own.
+pub fn events() -> EventWiring {
+    EventWiring {
+        encoder: std::sync::Arc::new(TestEncoder),
+        signals: pingback_application::EventSignals::new(Duration::from_secs(1)),
+    }
+}
 
 /// The variable holding an admin URL of the test cluster (a database to connect to
 /// while creating the test databases, e.g. `postgres://pingback@127.0.0.1:5432/postgres`).
@@ -140,7 +170,7 @@ impl TestDatabase {
     }
 
     pub fn storage(&self) -> Storage {
-        connect(&self.settings()).expect("cannot build the storage of a test database")
+        connect(&self.settings(), &events()).expect("cannot build the storage of a test database")
     }
 }
 

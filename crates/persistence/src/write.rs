@@ -16,9 +16,9 @@ use pingback_application::{
     WriteError, WriteOutcome, Written,
 };
 use pingback_domain::{
-    BusinessId, Conversation, ConversationDraft, ConversationHead, ConversationId,
-    ConversationPatch, Customer, CustomerChoice, MessageAppended, MessageDraft, MessageIds,
-    NewConversationIds, Revision, Timestamp,
+    BusinessId, Conversation, ConversationDraft, ConversationEvent, ConversationHead,
+    ConversationId, ConversationPatch, ConversationSummary, Customer, CustomerChoice,
+    MessageAppended, MessageDraft, MessageIds, NewConversationIds, Revision, Timestamp,
 };
 
 use crate::error::classify;
@@ -119,6 +119,14 @@ pub(crate) trait WriteSink: Send {
     fn update_head(
         &mut self,
         head: &ConversationHead,
+    ) -> impl Future<Output = Result<(), WriteFailure>> + Send;
+
+    /// Appends `events` to `business`'s log: the last step of a transaction (see
+    /// `events`: it serialises the business's writers from here to commit).
+    fn append_events(
+        &mut self,
+        business: DbUuid,
+        events: Vec<pingback_domain::ConversationEvent>,
     ) -> impl Future<Output = Result<(), WriteFailure>> + Send;
 
     /// The whole conversation as this transaction sees it.
@@ -224,6 +232,11 @@ pub(crate) async fn create<S: WriteSink>(
         .map_err(WriteError::from)?;
     sink.insert_conversation(&conversation).await?;
     let conversation = conversation.read_at(Revision::new(1, customer_revision));
+    sink.append_events(
+        db(business),
+        ConversationEvent::created(ConversationSummary::of(&conversation)),
+    )
+    .await?;
     record(
         sink,
         business,
@@ -253,6 +266,18 @@ pub(crate) async fn append<S: WriteSink>(
     let appended = head.append(draft, ids, now).map_err(WriteError::from)?;
     sink.insert_message(db(business), db(id), &appended).await?;
     sink.update_head(&head).await?;
+    let summary = head
+        .summary(Some(appended.message.clone()))
+        .map_err(|e| crate::rows::corrupt("conversation", e))?;
+    sink.append_events(
+        db(business),
+        ConversationEvent::message_added(
+            summary,
+            appended.message.clone(),
+            appended.previous_status,
+        ),
+    )
+    .await?;
     record(
         sink,
         business,
@@ -286,6 +311,11 @@ pub(crate) async fn update<S: WriteSink>(
         .read(db(business), db(id))
         .await?
         .ok_or_else(|| crate::rows::corrupt("conversation", "vanished under its lock"))?;
+    sink.append_events(
+        db(business),
+        ConversationEvent::updated(ConversationSummary::of(&conversation), changes.clone()),
+    )
+    .await?;
     Ok(Updated {
         conversation,
         changes,
@@ -379,11 +409,11 @@ pub(crate) use record_query;
 /// The head of a conversation: its row and its customer's revision.
 macro_rules! head_query {
     ($business:expr, $id:expr) => {{
-        use diesel::{NullableExpressionMethods, QueryDsl, SelectableHelper};
-        use $crate::schema::{conversations, customers};
+        use diesel::{QueryDsl, SelectableHelper};
+        use $crate::schema::conversations;
         $crate::rows::conversation_in_business!($business, $id).select((
             $crate::rows::ConversationRow::as_select(),
-            customers::revision.nullable(),
+            Option::<$crate::rows::CustomerRow>::as_select(),
             conversations::message_count,
             conversations::last_message_id,
         ))

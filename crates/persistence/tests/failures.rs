@@ -40,7 +40,8 @@ async fn a_closed_port_is_unavailable_quickly_and_connect_still_succeeds() {
         pool_wait_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(1),
     };
-    let storage = connect(&settings).expect("connect is lazy");
+    let storage =
+        connect(&settings, &pingback_persistence::testing::events()).expect("connect is lazy");
     assert_eq!(storage.backend, Backend::Postgres);
 
     let started = Instant::now();
@@ -81,7 +82,7 @@ async fn a_missing_sqlite_file_is_unavailable_and_not_created() {
         pool_wait_timeout: Duration::from_secs(1),
         ..DatabaseSettings::new(format!("sqlite://{}", path.display()))
     };
-    let storage = connect(&settings).unwrap();
+    let storage = connect(&settings, &pingback_persistence::testing::events()).unwrap();
     assert_eq!(storage.backend, Backend::Sqlite);
     assert_unavailable(storage.repository.find_conversation(id(), id()).await);
     assert_unavailable(storage.repository.ping().await);
@@ -133,12 +134,15 @@ async fn an_abandoned_sqlite_read_neither_panics_nor_leaks() {
         .await
         .unwrap();
 
-    let hasty = connect(&DatabaseSettings {
-        max_connections: 1,
-        pool_wait_timeout: Duration::ZERO,
-        statement_timeout: Duration::from_millis(1),
-        ..database.settings()
-    })
+    let hasty = connect(
+        &DatabaseSettings {
+            max_connections: 1,
+            pool_wait_timeout: Duration::ZERO,
+            statement_timeout: Duration::from_millis(1),
+            ..database.settings()
+        },
+        &pingback_persistence::testing::events(),
+    )
     .unwrap();
     for _ in 0..3 {
         assert_unavailable(
@@ -157,10 +161,13 @@ async fn an_abandoned_sqlite_read_neither_panics_nor_leaks() {
     }
     // The one connection comes back to the pool once the abandoned reads finish.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let patient = connect(&DatabaseSettings {
-        max_connections: 1,
-        ..database.settings()
-    })
+    let patient = connect(
+        &DatabaseSettings {
+            max_connections: 1,
+            ..database.settings()
+        },
+        &pingback_persistence::testing::events(),
+    )
     .unwrap();
     assert_eq!(
         patient
@@ -230,7 +237,7 @@ async fn statement_timeout_and_pool_wait_are_unavailable() {
         statement_timeout: Duration::from_millis(300),
         ..database.settings()
     };
-    let storage = connect(&settings).unwrap();
+    let storage = connect(&settings, &pingback_persistence::testing::events()).unwrap();
     storage.repository.ping().await.unwrap();
 
     let lock = lock_table(&database.url(), "messages").await;

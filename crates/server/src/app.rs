@@ -3,19 +3,21 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use pingback_application::{
     ConversationCommands, ConversationRepository, ConversationService, ConversationWriter,
-    IdempotencyClaim, RepositoryError, StoredRevision, SystemClock, Updated, WriteError, Written,
+    EventFeed, EventLog, EventSignals, EventsAfter, IdempotencyClaim, RepositoryError,
+    StoredRevision, SystemClock, Updated, WriteError, Written,
 };
 use pingback_domain::{
     BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, InboxPage,
     InboxQuery, Message, MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds,
     Revision, Timestamp,
 };
-use pingback_http::{ApiState, Metrics, TokenAuthority};
-use pingback_persistence::DatabaseSettings;
+use pingback_http::{ApiState, EventRoutes, JsonEvents, Metrics, TokenAuthority};
+use pingback_persistence::{DatabaseSettings, EventWiring};
 
 use crate::settings::{Settings, SettingsError};
 
@@ -39,6 +41,31 @@ pub enum StartupError {
 pub struct Application {
     server: Server,
     address: std::net::SocketAddr,
+    /// Flipped on SIGTERM/SIGINT: event streams end (actix drains the rest).
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Tasks that run beside the server: event notifications (PostgreSQL), pruning.
+    background: Background,
+}
+
+struct Background {
+    database: DatabaseSettings,
+    wiring: EventWiring,
+    retention: Duration,
+}
+
+/// How events are encoded and whom commits wake, for this process: the API's JSON
+/// encoder, and one set of signals shared by every worker. Readers look again every
+/// second on SQLite (another process, e.g. an import, cannot signal this one) and every
+/// 30 s on PostgreSQL (LISTEN/NOTIFY relays every process's commits).
+pub fn event_wiring(settings: &Settings) -> EventWiring {
+    let recheck = match settings.database().backend() {
+        Ok(pingback_persistence::Backend::Postgres) => Duration::from_secs(30),
+        _ => Duration::from_secs(1),
+    };
+    EventWiring {
+        encoder: Arc::new(JsonEvents),
+        signals: EventSignals::new(recheck),
+    }
 }
 
 impl Application {
@@ -49,18 +76,31 @@ impl Application {
         // 503. Connecting once here refuses a bad URL before anything listens; each
         // worker then builds its own (see `pingback_http::serve`).
         let database = settings.database();
-        pingback_persistence::connect(&database)?;
+        let wiring = event_wiring(settings);
+        pingback_persistence::connect(&database, &wiring)?;
         let metrics = Arc::new(Metrics::default());
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let streams = Arc::new(tokio::sync::Semaphore::new(settings.events.max_streams));
+        let background = Background {
+            database: database.clone(),
+            wiring: wiring.clone(),
+            retention: Duration::from_secs(settings.events.retention_days * 86_400),
+        };
         let state = move || {
-            let (repository, writer) = worker_storage(&database);
-            let conversations = ConversationService::new(repository);
+            let ports = worker_storage(&database, &wiring);
+            let conversations = ConversationService::new(ports.repository);
             ApiState {
                 commands: ConversationCommands::new(
-                    writer,
+                    ports.writer,
                     conversations.clone(),
                     Arc::new(SystemClock),
                 ),
                 conversations,
+                events: EventRoutes {
+                    feed: EventFeed::new(ports.events, wiring.signals.clone()),
+                    streams: streams.clone(),
+                    stopping: stopping_rx.clone(),
+                },
                 tokens: tokens.clone(),
                 metrics: metrics.clone(),
             }
@@ -72,30 +112,115 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         let server = pingback_http::serve(listener, state, &settings.http()).map_err(bind_error)?;
-        Ok(Self { server, address })
+        Ok(Self {
+            server,
+            address,
+            stopping,
+            background,
+        })
     }
 
     pub fn address(&self) -> std::net::SocketAddr {
         self.address
     }
 
-    /// Runs until SIGTERM/SIGINT, then drains in-flight requests.
+    /// Runs until SIGTERM/SIGINT, then ends event streams and drains in-flight
+    /// requests. Beside the server: the relay of PostgreSQL's event notifications and
+    /// the hourly pruning of events past their retention.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Background {
+            database,
+            wiring,
+            retention,
+        } = self.background;
+        let mut tasks = Vec::new();
+        if let Some(relay) =
+            pingback_persistence::relay_notifications(&database, wiring.signals.clone())
+        {
+            tasks.push(relay);
+        }
+        if let Ok(storage) = pingback_persistence::connect(&database, &wiring) {
+            tasks.push(tokio::spawn(prune_events(storage.events, retention)));
+        }
+        let stopping = self.stopping;
+        tasks.push(tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+            // Kept until the process ends: streams see `true`, never a closed channel.
+            std::future::pending::<()>().await;
+        }));
+        let result = self.server.await;
+        for task in tasks {
+            task.abort();
+        }
+        result
     }
+}
+
+/// SIGTERM or SIGINT (actix stops the server on the same signals).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Prunes events past their retention, now and then every hour. A failure is logged
+/// and retried at the next round; writers never wait on it (old rows only).
+async fn prune_events(log: Arc<dyn EventLog>, retention: Duration) {
+    let mut rounds = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        rounds.tick().await;
+        let micros = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        let before = Timestamp::now().plus_micros(-micros);
+        match log.prune(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned events past their retention"),
+            Err(error) => tracing::warn!(%error, "pruning events failed; retrying in an hour"),
+        }
+    }
+}
+
+impl Application {}
+
+struct WorkerPorts {
+    repository: Arc<dyn ConversationRepository>,
+    writer: Arc<dyn ConversationWriter>,
+    events: Arc<dyn EventLog>,
 }
 
 /// A worker's ports. The settings were accepted at start-up, so this cannot fail in
 /// practice; if it ever did, the worker answers 500s (logged) instead of crashing.
-fn worker_storage(
-    database: &DatabaseSettings,
-) -> (Arc<dyn ConversationRepository>, Arc<dyn ConversationWriter>) {
-    match pingback_persistence::connect(database) {
-        Ok(storage) => (storage.repository, storage.writer),
+fn worker_storage(database: &DatabaseSettings, wiring: &EventWiring) -> WorkerPorts {
+    match pingback_persistence::connect(database, wiring) {
+        Ok(storage) => WorkerPorts {
+            repository: storage.repository,
+            writer: storage.writer,
+            events: storage.events,
+        },
         Err(error) => {
             tracing::error!(%error, "a worker could not build its database pool");
             let unconnected = Arc::new(Unconnected(error.to_string()));
-            (unconnected.clone(), unconnected)
+            WorkerPorts {
+                repository: unconnected.clone(),
+                writer: unconnected.clone(),
+                events: unconnected,
+            }
         }
     }
 }
@@ -181,6 +306,22 @@ impl ConversationWriter for Unconnected {
         _conversation: ConversationId,
         _message: MessageId,
     ) -> Result<Option<Message>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for Unconnected {
+    async fn events_after(
+        &self,
+        _business: BusinessId,
+        _after: i64,
+        _limit: u16,
+    ) -> Result<EventsAfter, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn prune(&self, _before: Timestamp) -> Result<u64, RepositoryError> {
         Err(RepositoryError::internal(self.0.clone()))
     }
 }

@@ -182,7 +182,11 @@ fn migrate(settings: &Settings) -> Result<(), Failure> {
 }
 
 fn storage(settings: &Settings) -> Result<pingback_persistence::Storage, Failure> {
-    pingback_persistence::connect(&settings.database()).map_err(runtime)
+    pingback_persistence::connect(
+        &settings.database(),
+        &pingback_server::app::event_wiring(settings),
+    )
+    .map_err(runtime)
 }
 
 fn import(settings: &Settings, files: &[String]) -> Result<(), Failure> {

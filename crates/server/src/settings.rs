@@ -29,6 +29,7 @@ pub struct Settings {
     pub server: ServerSection,
     pub database: DatabaseSection,
     pub auth: AuthSection,
+    pub events: EventsSection,
     pub log: LogSection,
     #[serde(skip)]
     pub environment: String,
@@ -65,6 +66,15 @@ pub struct AuthSection {
     pub public_key_file: Option<PathBuf>,
     pub private_key_file: Option<PathBuf>,
     pub leeway_seconds: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// Events older than this are pruned.
+    pub retention_days: u64,
+    /// Open event streams per process; beyond, 503.
+    pub max_streams: usize,
 }
 
 #[derive(Deserialize, Debug)]
@@ -117,6 +127,16 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
+        if self.events.retention_days == 0 || self.events.retention_days > 36_500 {
+            return Err(SettingsError::Invalid(
+                "events.retention_days must be between 1 and 36500".into(),
+            ));
+        }
+        if self.events.max_streams == 0 {
+            return Err(SettingsError::Invalid(
+                "events.max_streams must be at least 1".into(),
+            ));
+        }
         let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
         if self.auth.leeway_seconds > pingback_http::auth::MAX_LEEWAY_SECONDS {
             return invalid("auth.leeway_seconds must be between 0 and 60");

@@ -1,0 +1,267 @@
+//! The business event log in both adapters: appending in the transaction of a change,
+//! reading it back for the feed, pruning it, and (PostgreSQL) relaying commits of
+//! other processes to this one's waiting readers with `LISTEN`/`NOTIFY`.
+//!
+//! Ordering: appending is the last step of a write's transaction. It bumps the
+//! business's counter row (an upsert) and inserts the events with the ids it hands
+//! out; the row lock taken by the bump is held until commit. A concurrent writer of
+//! the same business waits at its own bump until this transaction commits, and then
+//! reads the committed value: ids are handed out in commit order, and a rolled-back
+//! transaction gives its ids back. The price is that writers of ONE business commit
+//! one at a time from the bump on (the rest of their transactions still overlap);
+//! different businesses never wait on each other. SQLite has one writer anyway.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use pingback_application::{EventEncoder, EventSignals, EventsAfter, StoredEvent};
+use pingback_domain::{BusinessId, ConversationEvent, ConversationId, EventType, Timestamp};
+
+use crate::rows::{CorruptRow, corrupt};
+use crate::schema::{DbUuid, Micros, events};
+
+/// What the adapters need to append events and wake readers: given by the
+/// composition root (the encoder is the API's representation).
+#[derive(Clone)]
+pub struct EventWiring {
+    pub encoder: Arc<dyn EventEncoder>,
+    pub signals: EventSignals,
+}
+
+impl std::fmt::Debug for EventWiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventWiring").finish_non_exhaustive()
+    }
+}
+
+/// The channel PostgreSQL notifies on commit; the payload is the business id.
+pub(crate) const CHANNEL: &str = "pingback_events";
+
+/// Bumps a business's counter by `$2` and returns the new last id.
+pub(crate) const BUMP_POSTGRES: &str = "INSERT INTO business_event_counters (business_id, \
+    last_event_id) VALUES ($1, $2) ON CONFLICT (business_id) DO UPDATE SET last_event_id = \
+    business_event_counters.last_event_id + excluded.last_event_id RETURNING last_event_id";
+pub(crate) const BUMP_SQLITE: &str = "INSERT INTO business_event_counters (business_id, \
+    last_event_id) VALUES (?, ?) ON CONFLICT (business_id) DO UPDATE SET last_event_id = \
+    business_event_counters.last_event_id + excluded.last_event_id RETURNING last_event_id";
+/// Delivered when the transaction commits (and dropped if it rolls back).
+pub(crate) const NOTIFY_POSTGRES: &str = "SELECT pg_notify('pingback_events', $1)";
+
+#[derive(QueryableByName)]
+pub(crate) struct LastId {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub last_event_id: i64,
+}
+
+/// The bump with its binds, for either backend.
+macro_rules! bump_query {
+    ($sql:expr, $business:expr, $count:expr) => {{
+        diesel::sql_query($sql)
+            .bind::<$crate::schema::sql::Uuid, _>($business)
+            .bind::<diesel::sql_types::BigInt, _>($count)
+    }};
+}
+pub(crate) use bump_query;
+
+/// Events encoded for appending.
+pub(crate) struct Encoded {
+    kind: EventType,
+    occurred_at: Micros,
+    conversation_id: DbUuid,
+    data: String,
+}
+
+pub(crate) fn encode(encoder: &dyn EventEncoder, events: &[ConversationEvent]) -> Vec<Encoded> {
+    events
+        .iter()
+        .map(|event| Encoded {
+            kind: event.kind,
+            occurred_at: Micros(event.occurred_at.unix_micros()),
+            conversation_id: DbUuid(event.conversation.conversation.id().into_uuid()),
+            data: String::from_utf8_lossy(&encoder.data(event)).into_owned(),
+        })
+        .collect()
+}
+
+#[derive(diesel::Insertable)]
+#[diesel(table_name = events)]
+pub(crate) struct NewEvent<'a> {
+    business_id: DbUuid,
+    id: i64,
+    kind: &'static str,
+    occurred_at: Micros,
+    conversation_id: DbUuid,
+    data: &'a str,
+}
+
+/// The rows of `encoded`, numbered from `first`.
+pub(crate) fn rows(business: DbUuid, first: i64, encoded: &[Encoded]) -> Vec<NewEvent<'_>> {
+    encoded
+        .iter()
+        .zip(first..)
+        .map(|(e, id)| NewEvent {
+            business_id: business,
+            id,
+            kind: e.kind.as_str(),
+            occurred_at: e.occurred_at,
+            conversation_id: e.conversation_id,
+            data: &e.data,
+        })
+        .collect()
+}
+
+/// Events of a business after an id, in order.
+macro_rules! events_query {
+    ($business:expr, $after:expr, $limit:expr) => {{
+        use diesel::{ExpressionMethods, QueryDsl};
+        use $crate::schema::events as e;
+        e::table
+            .filter(e::business_id.eq($business))
+            .filter(e::id.gt($after))
+            .order_by(e::id)
+            .limit($limit)
+            .select((e::id, e::kind, e::occurred_at, e::conversation_id, e::data))
+    }};
+}
+pub(crate) use events_query;
+
+/// A business's latest event id.
+macro_rules! last_event_query {
+    ($business:expr) => {{
+        use diesel::{ExpressionMethods, QueryDsl};
+        use $crate::schema::business_event_counters as n;
+        n::table
+            .filter(n::business_id.eq($business))
+            .select(n::last_event_id)
+    }};
+}
+pub(crate) use last_event_query;
+
+/// Deletes the events that occurred before an instant.
+macro_rules! prune_query {
+    ($before:expr) => {{
+        use diesel::ExpressionMethods;
+        use $crate::schema::events as e;
+        diesel::delete(e::table.filter(e::occurred_at.lt($before)))
+    }};
+}
+pub(crate) use prune_query;
+
+pub(crate) type EventRecord = (i64, String, Micros, DbUuid, String);
+
+fn stored(record: EventRecord) -> Result<StoredEvent, CorruptRow> {
+    let (id, kind, occurred_at, conversation, data) = record;
+    Ok(StoredEvent {
+        id,
+        kind: EventType::parse(&kind).ok_or_else(|| corrupt("event type", kind))?,
+        occurred_at: Timestamp::from_unix_micros(occurred_at.0)
+            .map_err(|e| corrupt("event occurred_at", e))?,
+        conversation_id: ConversationId::from_uuid(conversation.0),
+        data: data.into_bytes(),
+    })
+}
+
+/// What a read of the log found: the events after `after` and, when that is empty or
+/// does not start right after `after`, the business's last id (read in the same
+/// snapshot) to tell "nothing yet" from "pruned".
+pub(crate) fn events_after(
+    after: i64,
+    records: Vec<EventRecord>,
+    last_event_id: Option<i64>,
+) -> Result<EventsAfter, CorruptRow> {
+    let starts_right_after = records.first().is_none_or(|(id, ..)| *id == after + 1);
+    let pruned = match records.first() {
+        Some(_) => !starts_right_after,
+        None => last_event_id.unwrap_or(0) > after,
+    };
+    if pruned {
+        return Ok(EventsAfter::Gone);
+    }
+    Ok(EventsAfter::Events(
+        records.into_iter().map(stored).collect::<Result<_, _>>()?,
+    ))
+}
+
+/// Whether the log must also say its last id: only when the page cannot show alone
+/// that nothing was pruned.
+pub(crate) fn needs_last_id(after: i64, records: &[EventRecord]) -> bool {
+    records.first().is_none_or(|(id, ..)| *id != after + 1)
+}
+
+/// On PostgreSQL, keeps `signals` told of every commit to the event log made by any
+/// process on the database, by `LISTEN`ing on one connection of its own (re-opened
+/// after a failure, after which every reader is woken in case a commit was missed).
+/// `None` on SQLite, whose commits are signalled within the process.
+pub fn relay_notifications(
+    settings: &crate::DatabaseSettings,
+    signals: EventSignals,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let crate::settings::Target::Postgres(url) = settings.target().ok()? else {
+        return None;
+    };
+    let url = crate::settings::with_connect_timeout(&url, settings.connect_timeout);
+    Some(tokio::spawn(async move {
+        use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+        use futures_util::StreamExt as _;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let listening = async {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(conn)
+            };
+            match listening.await {
+                Ok(mut conn) => {
+                    backoff = Duration::from_millis(200);
+                    // Whatever was committed while we were not listening.
+                    signals.notify_all();
+                    // A dead connection may just go quiet: every 10 s without a
+                    // notification, ask it something (notifications that arrive
+                    // meanwhile are buffered, not lost).
+                    'listening: loop {
+                        {
+                            let mut notifications = std::pin::pin!(conn.notifications_stream());
+                            loop {
+                                match tokio::time::timeout(
+                                    Duration::from_secs(10),
+                                    notifications.next(),
+                                )
+                                .await
+                                {
+                                    Ok(Some(Ok(n))) => {
+                                        if let Ok(business) = BusinessId::parse(&n.payload) {
+                                            signals.notify(business);
+                                        }
+                                    }
+                                    Ok(Some(Err(error))) => {
+                                        tracing::warn!(%error, "event notifications interrupted");
+                                        break 'listening;
+                                    }
+                                    Ok(None) => break 'listening,
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        let ping = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            conn.batch_execute("SELECT 1"),
+                        )
+                        .await;
+                        if !matches!(ping, Ok(Ok(()))) {
+                            tracing::warn!(
+                                "the event notification connection is gone; reconnecting"
+                            );
+                            break;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for event notifications; retrying");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }))
+}
