@@ -188,6 +188,12 @@ PY
 include-operation-id = ["createConversation", "postMessage"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "422", "429"]
 
+# The inbox: a `cursor` is valid only if this server issued it for these filters (an
+# HMAC the schema cannot state), so any other string is a 400 naming `cursor`.
+[[operations]]
+include-operation-id = "listConversations"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "429"]
+
 [[operations]]
 include-operation-id = "updateConversation"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429"]
@@ -207,6 +213,9 @@ seed_args=(--seed "$seed")
 [ "$seed" = random ] && seed_args=()
 st_started=$(date +%s)
 set +e
+# The event feed and stream are left out: a long poll (`wait`) holds each empty answer
+# up to 30 s and a stream never ends by itself, which fuzzing cannot budget for; the
+# Rust suites (tests/events.rs, the OpenAPI conformance test) cover both.
 # One worker: with two, CPython 3.11 intermittently fails Schemathesis' coverage phase
 # for the write operations with "SystemError: AST constructor recursion depth mismatch"
 # (python/cpython#106905, Hypothesis parsing sources in two threads at once); the
@@ -224,7 +233,9 @@ set +e
     --generation-database none \
     --generation-unique-inputs \
     --report junit,ndjson --report-dir "$root/$report_dir" \
-    --warnings off
+    --warnings off \
+    --exclude-operation-id listEvents \
+    --exclude-operation-id streamEvents
 ) 2>&1 | tee "$report_dir/schemathesis.log"
 st_status=${PIPESTATUS[0]}
 set -e
