@@ -169,6 +169,35 @@ impl TestDatabase {
         }
     }
 
+    /// Runs SQL statements on this database, for what a test must set up behind the
+    /// service's back (e.g. events older than the retention).
+    pub async fn execute(&self, sql: &str) {
+        match &self.kind {
+            Kind::Postgres { .. } => {
+                let mut conn = AsyncPgConnection::establish(&self.url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"));
+                conn.batch_execute(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Kind::Sqlite { .. } => {
+                use diesel::Connection as _;
+                use diesel::connection::SimpleConnection as _;
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = diesel::sqlite::SqliteConnection::establish(path)
+                    .unwrap_or_else(|e| panic!("cannot open the test database: {e}"));
+                conn.batch_execute(&format!("PRAGMA busy_timeout = 5000; {sql}"))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+
+    /// Whether this is a PostgreSQL database (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.kind, Kind::Postgres { .. })
+    }
+
     pub fn storage(&self) -> Storage {
         connect(&self.settings(), &events()).expect("cannot build the storage of a test database")
     }
