@@ -4,6 +4,7 @@
 //! framework's types.
 
 mod commands;
+mod gauges;
 mod import;
 mod principal;
 mod repository;
@@ -11,12 +12,13 @@ mod use_cases;
 mod write;
 
 pub use commands::{Clock, CommandError, ConversationCommands, SystemClock};
+pub use gauges::{PoolStatus, ReadConnectionsStatus, StorageGauges, StorageMetrics};
 pub use import::{
     ConversationBatches, ConversationImporter, ImportConflict, ImportConflictOwner, ImportError,
     ImportSummary, ImportedEntity, SourceAborted, batches_of,
 };
 pub use principal::{InsufficientScope, Principal, Scope, Scopes, Subject, SubjectError};
-pub use repository::{ConversationRepository, PoolStatus, RepositoryError, StoredRevision};
+pub use repository::{ConversationRepository, RepositoryError, StoredRevision};
 pub use use_cases::{ConversationService, GetConversationError, ReadinessError};
 pub use write::{
     ConversationWriter, IDEMPOTENCY_TTL_SECONDS, IdempotencyClaim, IdempotencyKey, StoredResponse,

@@ -11,7 +11,8 @@
 //!   statement (the conversation with its customer, the history, the attachments, as
 //!   `UNION ALL` branches: see `snapshot_read`), which sees one snapshot without a
 //!   transaction, so a concurrent import is seen entirely or not at all; it runs on a
-//!   few read connections shared, pipelined, by concurrent reads. Imports use the pool.
+//!   few read connections shared, pipelined, by concurrent reads. Writes, the inbox and
+//!   imports use the pool (on SQLite, everything does).
 //! - Every call is bounded by `pool_wait_timeout + statement_timeout`; waiting for the
 //!   pool, failing to connect, timeouts and lost connections are
 //!   [`RepositoryError::Unavailable`](pingback_application::RepositoryError), everything
@@ -22,7 +23,9 @@
 
 use std::sync::Arc;
 
-use pingback_application::{ConversationImporter, ConversationRepository, ConversationWriter};
+use pingback_application::{
+    ConversationImporter, ConversationRepository, ConversationWriter, StorageMetrics,
+};
 
 mod error;
 mod import;
@@ -51,6 +54,8 @@ pub struct Storage {
     pub repository: Arc<dyn ConversationRepository>,
     pub importer: Arc<dyn ConversationImporter>,
     pub writer: Arc<dyn ConversationWriter>,
+    /// The pool's and the read connections' gauges, for metrics.
+    pub gauges: Arc<dyn StorageMetrics>,
     pub backend: Backend,
 }
 
@@ -71,7 +76,8 @@ pub fn connect(settings: &DatabaseSettings) -> Result<Storage, StorageError> {
             Ok(Storage {
                 repository: Arc::new(store.clone()),
                 importer: Arc::new(store.clone()),
-                writer: Arc::new(store),
+                writer: Arc::new(store.clone()),
+                gauges: Arc::new(store),
                 backend: Backend::Postgres,
             })
         }
@@ -80,7 +86,8 @@ pub fn connect(settings: &DatabaseSettings) -> Result<Storage, StorageError> {
             Ok(Storage {
                 repository: Arc::new(store.clone()),
                 importer: Arc::new(store.clone()),
-                writer: Arc::new(store),
+                writer: Arc::new(store.clone()),
+                gauges: Arc::new(store),
                 backend: Backend::Sqlite,
             })
         }

@@ -4,17 +4,17 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use pingback_application::{
     ConversationCommands, ConversationRepository, ConversationService, ConversationWriter,
-    IdempotencyClaim, RepositoryError, StoredRevision, SystemClock, Updated, WriteError, Written,
+    IdempotencyClaim, RepositoryError, StorageMetrics, StoredRevision, SystemClock, Updated,
+    WriteError, Written,
 };
 use pingback_domain::{
     BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, InboxPage,
     InboxQuery, Message, MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds,
     Revision, Timestamp,
 };
-use pingback_http::{ApiState, Metrics, TokenAuthority};
+use pingback_http::{ApiState, Metrics, Server, TokenAuthority};
 use pingback_persistence::DatabaseSettings;
 
 use crate::settings::{Settings, SettingsError};
@@ -52,7 +52,11 @@ impl Application {
         pingback_persistence::connect(&database)?;
         let metrics = Arc::new(Metrics::default());
         let state = move || {
-            let (repository, writer) = worker_storage(&database);
+            let (repository, writer, gauges) = worker_storage(&database);
+            // Each worker's storage reports its gauges; `/metrics` sums them.
+            if let Some(gauges) = gauges {
+                metrics.track_storage(gauges);
+            }
             let conversations = ConversationService::new(repository);
             ApiState {
                 commands: ConversationCommands::new(
@@ -81,24 +85,29 @@ impl Application {
 
     /// Runs until SIGTERM/SIGINT, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.run().await
     }
 }
 
-/// A worker's ports. The settings were accepted at start-up, so this cannot fail in
-/// practice; if it ever did, the worker answers 500s (logged) instead of crashing.
-fn worker_storage(
-    database: &DatabaseSettings,
-) -> (Arc<dyn ConversationRepository>, Arc<dyn ConversationWriter>) {
+/// A worker's ports and its storage's gauges. The settings were accepted at start-up,
+/// so this cannot fail in practice; if it ever did, the worker answers 500s (logged)
+/// instead of crashing, and reports no gauges.
+fn worker_storage(database: &DatabaseSettings) -> WorkerStorage {
     match pingback_persistence::connect(database) {
-        Ok(storage) => (storage.repository, storage.writer),
+        Ok(storage) => (storage.repository, storage.writer, Some(storage.gauges)),
         Err(error) => {
             tracing::error!(%error, "a worker could not build its database pool");
             let unconnected = Arc::new(Unconnected(error.to_string()));
-            (unconnected.clone(), unconnected)
+            (unconnected.clone(), unconnected, None)
         }
     }
 }
+
+type WorkerStorage = (
+    Arc<dyn ConversationRepository>,
+    Arc<dyn ConversationWriter>,
+    Option<Arc<dyn StorageMetrics>>,
+);
 
 struct Unconnected(String);
 
