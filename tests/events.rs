@@ -786,8 +786,8 @@ on_both_backends! {
                 break closed.elapsed();
             }
             assert_eq!(reply.status, 503, "{}", text(&reply));
-            // Measured: about 31 s (two keep-alive periods: the first write after the
-            // disconnect still succeeds, the second fails and drops the stream).
+            // Two keep-alive periods at most: the first write after the disconnect
+            // still succeeds, the second fails and drops the stream.
             assert!(
                 closed.elapsed() < Duration::from_secs(8),
                 "a disconnected stream still holds its place 8 s after the client closed it"
@@ -953,10 +953,7 @@ async fn a_quiet_stream_gets_keep_alive_comments() {
         other => panic!("expected a keep-alive comment, got {other:?}"),
     }
     let after = opened.elapsed();
-    assert!(
-        after >= Duration::from_secs(13) && after <= Duration::from_millis(16_500),
-        "{after:?}"
-    );
+    assert!(after <= Duration::from_millis(15_500), "{after:?}");
     // Still open: an event arrives after it.
     changes(&app, BUSINESS, 1);
     assert_eq!(stream.events(1, Duration::from_secs(1))[0].0, 1);

@@ -5,6 +5,7 @@
 
 mod commands;
 mod events;
+mod gauges;
 mod import;
 mod principal;
 mod repository;
@@ -16,12 +17,13 @@ pub use events::{
     EventEncoder, EventFeed, EventLog, EventSignals, EventSubscription, EventsAfter, MAX_WAIT,
     StoredEvent,
 };
+pub use gauges::{PoolStatus, ReadConnectionsStatus, StorageGauges, StorageMetrics};
 pub use import::{
     ConversationBatches, ConversationImporter, ImportConflict, ImportConflictOwner, ImportError,
     ImportSummary, ImportedEntity, SourceAborted, batches_of,
 };
 pub use principal::{InsufficientScope, Principal, Scope, Scopes, Subject, SubjectError};
-pub use repository::{ConversationRepository, PoolStatus, RepositoryError, StoredRevision};
+pub use repository::{ConversationRepository, RepositoryError, StoredRevision};
 pub use use_cases::{ConversationService, GetConversationError, ReadinessError};
 pub use write::{
     ConversationWriter, IDEMPOTENCY_TTL_SECONDS, IdempotencyClaim, IdempotencyKey, StoredResponse,

@@ -72,11 +72,6 @@ pub trait ConversationRepository: Send + Sync + 'static {
 
     /// Succeeds when the store answers a trivial query now.
     async fn ping(&self) -> Result<(), RepositoryError>;
-
-    /// The connection pool's state, for metrics; `None` when the adapter has no pool.
-    fn pool_status(&self) -> Option<PoolStatus> {
-        None
-    }
 }
 
 /// A conversation's revision with the keys of the row it was read from, which the use
@@ -86,17 +81,4 @@ pub struct StoredRevision {
     pub business_id: BusinessId,
     pub id: ConversationId,
     pub revision: Revision,
-}
-
-/// A snapshot of a connection pool.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolStatus {
-    /// Connections open now.
-    pub size: usize,
-    /// Idle connections ready for a request.
-    pub available: usize,
-    /// Requests waiting for a connection.
-    pub waiting: usize,
-    /// The most connections the pool will open.
-    pub max_size: usize,
 }

@@ -133,11 +133,6 @@ impl ConversationService {
         Ok(page)
     }
 
-    /// The storage pool's state, for metrics.
-    pub fn pool_status(&self) -> Option<crate::repository::PoolStatus> {
-        self.repository.pool_status()
-    }
-
     /// Whether the store answers now (for readiness probes).
     pub async fn ready(&self) -> Result<(), ReadinessError> {
         self.repository.ping().await.map_err(ReadinessError)
@@ -167,53 +162,35 @@ mod tests {
     use crate::principal::Subject;
     use crate::repository::{MockConversationRepository, StoredRevision};
     use mockall::predicate::eq;
-    use pingback_domain::{
-        BusinessId, ChannelType, ConversationParts, Customer, CustomerId, CustomerParts, Status,
-        Timestamp,
-    };
-    use uuid::Uuid;
+    use pingback_domain::BusinessId;
+    use pingback_domain::testing::{ConversationBuilder, CustomerBuilder, id};
 
     const OURS: u128 = 0xb2;
     const THEIRS: u128 = 0xb3;
 
     fn business(n: u128) -> BusinessId {
-        BusinessId::from_uuid(Uuid::from_u128(n))
+        id(n)
     }
 
     fn conversation_id() -> ConversationId {
-        ConversationId::from_uuid(Uuid::from_u128(0xc3))
+        id(0xc3)
     }
 
     fn principal() -> Principal {
         Principal::new(business(OURS), Subject::new("agent-1").unwrap())
     }
 
+    /// Conversation `0xc3` of business `owner`, with customer `0xd4` of business
+    /// `customer_owner` if any.
     fn conversation(owner: u128, customer_owner: Option<u128>) -> Conversation {
-        let at = Timestamp::from_unix_micros(1_709_283_600_000_000).unwrap();
-        Conversation::new(ConversationParts {
-            id: conversation_id(),
-            business_id: business(owner),
-            customer: customer_owner.map(|b| {
-                Customer::new(CustomerParts {
-                    id: CustomerId::from_uuid(Uuid::from_u128(0xd4)),
-                    business_id: business(b),
-                    name: None,
-                    email: None,
-                    phone: None,
-                    external_id: None,
-                    created_at: at,
-                })
-            }),
-            assignee_id: None,
-            status: Status::Open,
-            channel_type: ChannelType::new("widget").unwrap(),
-            channel_id: None,
-            created_at: at,
-            updated_at: at,
-            first_response_at: None,
-            messages: vec![],
-        })
-        .unwrap()
+        let conversation = ConversationBuilder::new(business(owner)).id(conversation_id());
+        match customer_owner {
+            Some(b) => {
+                conversation.customer(CustomerBuilder::new(business(b)).id(id(0xd4)).build())
+            }
+            None => conversation,
+        }
+        .build()
     }
 
     fn service(repository: MockConversationRepository) -> ConversationService {
@@ -252,7 +229,7 @@ mod tests {
         repository
             .expect_find_conversation()
             .returning(|_, _| Ok(Some(conversation(OURS, None))));
-        let other = ConversationId::from_uuid(Uuid::from_u128(0xc4));
+        let other = id::<ConversationId>(0xc4);
         let result = service(repository)
             .get_conversation(&principal(), other)
             .await;
@@ -333,7 +310,7 @@ mod tests {
         assert_eq!(found, revision);
 
         // A misbehaving adapter: another business's row, or another conversation's.
-        let other = ConversationId::from_uuid(Uuid::from_u128(0xc4));
+        let other = id::<ConversationId>(0xc4);
         for wrong in [stored(THEIRS, conversation_id()), stored(OURS, other)] {
             let mut repository = MockConversationRepository::new();
             repository

@@ -296,21 +296,12 @@ impl Revision {
     }
 }
 
-/// Where an aggregate was read, if it was: metadata, not part of its value (the same
-/// conversation read at two revisions that hold the same data is equal).
-#[derive(Clone, Copy, Debug, Default)]
-struct ReadAt(Option<Revision>);
-
-impl PartialEq for ReadAt {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for ReadAt {}
-
 /// The aggregate: a conversation with its customer and its complete, ordered history.
-#[derive(Clone, PartialEq, Eq, Debug)]
+///
+/// Equality compares the value only, not where it was read ([`Conversation::revision`]):
+/// the same conversation read at two revisions that hold the same data is equal, and
+/// equal to the aggregate it was stored from.
+#[derive(Clone, Debug)]
 pub struct Conversation {
     id: ConversationId,
     business_id: BusinessId,
@@ -323,8 +314,42 @@ pub struct Conversation {
     updated_at: Timestamp,
     first_response_at: Option<Timestamp>,
     messages: Vec<Message>,
-    read_at: ReadAt,
+    /// Where it was read, if it was: metadata, not part of the value.
+    read_at: Option<Revision>,
 }
+
+impl PartialEq for Conversation {
+    fn eq(&self, other: &Self) -> bool {
+        // Every field but `read_at`; destructured so a new field must be placed here.
+        let Self {
+            id,
+            business_id,
+            customer,
+            assignee_id,
+            status,
+            channel_type,
+            channel_id,
+            created_at,
+            updated_at,
+            first_response_at,
+            messages,
+            read_at: _,
+        } = self;
+        *id == other.id
+            && *business_id == other.business_id
+            && *customer == other.customer
+            && *assignee_id == other.assignee_id
+            && *status == other.status
+            && *channel_type == other.channel_type
+            && *channel_id == other.channel_id
+            && *created_at == other.created_at
+            && *updated_at == other.updated_at
+            && *first_response_at == other.first_response_at
+            && *messages == other.messages
+    }
+}
+
+impl Eq for Conversation {}
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ConversationParts {
@@ -394,20 +419,20 @@ impl Conversation {
             updated_at,
             first_response_at,
             messages,
-            read_at: ReadAt::default(),
+            read_at: None,
         })
     }
 
     /// The aggregate as read from storage at `revision`.
     pub fn read_at(mut self, revision: Revision) -> Self {
-        self.read_at = ReadAt(Some(revision));
+        self.read_at = Some(revision);
         self
     }
 
     /// The stored revision this aggregate was read at; `None` when it was not read
     /// from storage (built from an import file, generated).
     pub fn revision(&self) -> Option<Revision> {
-        self.read_at.0
+        self.read_at
     }
 
     pub fn id(&self) -> ConversationId {

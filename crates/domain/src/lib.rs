@@ -13,6 +13,9 @@ mod text;
 mod timestamp;
 mod write;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 pub use conversation::{
     Attachment, AttachmentParts, Conversation, ConversationError, ConversationParts, Customer,
     CustomerParts, Message, MessageParts, Revision, SenderType, Status,

@@ -1,7 +1,8 @@
 //! Pingback's HTTP adapter (actix-web): routes, bearer-token authentication,
 //! problem+json errors, request ids, ETags, metrics and the OpenAPI document.
 //! Depends inward only (application, domain): never on storage, the import adapter or
-//! the binary. Actix types stay inside this crate, but for the `Server` [`serve`] returns.
+//! the binary. Actix types stay inside this crate: [`serve`] returns this crate's
+//! [`Server`], and [`block_on`] gives the binary the runtime the server runs on.
 
 pub mod auth;
 mod docs_types;
@@ -21,7 +22,6 @@ mod writes;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 
@@ -30,7 +30,7 @@ pub use envelope::{MAX_HEAD_BYTES, REQUEST_ID};
 pub use events::{EventRoutes, JsonEvents};
 pub use metrics::Metrics;
 pub use problem::{ApiError, RETRY_AFTER_SECONDS};
-pub use representation::to_json as conversation_json;
+pub use representation::to_json as conversation_body;
 pub use routes::ApiState;
 
 /// Limits and timeouts of the HTTP server.
@@ -46,8 +46,41 @@ pub struct HttpSettings {
     pub max_connections_per_worker: usize,
 }
 
-/// A running server handle: awaiting it runs the server until it stops (SIGTERM or
-/// SIGINT stop it gracefully).
+/// A bound HTTP server, not running yet: [`Server::run`] runs it until it stops.
+#[must_use = "a server does nothing until it is run"]
+pub struct Server(actix_web::dev::Server);
+
+impl Server {
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests (up to the
+    /// shutdown timeout). Must run inside [`block_on`].
+    pub async fn run(self) -> std::io::Result<()> {
+        self.0.await
+    }
+
+    /// A handle that stops the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle(self.0.handle())
+    }
+}
+
+/// Stops a running [`Server`].
+#[derive(Clone)]
+pub struct ServerHandle(actix_web::dev::ServerHandle);
+
+impl ServerHandle {
+    /// Stops the server: `graceful` drains in-flight requests first.
+    pub async fn stop(&self, graceful: bool) {
+        self.0.stop(graceful).await;
+    }
+}
+
+/// Runs `future` to completion on the runtime the server needs (actix's system
+/// runtime): the binary's `serve` runs in it.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    actix_web::rt::System::new().block_on(future)
+}
+
+/// Binds the HTTP server to `listener`; [`Server::run`] runs it.
 ///
 /// `state` is called once per worker. Each actix worker runs its own single-threaded
 /// runtime, and a database connection belongs to the runtime that opened it, so each
@@ -60,7 +93,6 @@ where
 {
     let mut server = HttpServer::new(move || {
         let state = state();
-        state.metrics.track_pool(state.conversations.clone());
         App::new()
             .wrap(from_fn(envelope::envelope))
             .configure(routes::configure(state))
@@ -76,7 +108,7 @@ where
     if settings.workers > 0 {
         server = server.workers(settings.workers);
     }
-    Ok(server.listen(listener)?.run())
+    Ok(Server(server.listen(listener)?.run()))
 }
 
 #[cfg(test)]

@@ -41,11 +41,13 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     database_errors: [AtomicU64; 2],
-    /// One per worker: each has a pool of its own.
-    pools: Mutex<Vec<ConversationService>>,
+    /// One per worker: each has a storage (a pool, read connections) of its own.
+    storage: Mutex<Vec<Arc<dyn StorageMetrics>>>,
 }
 
-use pingback_application::{ConversationService, PoolStatus as PoolGauge};
+use std::sync::Arc;
+
+use pingback_application::{PoolStatus, ReadConnectionsStatus, StorageGauges, StorageMetrics};
 
 #[derive(Clone, Copy)]
 pub enum DatabaseError {
@@ -91,27 +93,35 @@ impl Metrics {
         histogram.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// Adds a worker's storage to the pool gauges (they report the sum).
-    pub fn track_pool(&self, service: ConversationService) {
-        if let Ok(mut pools) = self.pools.lock() {
-            pools.push(service);
+    /// Adds a worker's storage to the storage gauges (they report the sum).
+    pub fn track_storage(&self, storage: Arc<dyn StorageMetrics>) {
+        if let Ok(mut tracked) = self.storage.lock() {
+            tracked.push(storage);
         }
     }
 
-    /// The pools of every worker, summed; `None` when no adapter reports a pool.
-    pub fn pools(&self) -> Option<PoolGauge> {
-        let pools = self.pools.lock().ok()?;
-        pools
+    /// The storage gauges of every worker, summed; a part is `None` when no adapter
+    /// reports it.
+    pub fn storage_gauges(&self) -> StorageGauges {
+        let Ok(tracked) = self.storage.lock() else {
+            return StorageGauges::default();
+        };
+        tracked
             .iter()
-            .filter_map(ConversationService::pool_status)
-            .fold(None, |sum, p| {
-                let s: PoolGauge = sum.unwrap_or_default();
-                Some(PoolGauge {
+            .map(|storage| storage.gauges())
+            .fold(StorageGauges::default(), |sum, g| StorageGauges {
+                pool: add(sum.pool, g.pool, |s, p| PoolStatus {
                     size: s.size + p.size,
                     available: s.available + p.available,
                     waiting: s.waiting + p.waiting,
                     max_size: s.max_size + p.max_size,
-                })
+                }),
+                read_connections: add(sum.read_connections, g.read_connections, |s, r| {
+                    ReadConnectionsStatus {
+                        open: s.open + r.open,
+                        configured: s.configured + r.configured,
+                    }
+                }),
             })
     }
 
@@ -120,7 +130,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition format (0.0.4).
-    pub fn render(&self, pool: Option<PoolGauge>) -> String {
+    pub fn render(&self, storage: StorageGauges) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP pingback_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE pingback_http_requests_total counter\n");
@@ -169,7 +179,7 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        if let Some(pool) = pool {
+        if let Some(pool) = storage.pool {
             for (name, help, value) in [
                 ("size", "Open connections.", pool.size),
                 ("available", "Idle connections.", pool.available),
@@ -186,7 +196,27 @@ impl Metrics {
                 );
             }
         }
+        if let Some(reads) = storage.read_connections {
+            out.push_str(
+                "# HELP pingback_db_read_connections Connections serving conversation reads and readiness checks: open now, and configured.\n",
+            );
+            out.push_str("# TYPE pingback_db_read_connections gauge\n");
+            for (state, value) in [("open", reads.open), ("configured", reads.configured)] {
+                let _ = writeln!(
+                    out,
+                    "pingback_db_read_connections{{state=\"{state}\"}} {value}"
+                );
+            }
+        }
         out
+    }
+}
+
+/// The sum of two optional gauges: `None` only when both are.
+fn add<T: Copy>(sum: Option<T>, value: Option<T>, plus: impl Fn(T, T) -> T) -> Option<T> {
+    match (sum, value) {
+        (Some(s), Some(v)) => Some(plus(s, v)),
+        (s, v) => s.or(v),
     }
 }
 
@@ -200,12 +230,18 @@ mod tests {
         metrics.observe("conversation", 200, Duration::from_micros(800));
         metrics.observe("conversation", 404, Duration::from_millis(30));
         metrics.database_error(DatabaseError::Unavailable);
-        let text = metrics.render(Some(PoolGauge {
-            size: 2,
-            available: 1,
-            waiting: 0,
-            max_size: 10,
-        }));
+        let text = metrics.render(StorageGauges {
+            pool: Some(PoolStatus {
+                size: 2,
+                available: 1,
+                waiting: 0,
+                max_size: 10,
+            }),
+            read_connections: Some(ReadConnectionsStatus {
+                open: 1,
+                configured: 2,
+            }),
+        });
         assert!(
             text.contains("pingback_http_requests_total{route=\"conversation\",status=\"200\"} 1")
         );
@@ -220,5 +256,47 @@ mod tests {
         );
         assert!(text.contains("pingback_database_errors_total{kind=\"unavailable\"} 1"));
         assert!(text.contains("pingback_db_pool_max_size 10"));
+        assert!(text.contains("pingback_db_read_connections{state=\"open\"} 1"));
+        assert!(text.contains("pingback_db_read_connections{state=\"configured\"} 2"));
+    }
+
+    struct Fixed(StorageGauges);
+
+    impl StorageMetrics for Fixed {
+        fn gauges(&self) -> StorageGauges {
+            self.0
+        }
+    }
+
+    #[test]
+    fn sums_the_workers_storage_and_omits_what_no_adapter_reports() {
+        let metrics = Metrics::default();
+        assert!(
+            !metrics
+                .render(metrics.storage_gauges())
+                .contains("pingback_db_")
+        );
+        let pool = PoolStatus {
+            size: 1,
+            available: 1,
+            waiting: 0,
+            max_size: 4,
+        };
+        let reads = ReadConnectionsStatus {
+            open: 1,
+            configured: 1,
+        };
+        for _ in 0..2 {
+            metrics.track_storage(Arc::new(Fixed(StorageGauges {
+                pool: Some(pool),
+                read_connections: Some(reads),
+            })));
+        }
+        let text = metrics.render(metrics.storage_gauges());
+        assert!(text.contains("pingback_db_pool_max_size 8"), "{text}");
+        assert!(
+            text.contains("pingback_db_read_connections{state=\"configured\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -322,11 +322,11 @@ pub(crate) async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, A
         body = String, content_type = "text/plain")),
 )]
 pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let pool = state.metrics.pools();
+    let storage = state.metrics.storage_gauges();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(pool))
+        .body(state.metrics.render(storage))
 }
 
 /// This OpenAPI document

@@ -13,10 +13,8 @@ use base64::Engine as _;
 use pingback_application::{
     ConversationService, MockConversationRepository, RepositoryError, StoredRevision, Subject,
 };
-use pingback_domain::{
-    BusinessId, ChannelType, Conversation, ConversationId, ConversationParts, Revision, Status,
-    Timestamp,
-};
+use pingback_domain::testing::{ConversationBuilder, at};
+use pingback_domain::{BusinessId, Conversation, ConversationId, Revision};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -83,22 +81,11 @@ pub(crate) fn token_with(claims: &Value) -> String {
 }
 
 fn conversation(business: &str) -> Conversation {
-    let at = Timestamp::parse_rfc3339("2024-03-01T09:00:00Z").unwrap();
-    Conversation::new(ConversationParts {
-        id: ConversationId::parse(CONVERSATION).unwrap(),
-        business_id: BusinessId::parse(business).unwrap(),
-        customer: None,
-        assignee_id: None,
-        status: Status::Open,
-        channel_type: ChannelType::new("widget").unwrap(),
-        channel_id: None,
-        created_at: at,
-        updated_at: at,
-        first_response_at: None,
-        messages: vec![],
-    })
-    .unwrap()
-    .read_at(Revision::new(1, None))
+    ConversationBuilder::new(BusinessId::parse(business).unwrap())
+        .id(ConversationId::parse(CONVERSATION).unwrap())
+        .at(at("2024-03-01T09:00:00Z"))
+        .read_at(Revision::new(1, None))
+        .build()
 }
 
 pub(crate) fn repository_with(found: Option<Conversation>) -> MockConversationRepository {
@@ -777,8 +764,7 @@ async fn a_request_head_over_32_kib_is_431() {
 
 #[actix_web::test]
 async fn metrics_count_requests_by_route_and_status() {
-    let mut repository = repository_with(None);
-    repository.expect_pool_status().returning(|| None);
+    let repository = repository_with(None);
     let state = state_with(repository, authority(None, None));
     let app = test::init_service(
         App::new()

@@ -138,12 +138,34 @@ macro_rules! last_event_query {
 }
 pub(crate) use last_event_query;
 
-/// Deletes the events that occurred before an instant.
+/// Deletes, per business, the events before its first one that is not old: the
+/// oldest events that are all older than the cutoff. An event's time is its write's
+/// clock, which need not rise with its id (two writers of a business read the clock
+/// before they take their ids; an imported event is the import's time), so deleting
+/// every old event could leave a hole in the log; deleting a prefix never does, and
+/// readers further behind than it get `Gone`. `$1` and `$2` are the cutoff.
+macro_rules! prune_sql {
+    ($p1:literal, $p2:literal) => {
+        concat!(
+            "DELETE FROM events WHERE occurred_at < ",
+            $p1,
+            " AND id < COALESCE(\
+             (SELECT min(k.id) FROM events k WHERE k.business_id = events.business_id \
+             AND k.occurred_at >= ",
+            $p2,
+            "), 9223372036854775807)"
+        )
+    };
+}
+pub(crate) const PRUNE_POSTGRES: &str = prune_sql!("$1", "$2");
+pub(crate) const PRUNE_SQLITE: &str = prune_sql!("?", "?");
+
+/// The prune statement with its binds, for either backend.
 macro_rules! prune_query {
-    ($before:expr) => {{
-        use diesel::ExpressionMethods;
-        use $crate::schema::events as e;
-        diesel::delete(e::table.filter(e::occurred_at.lt($before)))
+    ($sql:expr, $before:expr) => {{
+        diesel::sql_query($sql)
+            .bind::<$crate::schema::sql::Instant, _>($before)
+            .bind::<$crate::schema::sql::Instant, _>($before)
     }};
 }
 pub(crate) use prune_query;

@@ -131,14 +131,14 @@ pub(crate) async fn run<S: ImportSink>(
 fn ids_of(batch: &[Conversation]) -> BatchIds {
     let mut ids = BatchIds::default();
     for c in batch {
-        ids.conversations.push(DbUuid(c.id().into_uuid()));
+        ids.conversations.push(DbUuid::from(c.id()));
         if let Some(id) = c.customer_id() {
-            ids.customers.push(DbUuid(id.into_uuid()));
+            ids.customers.push(DbUuid::from(id));
         }
         for m in c.messages() {
-            ids.messages.push(DbUuid(m.id().into_uuid()));
+            ids.messages.push(DbUuid::from(m.id()));
             for a in m.attachments() {
-                ids.attachments.push(DbUuid(a.id().into_uuid()));
+                ids.attachments.push(DbUuid::from(a.id()));
             }
         }
     }
@@ -198,9 +198,9 @@ impl State {
             }
         }
         let mut owners: HashMap<(ImportedEntity, Uuid), ImportConflictOwner> = HashMap::new();
-        let business_owner = |b: DbUuid| ImportConflictOwner::Business(BusinessId::from_uuid(b.0));
+        let business_owner = |b: DbUuid| ImportConflictOwner::Business(BusinessId::from(b));
         let conversation_owner =
-            |c: DbUuid| ImportConflictOwner::Conversation(ConversationId::from_uuid(c.0));
+            |c: DbUuid| ImportConflictOwner::Conversation(ConversationId::from(c));
         for &(business, id) in &existing.conversations {
             if expected_conversation.get(&id.0) != Some(&business.0) {
                 owners

@@ -11,7 +11,8 @@
 //!   statement (the conversation with its customer, the history, the attachments, as
 //!   `UNION ALL` branches: see `snapshot_read`), which sees one snapshot without a
 //!   transaction, so a concurrent import is seen entirely or not at all; it runs on a
-//!   few read connections shared, pipelined, by concurrent reads. Imports use the pool.
+//!   few read connections shared, pipelined, by concurrent reads. Writes, the inbox and
+//!   imports use the pool (on SQLite, everything does).
 //! - Every call is bounded by `pool_wait_timeout + statement_timeout`; waiting for the
 //!   pool, failing to connect, timeouts and lost connections are
 //!   [`RepositoryError::Unavailable`](pingback_application::RepositoryError), everything
@@ -23,7 +24,7 @@
 use std::sync::Arc;
 
 use pingback_application::{
-    ConversationImporter, ConversationRepository, ConversationWriter, EventLog,
+    ConversationImporter, ConversationRepository, ConversationWriter, EventLog, StorageMetrics,
 };
 
 mod citus;
@@ -57,6 +58,8 @@ pub struct Storage {
     pub importer: Arc<dyn ConversationImporter>,
     pub writer: Arc<dyn ConversationWriter>,
     pub events: Arc<dyn EventLog>,
+    /// The pool's and the read connections' gauges, for metrics.
+    pub gauges: Arc<dyn StorageMetrics>,
     pub backend: Backend,
 }
 
@@ -80,7 +83,8 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
                 repository: Arc::new(store.clone()),
                 importer: Arc::new(store.clone()),
                 writer: Arc::new(store.clone()),
-                events: Arc::new(store),
+                events: Arc::new(store.clone()),
+                gauges: Arc::new(store),
                 backend: Backend::Postgres,
             })
         }
@@ -91,7 +95,8 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
                 repository: Arc::new(store.clone()),
                 importer: Arc::new(store.clone()),
                 writer: Arc::new(store.clone()),
-                events: Arc::new(store),
+                events: Arc::new(store.clone()),
+                gauges: Arc::new(store),
                 backend: Backend::Sqlite,
             })
         }

@@ -1,5 +1,6 @@
 //! The PostgreSQL adapter: diesel-async over tokio-postgres (no libpq). Reads share a
-//! few pipelined connections (readiness checks too); imports use a deadpool pool.
+//! few pipelined connections (readiness checks too); writes, inbox pages and imports
+//! use a deadpool pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use diesel::OptionalExtension;
-use diesel::{ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl, QueryResult};
+use diesel::{ConnectionError, ConnectionResult, QueryResult};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -16,7 +17,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use futures_util::future::{BoxFuture, try_join, try_join4};
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
-    PoolStatus, RepositoryError, StoredRevision,
+    ReadConnectionsStatus, RepositoryError, StorageGauges, StorageMetrics, StoredRevision,
 };
 use pingback_application::{EventLog, EventsAfter};
 use pingback_domain::Timestamp;
@@ -30,8 +31,8 @@ use tokio::time::{Instant, timeout_at};
 use crate::error::{DeadlineExceeded, StorageError, classify, is_connection_lost};
 use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_import};
 use crate::pool::Checkout;
-use crate::rows::{self, BatchRows, RevisionRecord, revision_query};
-use crate::schema::{DbUuid, attachments, conversations, customers, messages};
+use crate::rows::{self, BatchRows, RevisionRecord, existing_query, revision_query, write_batch};
+use crate::schema::DbUuid;
 use crate::settings::{DatabaseSettings, with_connect_timeout};
 use crate::snapshot_read::{self, ConversationRead, ReadRow};
 
@@ -44,7 +45,7 @@ const IMPORT_LOCK: &str = "SELECT pg_advisory_xact_lock(7402471198346123286)";
 
 #[derive(Clone)]
 pub(crate) struct PostgresStore {
-    /// Imports: a connection each, for as long as they need it.
+    /// Writes, inbox pages and imports: a connection each, for as long as they need it.
     pool: Pool<AsyncPgConnection>,
     /// Conversation reads: shared, pipelined connections.
     reads: Arc<ReadConnections>,
@@ -70,6 +71,7 @@ impl PostgresStore {
                 .map(|_| Mutex::new(None))
                 .collect(),
             next: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         });
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         // No ping per checkout: a call costs its own round trips only. A connection
@@ -129,6 +131,8 @@ struct ReadConnections {
     connect_timeout: Duration,
     lanes: Vec<Lane>,
     next: AtomicUsize,
+    /// Lanes holding a connection now (metrics).
+    open: AtomicUsize,
 }
 
 impl ReadConnections {
@@ -166,6 +170,7 @@ impl ReadConnections {
         .map_err(RepositoryError::unavailable)?;
         let conn = Arc::new(opened);
         *slot = Some(Arc::clone(&conn));
+        self.open.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }
 
@@ -178,6 +183,7 @@ impl ReadConnections {
             .is_some_and(|current| Arc::ptr_eq(current, conn))
         {
             *slot = None;
+            self.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -244,8 +250,8 @@ impl ConversationRepository for PostgresStore {
         id: ConversationId,
     ) -> Result<Option<Conversation>, RepositoryError> {
         let read = ConversationRead {
-            business: DbUuid(business.into_uuid()),
-            id: DbUuid(id.into_uuid()),
+            business: DbUuid::from(business),
+            id: DbUuid::from(id),
         };
         let rows = self
             .on_read_lane(|conn| {
@@ -255,7 +261,7 @@ impl ConversationRepository for PostgresStore {
                 })
             })
             .await?;
-        snapshot_read::found(rows)
+        snapshot_read::found_by_statement(rows)
     }
 
     async fn find_revision(
@@ -263,7 +269,7 @@ impl ConversationRepository for PostgresStore {
         business: BusinessId,
         id: ConversationId,
     ) -> Result<Option<StoredRevision>, RepositoryError> {
-        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
         let rows = self
             .on_read_lane(|conn| {
                 Box::pin(async move {
@@ -282,7 +288,7 @@ impl ConversationRepository for PostgresStore {
         business: BusinessId,
         query: InboxQuery,
     ) -> Result<InboxPage, RepositoryError> {
-        let business = DbUuid(business.into_uuid());
+        let business = DbUuid::from(business);
         let run = async {
             let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
             let mut checkout = Checkout::new(object);
@@ -336,9 +342,17 @@ impl ConversationRepository for PostgresStore {
             .await
             .map(drop)
     }
+}
 
-    fn pool_status(&self) -> Option<PoolStatus> {
-        Some(crate::pool::status(&self.pool))
+impl StorageMetrics for PostgresStore {
+    fn gauges(&self) -> StorageGauges {
+        StorageGauges {
+            pool: Some(crate::pool::status(&self.pool)),
+            read_connections: Some(ReadConnectionsStatus {
+                open: AtomicUsize::load(&self.reads.open, Ordering::Relaxed),
+                configured: self.reads.lanes.len(),
+            }),
+        }
     }
 }
 
@@ -391,55 +405,38 @@ impl ImportSink for PostgresSink<'_> {
 
     async fn existing(&mut self, ids: BatchIds) -> Result<Existing, ImportFailure> {
         let conn = &*self.conn;
-        // Four independent lookups, pipelined.
+        // Four independent lookups, pipelined; each binds its ids as one array.
         let (conversations, customers, messages, attachments) = try_join4(
             async {
                 if ids.conversations.is_empty() {
                     return Ok(Vec::new());
                 }
-                conversations::table
-                    .filter(conversations::id.eq_any(&ids.conversations))
-                    .select((conversations::business_id, conversations::id))
-                    .load::<(DbUuid, DbUuid)>(&mut &*conn)
+                existing_query!(conversations, &ids.conversations)
+                    .load(&mut &*conn)
                     .await
             },
             async {
                 if ids.customers.is_empty() {
                     return Ok(Vec::new());
                 }
-                customers::table
-                    .filter(customers::id.eq_any(&ids.customers))
-                    .select((customers::business_id, customers::id))
-                    .load::<(DbUuid, DbUuid)>(&mut &*conn)
+                existing_query!(customers, &ids.customers)
+                    .load(&mut &*conn)
                     .await
             },
             async {
                 if ids.messages.is_empty() {
                     return Ok(Vec::new());
                 }
-                messages::table
-                    .filter(messages::id.eq_any(&ids.messages))
-                    .select((
-                        messages::business_id,
-                        messages::conversation_id,
-                        messages::id,
-                    ))
-                    .load::<(DbUuid, DbUuid, DbUuid)>(&mut &*conn)
+                existing_query!(messages, &ids.messages)
+                    .load(&mut &*conn)
                     .await
             },
             async {
                 if ids.attachments.is_empty() {
                     return Ok(Vec::new());
                 }
-                attachments::table
-                    .filter(attachments::id.eq_any(&ids.attachments))
-                    .select((
-                        attachments::business_id,
-                        attachments::conversation_id,
-                        attachments::message_id,
-                        attachments::id,
-                    ))
-                    .load::<(DbUuid, DbUuid, DbUuid, DbUuid)>(&mut &*conn)
+                existing_query!(attachments, &ids.attachments)
+                    .load(&mut &*conn)
                     .await
             },
         )
@@ -455,51 +452,10 @@ impl ImportSink for PostgresSink<'_> {
     async fn write(&mut self, batch: Vec<Conversation>) -> Result<(), ImportFailure> {
         let rows = BatchRows::of(&batch)?;
         let conn = &mut *self.conn;
-        for chunk in rows.customers.chunks(MAX_BINDS / rows::CUSTOMER_COLUMNS) {
-            diesel::insert_into(customers::table)
-                .values(chunk)
-                .on_conflict((customers::business_id, customers::id))
-                .do_update()
-                .set(crate::rows::customer_upsert!())
-                .execute(conn)
-                .await?;
-        }
-        for chunk in rows
-            .conversations
-            .chunks(MAX_BINDS / rows::CONVERSATION_COLUMNS)
-        {
-            diesel::insert_into(conversations::table)
-                .values(chunk)
-                .on_conflict((conversations::business_id, conversations::id))
-                .do_update()
-                .set(crate::rows::conversation_upsert!())
-                .execute(conn)
-                .await?;
-        }
-        for (business, ids) in &rows.replaced {
-            diesel::delete(
-                messages::table
-                    .filter(messages::business_id.eq(business))
-                    .filter(messages::conversation_id.eq_any(ids)),
-            )
-            .execute(conn)
-            .await?;
-        }
-        for chunk in rows.messages.chunks(MAX_BINDS / rows::MESSAGE_COLUMNS) {
-            diesel::insert_into(messages::table)
-                .values(chunk)
-                .execute(conn)
-                .await?;
-        }
-        for chunk in rows
-            .attachments
-            .chunks(MAX_BINDS / rows::ATTACHMENT_COLUMNS)
-        {
-            diesel::insert_into(attachments::table)
-                .values(chunk)
-                .execute(conn)
-                .await?;
-        }
+        // An id list is one array bind parameter here: no need to split it.
+        write_batch!(rows, max_binds: MAX_BINDS, max_ids: usize::MAX, |statement| {
+            statement.execute(conn).await?
+        });
         Ok(())
     }
 }
@@ -563,7 +519,7 @@ impl EventLog for PostgresStore {
             return Err(RepositoryError::internal("pooled connection missing"));
         };
         // Old rows only: writers insert new ones and never wait on this.
-        let deleted = crate::events::prune_query!(before)
+        let deleted = crate::events::prune_query!(crate::events::PRUNE_POSTGRES, before)
             .execute(conn)
             .await
             .map_err(classify)?;

@@ -144,9 +144,9 @@ impl ConversationWriter for PostgresStore {
         message: MessageId,
     ) -> Result<Option<Message>, RepositoryError> {
         let (business, conversation, message) = (
-            DbUuid(business.into_uuid()),
-            DbUuid(conversation.into_uuid()),
-            DbUuid(message.into_uuid()),
+            DbUuid::from(business),
+            DbUuid::from(conversation),
+            DbUuid::from(message),
         );
         let rows = self
             .on_read_lane(|conn| {
@@ -338,7 +338,8 @@ impl WriteSink for PostgresSink<'_> {
         let rows: QueryResult<Vec<ReadRow>> = ConversationRead { business, id }
             .load::<ReadRow>(self.conn)
             .await;
-        snapshot_read::found(rows?).map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
+        snapshot_read::found_by_statement(rows?)
+            .map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
     }
 }
 

@@ -35,6 +35,35 @@ pub(crate) mod sql {
 #[diesel(sql_type = sql::Uuid)]
 pub(crate) struct DbUuid(pub uuid::Uuid);
 
+/// Every domain id converts to and from its stored form, so a row field and a domain
+/// field are one `.into()` (or `From`) apart, never a hand-written `DbUuid(x.into_uuid())`.
+macro_rules! db_uuid_of_ids {
+    ($($id:ty),+ $(,)?) => {$(
+        impl From<$id> for DbUuid {
+            fn from(id: $id) -> Self {
+                Self(id.into())
+            }
+        }
+
+        impl From<DbUuid> for $id {
+            fn from(id: DbUuid) -> Self {
+                id.0.into()
+            }
+        }
+    )+};
+}
+
+db_uuid_of_ids!(
+    pingback_domain::AgentId,
+    pingback_domain::AttachmentId,
+    pingback_domain::BusinessId,
+    pingback_domain::ChannelId,
+    pingback_domain::ConversationId,
+    pingback_domain::CustomerId,
+    pingback_domain::MessageId,
+    pingback_domain::SenderId,
+);
+
 /// A timestamp as unix microseconds, the domain's own representation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, AsExpression, FromSqlRow)]
 #[diesel(sql_type = sql::Instant)]

@@ -135,11 +135,42 @@ pub(crate) enum ReadRow {
     Attachment(Box<PlacedAttachmentRow>),
 }
 
-// Column offsets of each part in the statement's rows.
+/// How many result columns a SQL type takes (a tuple: the sum of its members).
+trait Width {
+    const WIDTH: usize;
+}
+
+macro_rules! one_column {
+    ($($sql:ty),+) => {$(
+        impl Width for $sql {
+            const WIDTH: usize = 1;
+        }
+    )+};
+}
+one_column!(Uuid, Instant, Text, BigInt, Integer);
+
+impl<T: Width> Width for Nullable<T> {
+    const WIDTH: usize = T::WIDTH;
+}
+
+macro_rules! tuple_width {
+    ($($member:ident),+) => {
+        impl<$($member: Width),+> Width for ($($member,)+) {
+            const WIDTH: usize = 0 $(+ $member::WIDTH)+;
+        }
+    };
+}
+tuple_width!(A, B, C);
+tuple_width!(A, B, C, D, E);
+tuple_width!(A, B, C, D, E, F, G, H);
+tuple_width!(A, B, C, D, E, F, G, H, I, J, K);
+
+// Column offsets of each part in the statement's rows, derived from the SQL types
+// (`part` is column 0). The test below checks `SQL` selects these columns there.
 const CONVERSATION: usize = 1;
-const CUSTOMER: usize = 12;
-const MESSAGE: usize = 20;
-const ATTACHMENT: usize = 25;
+const CUSTOMER: usize = CONVERSATION + ConversationSql::WIDTH;
+const MESSAGE: usize = CUSTOMER + CustomerSql::WIDTH;
+const ATTACHMENT: usize = MESSAGE + MessageSql::WIDTH;
 
 impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
     fn build_from_row<'a>(row: &impl Row<'a, Pg>) -> deserialize::Result<Self> {
@@ -207,13 +238,13 @@ impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
 
 /// The aggregate from the statement's rows; `None` when the conversation is not in the
 /// business. A row that breaks the domain's rules is an internal error.
-pub(crate) fn found(
+pub(crate) fn found_by_statement(
     rows: Vec<ReadRow>,
 ) -> Result<Option<Conversation>, pingback_application::RepositoryError> {
-    assemble(rows).map_err(pingback_application::RepositoryError::internal)
+    aggregate_of(rows).map_err(pingback_application::RepositoryError::internal)
 }
 
-fn assemble(rows: Vec<ReadRow>) -> Result<Option<Conversation>, CorruptRow> {
+fn aggregate_of(rows: Vec<ReadRow>) -> Result<Option<Conversation>, CorruptRow> {
     let mut header: Option<ConversationRecord> = None;
     let mut messages = Vec::with_capacity(rows.len());
     let mut attachments = Vec::new();
@@ -275,5 +306,132 @@ mod tests {
         assert!(sql.contains("cu.business_id = c.business_id"), "{sql}");
         assert_eq!(sql.matches("SELECT").count(), 3);
         assert_eq!(sql.matches("WHERE").count(), 3);
+    }
+
+    /// The select list of each `UNION ALL` branch of `SQL`, in branch order.
+    fn branches() -> Vec<Vec<String>> {
+        SQL.concat()
+            .split("SELECT ")
+            .skip(1)
+            .map(|branch| {
+                let (list, _) = branch.split_once(" FROM ").expect("a FROM per branch");
+                list.split(',').map(|c| c.trim().to_owned()).collect()
+            })
+            .collect()
+    }
+
+    /// The columns a `Selectable` row reads, in field order, e.g. `["business_id", …]`.
+    fn selected<Q: QueryFragment<Pg>>(query: Q) -> Vec<String> {
+        let sql = diesel::debug_query::<Pg, _>(&query).to_string();
+        let (list, _) = sql
+            .trim_start_matches("SELECT ")
+            .split_once(" FROM ")
+            .expect("a FROM");
+        list.split(", ")
+            .map(|c| {
+                c.rsplit('.')
+                    .next()
+                    .unwrap_or(c)
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// A new column must be added in four places that cannot be derived from one
+    /// another: the SQL text (and the NULL padding of the other branches), the SQL type
+    /// of its part, the row struct and its decoding. This fails naming the mismatch.
+    #[test]
+    fn the_sql_text_the_sql_types_and_the_offsets_agree() {
+        use diesel::{QueryDsl, SelectableHelper};
+
+        use crate::schema::{attachments, conversations, customers, messages};
+
+        let width = <<ConversationRead as Query>::SqlType as Width>::WIDTH;
+        assert_eq!(
+            ATTACHMENT + AttachmentSql::WIDTH,
+            width,
+            "the parts' SQL types do not add up to Query::SqlType"
+        );
+        let placement = ["message_id".to_owned(), "position".to_owned()];
+        // (part, branch, first column, SQL types' width, table alias, row columns)
+        let parts = [
+            (
+                "conversation",
+                0,
+                CONVERSATION,
+                ConversationSql::WIDTH,
+                "c.",
+                selected(conversations::table.select(ConversationRow::as_select())),
+            ),
+            (
+                "customer",
+                0,
+                CUSTOMER,
+                CustomerSql::WIDTH,
+                "cu.",
+                selected(customers::table.select(CustomerRow::as_select())),
+            ),
+            (
+                "message",
+                1,
+                MESSAGE,
+                MessageSql::WIDTH,
+                "m.",
+                selected(messages::table.select(MessageRow::as_select())),
+            ),
+            (
+                "attachment",
+                2,
+                ATTACHMENT,
+                AttachmentSql::WIDTH,
+                "a.",
+                [
+                    placement.to_vec(),
+                    selected(attachments::table.select(AttachmentRow::as_select())),
+                ]
+                .concat(),
+            ),
+        ];
+        let branches = branches();
+        assert_eq!(branches.len(), 3, "three UNION ALL branches");
+        for (branch, columns) in branches.iter().enumerate() {
+            assert_eq!(
+                columns.len(),
+                width,
+                "branch {branch} selects {} columns but Query::SqlType has {width}: {columns:?}",
+                columns.len()
+            );
+            assert_eq!(
+                columns[0],
+                branch.to_string(),
+                "branch {branch}'s `part` column"
+            );
+            for (part, part_branch, start, part_width, alias, row) in &parts {
+                assert_eq!(
+                    *part_width,
+                    row.len(),
+                    "the {part} SQL type has {part_width} columns, its row struct reads {}: {row:?}",
+                    row.len()
+                );
+                let own = &columns[*start..start + part_width];
+                if branch == *part_branch {
+                    let names: Vec<_> = own
+                        .iter()
+                        .map(|c| c.strip_prefix(alias).unwrap_or(c).to_owned())
+                        .collect();
+                    assert_eq!(
+                        &names, row,
+                        "branch {branch} selects other {part} columns (from column {start}) than the {part} row reads"
+                    );
+                } else {
+                    assert!(
+                        own.iter().all(|c| c.starts_with("NULL")),
+                        "branch {branch} must pad the {part} columns {start}..{} with NULLs: {own:?}",
+                        start + part_width
+                    );
+                }
+            }
+        }
     }
 }

@@ -11,10 +11,7 @@ use async_trait::async_trait;
 use diesel::OptionalExtension;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
-use diesel::{
-    Connection, ConnectionError, ConnectionResult, ExpressionMethods, QueryDsl, QueryResult,
-    RunQueryDsl,
-};
+use diesel::{Connection, ConnectionError, ConnectionResult, QueryResult, RunQueryDsl};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -24,7 +21,7 @@ use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use futures_util::StreamExt as _;
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
-    PoolStatus, RepositoryError, SourceAborted, StoredRevision,
+    RepositoryError, SourceAborted, StorageGauges, StorageMetrics, StoredRevision,
 };
 use pingback_application::{EventLog, EventsAfter};
 use pingback_domain::Timestamp;
@@ -39,9 +36,9 @@ use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_
 use crate::pool::Checkout;
 use crate::rows::{
     self, BatchRows, ConversationRecord, HistoryRecord, RevisionRecord, conversation_query,
-    history_query, revision_query,
+    existing_query, history_query, revision_query, write_batch,
 };
-use crate::schema::{DbUuid, attachments, conversations, customers, messages};
+use crate::schema::DbUuid;
 use crate::settings::DatabaseSettings;
 
 pub(crate) type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
@@ -171,7 +168,7 @@ impl ConversationRepository for SqliteStore {
         business: BusinessId,
         id: ConversationId,
     ) -> Result<Option<Conversation>, RepositoryError> {
-        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
         let (conversation, history) = self
             .call(move |conn| {
                 // One read transaction: both queries see the same snapshot.
@@ -186,7 +183,7 @@ impl ConversationRepository for SqliteStore {
                 })
             })
             .await?;
-        rows::found(conversation, history)
+        rows::found_by_queries(conversation, history)
     }
 
     async fn find_revision(
@@ -194,7 +191,7 @@ impl ConversationRepository for SqliteStore {
         business: BusinessId,
         id: ConversationId,
     ) -> Result<Option<StoredRevision>, RepositoryError> {
-        let (business, id) = (DbUuid(business.into_uuid()), DbUuid(id.into_uuid()));
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
         let rows = self
             .call(move |conn| revision_query!(business, id).load::<RevisionRecord>(conn))
             .await?;
@@ -206,7 +203,7 @@ impl ConversationRepository for SqliteStore {
         business: BusinessId,
         query: InboxQuery,
     ) -> Result<InboxPage, RepositoryError> {
-        let business = DbUuid(business.into_uuid());
+        let business = DbUuid::from(business);
         let query = std::sync::Arc::new(query);
         let statement = std::sync::Arc::clone(&query);
         let (records, attachments, last_event_id) = self
@@ -237,9 +234,14 @@ impl ConversationRepository for SqliteStore {
     async fn ping(&self) -> Result<(), RepositoryError> {
         self.call(|conn| conn.batch_execute("SELECT 1")).await
     }
+}
 
-    fn pool_status(&self) -> Option<PoolStatus> {
-        Some(crate::pool::status(&self.pool))
+impl StorageMetrics for SqliteStore {
+    fn gauges(&self) -> StorageGauges {
+        StorageGauges {
+            pool: Some(crate::pool::status(&self.pool)),
+            read_connections: None,
+        }
     }
 }
 
@@ -331,45 +333,24 @@ impl ImportSink for SqliteSink<'_> {
             .spawn_blocking(move |conn| {
                 let mut existing = Existing::default();
                 for chunk in ids.conversations.chunks(LOOKUP_CHUNK) {
-                    existing.conversations.extend(
-                        conversations::table
-                            .filter(conversations::id.eq_any(chunk))
-                            .select((conversations::business_id, conversations::id))
-                            .load::<(DbUuid, DbUuid)>(conn)?,
-                    );
+                    existing
+                        .conversations
+                        .append(&mut existing_query!(conversations, chunk).load(conn)?);
                 }
                 for chunk in ids.customers.chunks(LOOKUP_CHUNK) {
-                    existing.customers.extend(
-                        customers::table
-                            .filter(customers::id.eq_any(chunk))
-                            .select((customers::business_id, customers::id))
-                            .load::<(DbUuid, DbUuid)>(conn)?,
-                    );
+                    existing
+                        .customers
+                        .append(&mut existing_query!(customers, chunk).load(conn)?);
                 }
                 for chunk in ids.messages.chunks(LOOKUP_CHUNK) {
-                    existing.messages.extend(
-                        messages::table
-                            .filter(messages::id.eq_any(chunk))
-                            .select((
-                                messages::business_id,
-                                messages::conversation_id,
-                                messages::id,
-                            ))
-                            .load::<(DbUuid, DbUuid, DbUuid)>(conn)?,
-                    );
+                    existing
+                        .messages
+                        .append(&mut existing_query!(messages, chunk).load(conn)?);
                 }
                 for chunk in ids.attachments.chunks(LOOKUP_CHUNK) {
-                    existing.attachments.extend(
-                        attachments::table
-                            .filter(attachments::id.eq_any(chunk))
-                            .select((
-                                attachments::business_id,
-                                attachments::conversation_id,
-                                attachments::message_id,
-                                attachments::id,
-                            ))
-                            .load::<(DbUuid, DbUuid, DbUuid, DbUuid)>(conn)?,
-                    );
+                    existing
+                        .attachments
+                        .append(&mut existing_query!(attachments, chunk).load(conn)?);
                 }
                 Ok(existing)
             })
@@ -386,48 +367,9 @@ impl ImportSink for SqliteSink<'_> {
 
 fn write(conn: &mut SqliteConnection, batch: &[Conversation]) -> Result<(), ImportFailure> {
     let rows = BatchRows::of(batch)?;
-    for chunk in rows.customers.chunks(MAX_BINDS / rows::CUSTOMER_COLUMNS) {
-        diesel::insert_into(customers::table)
-            .values(chunk)
-            .on_conflict((customers::business_id, customers::id))
-            .do_update()
-            .set(rows::customer_upsert!())
-            .execute(conn)?;
-    }
-    for chunk in rows
-        .conversations
-        .chunks(MAX_BINDS / rows::CONVERSATION_COLUMNS)
-    {
-        diesel::insert_into(conversations::table)
-            .values(chunk)
-            .on_conflict((conversations::business_id, conversations::id))
-            .do_update()
-            .set(rows::conversation_upsert!())
-            .execute(conn)?;
-    }
-    for (business, ids) in &rows.replaced {
-        for chunk in ids.chunks(LOOKUP_CHUNK) {
-            diesel::delete(
-                messages::table
-                    .filter(messages::business_id.eq(business))
-                    .filter(messages::conversation_id.eq_any(chunk)),
-            )
-            .execute(conn)?;
-        }
-    }
-    for chunk in rows.messages.chunks(MAX_BINDS / rows::MESSAGE_COLUMNS) {
-        diesel::insert_into(messages::table)
-            .values(chunk)
-            .execute(conn)?;
-    }
-    for chunk in rows
-        .attachments
-        .chunks(MAX_BINDS / rows::ATTACHMENT_COLUMNS)
-    {
-        diesel::insert_into(attachments::table)
-            .values(chunk)
-            .execute(conn)?;
-    }
+    write_batch!(rows, max_binds: MAX_BINDS, max_ids: LOOKUP_CHUNK, |statement| {
+        statement.execute(conn)?
+    });
     Ok(())
 }
 
@@ -463,7 +405,9 @@ impl EventLog for SqliteStore {
     async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
         let before = crate::schema::Micros(before.unix_micros());
         let deleted = self
-            .call(move |conn| crate::events::prune_query!(before).execute(conn))
+            .call(move |conn| {
+                crate::events::prune_query!(crate::events::PRUNE_SQLITE, before).execute(conn)
+            })
             .await?;
         Ok(deleted as u64)
     }

@@ -135,9 +135,9 @@ impl ConversationWriter for SqliteStore {
         message: MessageId,
     ) -> Result<Option<Message>, RepositoryError> {
         let (business, conversation, message) = (
-            DbUuid(business.into_uuid()),
-            DbUuid(conversation.into_uuid()),
-            DbUuid(message.into_uuid()),
+            DbUuid::from(business),
+            DbUuid::from(conversation),
+            DbUuid::from(message),
         );
         let rows = self
             .call(move |conn| {
@@ -345,7 +345,7 @@ impl WriteSink for SqliteSink<'_> {
             let conversation =
                 conversation_query!(business, id).load::<ConversationRecord>(conn)?;
             let history = history_query!(business, id).load::<HistoryRecord>(conn)?;
-            rows::found(conversation, history)
+            rows::found_by_queries(conversation, history)
                 .map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
         })
         .await

@@ -137,10 +137,6 @@ pub(crate) trait WriteSink: Send {
     ) -> impl Future<Output = Result<Option<Conversation>, WriteFailure>> + Send;
 }
 
-fn db(id: impl Into<uuid::Uuid>) -> DbUuid {
-    DbUuid(id.into())
-}
-
 /// Claims the key; `Some` is the answer to give instead of writing.
 async fn claim<S: WriteSink, T>(
     sink: &mut S,
@@ -154,7 +150,7 @@ async fn claim<S: WriteSink, T>(
     let expired_before = Micros(at.saturating_sub(IDEMPOTENCY_TTL_SECONDS * 1_000_000));
     let stored = sink
         .claim(
-            db(business),
+            DbUuid::from(business),
             claim.key.as_str(),
             &claim.fingerprint,
             Micros(at),
@@ -181,7 +177,7 @@ async fn record<S: WriteSink>(
 ) -> Result<(), WriteFailure> {
     if let Some(claim) = claim {
         let response = (claim.render)(&outcome);
-        sink.record(db(business), claim.key.as_str(), &response)
+        sink.record(DbUuid::from(business), claim.key.as_str(), &response)
             .await?;
     }
     Ok(())
@@ -201,14 +197,14 @@ pub(crate) async fn create<S: WriteSink>(
     let customer = match &draft.customer {
         CustomerChoice::None => None,
         CustomerChoice::Existing(id) => Some(
-            sink.customer(db(business), db(*id))
+            sink.customer(DbUuid::from(business), DbUuid::from(*id))
                 .await?
                 .ok_or(WriteError::UnknownCustomer)?,
         ),
         CustomerChoice::New(described) => {
             let existing = match described.external_id() {
                 Some(external) => {
-                    sink.customer_by_external_id(db(business), external.as_str())
+                    sink.customer_by_external_id(DbUuid::from(business), external.as_str())
                         .await?
                 }
                 None => None,
@@ -233,7 +229,7 @@ pub(crate) async fn create<S: WriteSink>(
     sink.insert_conversation(&conversation).await?;
     let conversation = conversation.read_at(Revision::new(1, customer_revision));
     sink.append_events(
-        db(business),
+        DbUuid::from(business),
         ConversationEvent::created(ConversationSummary::of(&conversation)),
     )
     .await?;
@@ -260,17 +256,18 @@ pub(crate) async fn append<S: WriteSink>(
         return Ok(replay);
     }
     let mut head = sink
-        .lock_head(db(business), db(id))
+        .lock_head(DbUuid::from(business), DbUuid::from(id))
         .await?
         .ok_or(WriteError::NotFound)?;
     let appended = head.append(draft, ids, now).map_err(WriteError::from)?;
-    sink.insert_message(db(business), db(id), &appended).await?;
+    sink.insert_message(DbUuid::from(business), DbUuid::from(id), &appended)
+        .await?;
     sink.update_head(&head).await?;
     let summary = head
         .summary(Some(appended.message.clone()))
         .map_err(|e| crate::rows::corrupt("conversation", e))?;
     sink.append_events(
-        db(business),
+        DbUuid::from(business),
         ConversationEvent::message_added(
             summary,
             appended.message.clone(),
@@ -297,7 +294,7 @@ pub(crate) async fn update<S: WriteSink>(
     now: Timestamp,
 ) -> Result<Updated, WriteFailure> {
     let mut head = sink
-        .lock_head(db(business), db(id))
+        .lock_head(DbUuid::from(business), DbUuid::from(id))
         .await?
         .ok_or(WriteError::NotFound)?;
     if expected.is_some_and(|expected| expected != head.revision) {
@@ -308,11 +305,11 @@ pub(crate) async fn update<S: WriteSink>(
         sink.update_head(&head).await?;
     }
     let conversation = sink
-        .read(db(business), db(id))
+        .read(DbUuid::from(business), DbUuid::from(id))
         .await?
         .ok_or_else(|| crate::rows::corrupt("conversation", "vanished under its lock"))?;
     sink.append_events(
-        db(business),
+        DbUuid::from(business),
         ConversationEvent::updated(ConversationSummary::of(&conversation), changes.clone()),
     )
     .await?;
@@ -444,16 +441,16 @@ macro_rules! update_head_query {
         let head: &pingback_domain::ConversationHead = $head;
         diesel::update(
             c::table
-                .filter(c::business_id.eq(DbUuid(head.business_id.into_uuid())))
-                .filter(c::id.eq(DbUuid(head.id.into_uuid()))),
+                .filter(c::business_id.eq(DbUuid::from(head.business_id)))
+                .filter(c::id.eq(DbUuid::from(head.id))),
         )
         .set((
             c::status.eq(head.status.as_str()),
-            c::assignee_id.eq(head.assignee_id.map(|a| DbUuid(a.into_uuid()))),
+            c::assignee_id.eq(head.assignee_id.map(DbUuid::from)),
             c::updated_at.eq(Micros(head.updated_at.unix_micros())),
             c::first_response_at.eq(head.first_response_at.map(|t| Micros(t.unix_micros()))),
             c::message_count.eq(i64::try_from(head.message_count).unwrap_or(i64::MAX)),
-            c::last_message_id.eq(head.last_message_id.map(|m| DbUuid(m.into_uuid()))),
+            c::last_message_id.eq(head.last_message_id.map(DbUuid::from)),
             c::revision.eq(c::revision + 1),
         ))
     }};

@@ -5,18 +5,17 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use pingback_application::{
     ConversationCommands, ConversationRepository, ConversationService, ConversationWriter,
     EventFeed, EventLog, EventSignals, EventsAfter, IdempotencyClaim, RepositoryError,
-    StoredRevision, SystemClock, Updated, WriteError, Written,
+    StorageMetrics, StoredRevision, SystemClock, Updated, WriteError, Written,
 };
 use pingback_domain::{
     BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, InboxPage,
     InboxQuery, Message, MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds,
     Revision, Timestamp,
 };
-use pingback_http::{ApiState, EventRoutes, JsonEvents, Metrics, TokenAuthority};
+use pingback_http::{ApiState, EventRoutes, JsonEvents, Metrics, Server, TokenAuthority};
 use pingback_persistence::{DatabaseSettings, EventWiring};
 
 use crate::settings::{Settings, SettingsError};
@@ -88,6 +87,10 @@ impl Application {
         };
         let state = move || {
             let ports = worker_storage(&database, &wiring);
+            // Each worker's storage reports its gauges; `/metrics` sums them.
+            if let Some(gauges) = ports.gauges.clone() {
+                metrics.track_storage(gauges);
+            }
             let conversations = ConversationService::new(ports.repository);
             ApiState {
                 commands: ConversationCommands::new(
@@ -149,7 +152,7 @@ impl Application {
             // Kept until the process ends: streams see `true`, never a closed channel.
             std::future::pending::<()>().await;
         }));
-        let result = self.server.await;
+        let result = self.server.run().await;
         for task in tasks {
             task.abort();
         }
@@ -202,6 +205,8 @@ struct WorkerPorts {
     repository: Arc<dyn ConversationRepository>,
     writer: Arc<dyn ConversationWriter>,
     events: Arc<dyn EventLog>,
+    /// None when the worker has no storage (it then reports no gauges).
+    gauges: Option<Arc<dyn StorageMetrics>>,
 }
 
 /// A worker's ports. The settings were accepted at start-up, so this cannot fail in
@@ -212,6 +217,7 @@ fn worker_storage(database: &DatabaseSettings, wiring: &EventWiring) -> WorkerPo
             repository: storage.repository,
             writer: storage.writer,
             events: storage.events,
+            gauges: Some(storage.gauges),
         },
         Err(error) => {
             tracing::error!(%error, "a worker could not build its database pool");
@@ -220,6 +226,7 @@ fn worker_storage(database: &DatabaseSettings, wiring: &EventWiring) -> WorkerPo
                 repository: unconnected.clone(),
                 writer: unconnected.clone(),
                 events: unconnected,
+                gauges: None,
             }
         }
     }

@@ -146,7 +146,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: &Settings) -> Result<(), Failure> {
-    actix_web::rt::System::new().block_on(async {
+    pingback_http::block_on(async {
         let app = Application::build(settings).map_err(runtime)?;
         tracing::info!(address = %app.address(), environment = %settings.environment, "pingback ready");
         // The one line scripts read: where to send requests.
