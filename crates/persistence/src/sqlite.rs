@@ -51,9 +51,11 @@ const LOOKUP_CHUNK: usize = 10_000;
 
 /// Per connection: WAL lets readers run beside the writer; NORMAL sync is durable
 /// across application crashes in WAL mode; foreign keys are off by default in SQLite.
+/// `busy_timeout` comes first: the other pragmas may need a lock, and a connection
+/// opened while a write holds it must wait for it rather than fail at once.
 pub(crate) fn pragmas(busy_timeout: Duration) -> String {
     format!(
-        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
         busy_timeout.as_millis()
     )
 }
