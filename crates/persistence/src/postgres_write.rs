@@ -1,17 +1,12 @@
 //! PostgreSQL's side of the write port: each write is one transaction on a pooled
 //! connection, the conversation locked with `SELECT … FOR UPDATE`.
 
-use async_trait::async_trait;
 use diesel::{OptionalExtension, QueryResult};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use pingback_application::{
-    ConversationWriter, IdempotencyClaim, RepositoryError, StoredResponse, Updated, WriteError,
-    Written,
-};
+use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
-    BusinessId, Conversation, ConversationDraft, ConversationEvent, ConversationHead,
-    ConversationId, ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId,
-    MessageIds, NewConversationIds, Revision, Timestamp,
+    BusinessId, Conversation, ConversationEvent, ConversationHead, ConversationId, Customer,
+    Message, MessageAppended, MessageId,
 };
 
 use crate::events::{BUMP_POSTGRES, EventWiring, LastId, NOTIFY_POSTGRES, bump_query};
@@ -95,49 +90,11 @@ fn finish_write<M: deadpool::managed::Manager, T>(
     }
 }
 
-#[async_trait]
-impl ConversationWriter for PostgresStore {
-    async fn create_conversation(
-        &self,
-        business: BusinessId,
-        draft: ConversationDraft,
-        ids: NewConversationIds,
-        now: Timestamp,
-        claim: Option<IdempotencyClaim>,
-    ) -> Result<Written<Conversation>, WriteError> {
-        in_transaction!(self, business, |sink| write::create(
-            sink, business, draft, ids, now, claim
-        ))
-    }
+crate::write::conversation_writer!(PostgresStore);
 
-    async fn append_message(
-        &self,
-        business: BusinessId,
-        id: ConversationId,
-        draft: MessageDraft,
-        ids: MessageIds,
-        now: Timestamp,
-        claim: Option<IdempotencyClaim>,
-    ) -> Result<Written<MessageAppended>, WriteError> {
-        in_transaction!(self, business, |sink| write::append(
-            sink, business, id, draft, ids, now, claim
-        ))
-    }
-
-    async fn update_conversation(
-        &self,
-        business: BusinessId,
-        id: ConversationId,
-        patch: ConversationPatch,
-        expected: Option<Revision>,
-        now: Timestamp,
-    ) -> Result<Updated, WriteError> {
-        in_transaction!(self, business, |sink| write::update(
-            sink, business, id, patch, expected, now
-        ))
-    }
-
-    async fn find_message(
+impl PostgresStore {
+    /// One message of a conversation of a business (the write port's read).
+    pub(crate) async fn read_message(
         &self,
         business: BusinessId,
         conversation: ConversationId,

@@ -2,17 +2,12 @@
 //! has one writer at a time, so the write lock taken up front is the conversation's
 //! lock too), run in a task of its own like every SQLite call.
 
-use async_trait::async_trait;
 use diesel::sqlite::SqliteConnection;
 use diesel::{OptionalExtension, RunQueryDsl};
-use pingback_application::{
-    ConversationWriter, IdempotencyClaim, RepositoryError, StoredResponse, Updated, WriteError,
-    Written,
-};
+use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
-    BusinessId, Conversation, ConversationDraft, ConversationEvent, ConversationHead,
-    ConversationId, ConversationPatch, Customer, Message, MessageAppended, MessageDraft, MessageId,
-    MessageIds, NewConversationIds, Revision, Timestamp,
+    BusinessId, Conversation, ConversationEvent, ConversationHead, ConversationId, Customer,
+    Message, MessageAppended, MessageId,
 };
 
 use crate::error::classify_pool;
@@ -86,49 +81,11 @@ macro_rules! in_transaction {
     }};
 }
 
-#[async_trait]
-impl ConversationWriter for SqliteStore {
-    async fn create_conversation(
-        &self,
-        business: BusinessId,
-        draft: ConversationDraft,
-        ids: NewConversationIds,
-        now: Timestamp,
-        claim: Option<IdempotencyClaim>,
-    ) -> Result<Written<Conversation>, WriteError> {
-        in_transaction!(self, business, |sink| write::create(
-            sink, business, draft, ids, now, claim
-        ))
-    }
+crate::write::conversation_writer!(SqliteStore);
 
-    async fn append_message(
-        &self,
-        business: BusinessId,
-        id: ConversationId,
-        draft: MessageDraft,
-        ids: MessageIds,
-        now: Timestamp,
-        claim: Option<IdempotencyClaim>,
-    ) -> Result<Written<MessageAppended>, WriteError> {
-        in_transaction!(self, business, |sink| write::append(
-            sink, business, id, draft, ids, now, claim
-        ))
-    }
-
-    async fn update_conversation(
-        &self,
-        business: BusinessId,
-        id: ConversationId,
-        patch: ConversationPatch,
-        expected: Option<Revision>,
-        now: Timestamp,
-    ) -> Result<Updated, WriteError> {
-        in_transaction!(self, business, |sink| write::update(
-            sink, business, id, patch, expected, now
-        ))
-    }
-
-    async fn find_message(
+impl SqliteStore {
+    /// One message of a conversation of a business (the write port's read).
+    pub(crate) async fn read_message(
         &self,
         business: BusinessId,
         conversation: ConversationId,

@@ -502,3 +502,70 @@ pub(crate) fn found_message(
         .map(|messages| messages.into_iter().next())
         .map_err(RepositoryError::internal)
 }
+
+/// The write port for a store: its three writes run the shared algorithm in the
+/// store's own transaction (`in_transaction!`, defined by each adapter), and its
+/// message read is the store's `read_message`.
+macro_rules! conversation_writer {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl pingback_application::ConversationWriter for $store {
+            async fn create_conversation(
+                &self,
+                business: pingback_domain::BusinessId,
+                draft: pingback_domain::ConversationDraft,
+                ids: pingback_domain::NewConversationIds,
+                now: pingback_domain::Timestamp,
+                claim: Option<pingback_application::IdempotencyClaim>,
+            ) -> Result<
+                pingback_application::Written<pingback_domain::Conversation>,
+                pingback_application::WriteError,
+            > {
+                in_transaction!(self, business, |sink| $crate::write::create(
+                    sink, business, draft, ids, now, claim
+                ))
+            }
+
+            async fn append_message(
+                &self,
+                business: pingback_domain::BusinessId,
+                id: pingback_domain::ConversationId,
+                draft: pingback_domain::MessageDraft,
+                ids: pingback_domain::MessageIds,
+                now: pingback_domain::Timestamp,
+                claim: Option<pingback_application::IdempotencyClaim>,
+            ) -> Result<
+                pingback_application::Written<pingback_domain::MessageAppended>,
+                pingback_application::WriteError,
+            > {
+                in_transaction!(self, business, |sink| $crate::write::append(
+                    sink, business, id, draft, ids, now, claim
+                ))
+            }
+
+            async fn update_conversation(
+                &self,
+                business: pingback_domain::BusinessId,
+                id: pingback_domain::ConversationId,
+                patch: pingback_domain::ConversationPatch,
+                expected: Option<pingback_domain::Revision>,
+                now: pingback_domain::Timestamp,
+            ) -> Result<pingback_application::Updated, pingback_application::WriteError> {
+                in_transaction!(self, business, |sink| $crate::write::update(
+                    sink, business, id, patch, expected, now
+                ))
+            }
+
+            async fn find_message(
+                &self,
+                business: pingback_domain::BusinessId,
+                conversation: pingback_domain::ConversationId,
+                message: pingback_domain::MessageId,
+            ) -> Result<Option<pingback_domain::Message>, pingback_application::RepositoryError>
+            {
+                self.read_message(business, conversation, message).await
+            }
+        }
+    };
+}
+pub(crate) use conversation_writer;
