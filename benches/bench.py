@@ -10,6 +10,7 @@
   peak ...                       a server's peak RSS (VmHWM) -> one JSON line
   write-bodies ...               the write scenario's message bodies (JSON lines for wrk, CSV for pgbench)
   write-check ...                the write scenario's conversations accept a message; an idempotent replay
+  list-prepare ...               the list scenario's pages (first, deep cursor by paging), checks, pgbench binds
   report ...                     medians, ratios -> results.json and docs/benchmarks.md
 """
 
@@ -299,6 +300,106 @@ def cmd_write_check(args):
     return 1 if result["problems"] else 0
 
 
+# --- list -----------------------------------------------------------------------
+
+
+def psql_at(psql, url, sql):
+    out = subprocess.run([psql, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, url],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def cmd_list_prepare(args):
+    """The list scenario: the first page (limit), then paging with `page` items per
+    request `depth / page` times following next_cursor, which gives the cursor at
+    position `depth`; the deep page at that cursor. Checks: 200s, full pages, no item
+    twice, the deep page holds the items PostgreSQL orders at depth+1.. (updated_at DESC,
+    id DESC). Writes the two request paths for wrk, the pgbench binds (-D options) of
+    the deep page, and list-check.json."""
+    from urllib.parse import quote
+
+    base = f"{args.url}/api/v1/conversations"
+    problems = []
+    result = {"limit": args.limit, "page": args.page, "depth": args.depth, "problems": problems}
+
+    def get(path):
+        status, body, _ = fetch(args.url + path, args.token)
+        if status != 200:
+            problems.append(f"{path[:120]}: HTTP {status}: {body[:300]!r}")
+            return None
+        return json.loads(body)
+
+    first_path = f"/api/v1/conversations?limit={args.limit}"
+    first = get(first_path)
+    if first is not None:
+        result["first_items"] = len(first["data"])
+        result["first_has_next"] = first.get("next_cursor") is not None
+        result["first_bytes"] = len(json.dumps(first))
+        if len(first["data"]) != args.limit or not first.get("next_cursor"):
+            problems.append(f"first page: {len(first['data'])} items, next_cursor {first.get('next_cursor')!r}")
+    seen, cursor = [], None
+    for i in range(args.depth // args.page):
+        path = f"/api/v1/conversations?limit={args.page}" + (f"&cursor={quote(cursor, safe='')}" if cursor else "")
+        page = get(path)
+        if page is None:
+            break
+        seen.extend(item["id"] for item in page["data"])
+        cursor = page.get("next_cursor")
+        if len(page["data"]) != args.page or not cursor:
+            problems.append(f"paging: page {i + 1}: {len(page['data'])} items, next_cursor {cursor!r}")
+            break
+    if len(set(seen)) != len(seen):
+        problems.append(f"paging: {len(seen) - len(set(seen))} items listed twice")
+    result["paged_items"] = len(seen)
+    deep_path = f"/api/v1/conversations?limit={args.limit}&cursor={quote(cursor or '', safe='')}"
+    deep = get(deep_path) if cursor and not problems else None
+    binds = None
+    if deep is not None:
+        ids = [item["id"] for item in deep["data"]]
+        result["deep_items"] = len(ids)
+        result["deep_has_next"] = deep.get("next_cursor") is not None
+        result["deep_bytes"] = len(json.dumps(deep))
+        result["deep_last_event_id"] = deep.get("last_event_id")
+        expected = psql_at(args.psql, args.db,
+                           f"SELECT id FROM conversations WHERE business_id = '{args.business}' "
+                           f"ORDER BY updated_at DESC, id DESC OFFSET {args.depth} LIMIT {args.limit}").split()
+        result["deep_matches_sql_order"] = ids == expected
+        if ids != expected:
+            problems.append("deep page: not the items at positions "
+                            f"{args.depth + 1}..{args.depth + args.limit} of (updated_at DESC, id DESC)")
+        if len(ids) != args.limit or set(ids) & set(seen):
+            problems.append(f"deep page: {len(ids)} items, {len(set(ids) & set(seen))} seen before")
+        # The keyset position of the cursor: the last item before the deep page.
+        last = seen[-1]
+        ts = psql_at(args.psql, args.db,
+                     "SELECT to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                     f"FROM conversations WHERE business_id = '{args.business}' AND id = '{last}'")
+        # pingback asks for the attachments of the latest messages of all the rows the
+        # page statement returned (the page and the look-ahead row): the same here.
+        mids = psql_at(args.psql, args.db,
+                       f"SELECT last_message_id FROM conversations WHERE business_id = '{args.business}' "
+                       f"AND last_message_id IS NOT NULL AND id IN (SELECT id FROM conversations "
+                       f"WHERE business_id = '{args.business}' ORDER BY updated_at DESC, id DESC "
+                       f"OFFSET {args.depth} LIMIT {args.limit + 1})").split()
+        binds = {"bid": args.business, "cid": last, "ts": ts, "mids": "{" + ",".join(mids) + "}",
+                 "lim": str(args.limit + 1), "one": "1"}
+        result["binds"] = binds
+        result["deep_attachments"] = sum(len(item["last_message"].get("attachments") or [])
+                                         for item in deep["data"] if item.get("last_message"))
+    with open(os.path.join(args.work, "list-path-first.txt"), "w") as f:
+        f.write(first_path + "\n")
+    with open(os.path.join(args.work, "list-path-deep.txt"), "w") as f:
+        f.write(deep_path + "\n")
+    if binds:
+        with open(os.path.join(args.work, "list-pgbench-vars.txt"), "w") as f:
+            f.write(" ".join(f"-D {k}={v}" for k, v in binds.items()) + "\n")
+    with open(os.path.join(args.work, "list-check.json"), "w") as f:
+        json.dump(result, f)
+    for problem in problems:
+        print(f"bench: list check: {problem}", file=sys.stderr)
+    return 1 if problems or not binds else 0
+
+
 # --- pgbench --------------------------------------------------------------------
 
 
@@ -521,25 +622,35 @@ def ratio(a, b, digits=2):
 def cmd_report(args):
     meta = read_json(args.meta)
     writes = write_results(args.work, meta) if args.writes else None
+    listing = list_results(args.work, meta) if args.list else None
     previous = read_json(args.json) if os.path.exists(args.json) else {}
     old_doc = None
     if args.doc and os.path.exists(args.doc):
         with open(args.doc) as f:
             old_doc = f.read()
     if not args.reads:
-        # Writes only: the read results and their page stay as they are.
+        # Writes and/or list only: the read results and their page stay as they are.
         document = previous
         if writes:
             document["writes"] = writes
+        if listing:
+            document["list"] = listing
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(document, f, indent=2)
             f.write("\n")
-        if args.doc and writes:
+        if args.doc and (writes or listing):
+            markdown = old_doc if old_doc is not None else "# Benchmarks\n"
+            if writes:
+                markdown = splice_writes(markdown, render_writes(writes))
+            if listing:
+                markdown = splice_writes(markdown, render_list(listing), "## List")
             with open(args.doc, "w") as f:
-                f.write(splice_writes(old_doc if old_doc is not None else "# Benchmarks\n", render_writes(writes)))
+                f.write(markdown)
         if writes:
             print(write_summary(writes))
+        if listing:
+            print(list_summary(listing))
         return 0
     runs = read_lines(os.path.join(args.work, "runs.jsonl"))
     peaks = {(p["system"], p["size"]): p["vmhwm_kib"] for p in read_lines(os.path.join(args.work, "peaks.jsonl"))}
@@ -618,6 +729,8 @@ def cmd_report(args):
     }
     if writes or previous.get("writes"):
         document["writes"] = writes or previous["writes"]
+    if listing or previous.get("list"):
+        document["list"] = listing or previous["list"]
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(document, f, indent=2)
@@ -631,12 +744,18 @@ def cmd_report(args):
         start = lines.index("## Writes")
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         markdown = splice_writes(markdown, lines[start:end])
+    # The List section: this run's, else the page's of the last list run.
+    list_section = render_list(listing) if listing else section_of(old_doc, "## List")
+    if list_section:
+        markdown = splice_writes(markdown, list_section, "## List")
     if args.doc:
         with open(args.doc, "w") as f:
             f.write(markdown)
     print(summary_table(results))
     if writes:
         print(write_summary(writes))
+    if listing:
+        print(list_summary(listing))
 
 
 def summary_table(results):
@@ -1040,7 +1159,7 @@ def render_writes(wr):
             w(f"- {q['calls_per_request']:.3f} calls/request, {fmt(q['rows_per_call'], 1)} rows/call: "
               f"`{' '.join(q['query'].split())}`")
         w("")
-    w("Reproduce: `make bench` runs both scenarios; `BENCH_SCENARIOS=writes make bench` only this one (it "
+    w("Reproduce: `make bench` runs all the scenarios; `BENCH_SCENARIOS=writes make bench` only this one (it "
       "rewrites only this section and the `writes` key of `results.json`); `BENCH_WRITE_IDEMPOTENT=0` skips the "
       "run with an Idempotency-Key; `BENCH_WRITE_CONVERSATIONS` (default 100). `BENCH_QUICK`, `BENCH_DURATION`, "
       "`BENCH_REPEATS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_PGBENCH_CLIENTS` apply as for reads.")
@@ -1061,11 +1180,11 @@ def write_summary(wr):
     ])
 
 
-def splice_writes(markdown, section):
-    """`markdown` with its Writes section replaced by `section` (or added before
-    Reproduce, else at the end)."""
+def splice_writes(markdown, section, heading="## Writes"):
+    """`markdown` with its `heading` section (Writes) replaced by `section` (or added
+    before Reproduce, else at the end)."""
     lines = markdown.split("\n")
-    start = next((i for i, line in enumerate(lines) if line == "## Writes"), None)
+    start = next((i for i, line in enumerate(lines) if line == heading), None)
     if start is not None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         return "\n".join(lines[:start] + section + lines[end:])
@@ -1073,6 +1192,249 @@ def splice_writes(markdown, section):
     if at is None:
         return markdown.rstrip("\n") + "\n\n" + "\n".join(section)
     return "\n".join(lines[:at] + section + lines[at:])
+
+
+def section_of(markdown, heading):
+    """The lines of `heading`'s section of `markdown`, or None."""
+    if not markdown:
+        return None
+    lines = markdown.split("\n")
+    if heading not in lines:
+        return None
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+# --- report: list ----------------------------------------------------------------
+
+LIST_SYSTEMS = ("pingback-first", "pingback-deep", "pgbench")
+LIST_LABELS = {"pingback-first": "pingback, first page", "pingback-deep": "pingback, page 10,000 deep",
+               "pgbench": "pgbench (deep page's transaction)"}
+LIST_TARGETS = {"deep_over_first_cost_max": 1.2, "deep_over_pgbench_min": 0.75, "errors_max": 0}
+
+
+def list_results(work, meta):
+    """The list scenario: medians per system, ratios, targets, statements per request."""
+    runs = read_lines(os.path.join(work, "list-runs.jsonl"))
+    peaks = {p["system"]: p["vmhwm_kib"] for p in read_lines(os.path.join(work, "list-peaks.jsonl"))}
+    check_path = os.path.join(work, "list-check.json")
+    check = read_json(check_path) if os.path.exists(check_path) else None
+    systems = {}
+    for system in LIST_SYSTEMS:
+        rs = [r for r in runs if r["system"] == system]
+        if not rs:
+            continue
+        key_statements = {}
+        for r in rs:
+            for st in r["statements"]:
+                key = st.get("queryid") or st["query"]
+                entry = key_statements.setdefault(
+                    key, {"queryid": st.get("queryid"), "query": st["query"], "calls": 0, "rows": 0, "total_ms": 0.0})
+                entry["calls"] += st["calls"]
+                entry["rows"] += st["rows"]
+                entry["total_ms"] += st.get("total_ms") or 0.0
+        # Per request: executions of the page statement (the one joining customers).
+        total = sum(r.get("conversation_reads") or r["requests"] for r in rs)
+        statements = sorted(key_statements.values(), key=lambda x: -x["calls"])
+        for st in statements:
+            st["calls_per_request"] = st["calls"] / total if total else None
+            st["rows_per_call"] = st["rows"] / st["calls"] if st["calls"] else None
+            st["ms_per_call"] = st["total_ms"] / st["calls"] if st["calls"] else None
+        systems[system] = {
+            "runs": len(rs),
+            "requests_per_second": median([r["rps"] for r in rs]),
+            "p50_ms": median([r["p50_ms"] for r in rs]),
+            "p99_ms": median([r["p99_ms"] for r in rs]),
+            "errors": sum(r["errors"] for r in rs),
+            "first_error_status": next((r.get("first_error_status") for r in rs if r.get("first_error_status")), None),
+            "requests": sum(r["requests"] for r in rs),
+            "peak_rss_mib": peaks["pingback"] / 1024 if system != "pgbench" and peaks.get("pingback") else None,
+            "server_cpu_ms_per_request": median([r["server_cpu_ms_per_request"] for r in rs]),
+            "server_core_cpu_ms_per_request": median([r["server_core_cpu_ms_per_request"] for r in rs]),
+            "server_core_utilisation": median([r["server_core_utilisation"] for r in rs]),
+            "load_core_utilisation": median([r["load_core_utilisation"] for r in rs]),
+            "server_core_foreign_share_max": max(
+                [r["server_core_foreign_share"] for r in rs if r.get("server_core_foreign_share") is not None],
+                default=None),
+            "statements_per_request": median([r["statements_per_request"] for r in rs]),
+            "db_exec_ms_per_request": median([r["db_exec_ms_per_request"] for r in rs]),
+            "bytes_per_request": median([r.get("bytes_per_request") for r in rs]),
+            "statements": statements,
+            "per_run": [
+                {k: r.get(k) for k in ("repeat", "rps", "p50_ms", "p99_ms", "errors", "requests",
+                                       "server_cpu_ms_per_request", "server_core_cpu_ms_per_request")}
+                for r in rs
+            ],
+        }
+    rps = {k: v["requests_per_second"] for k, v in systems.items()}
+    core = {k: v["server_core_cpu_ms_per_request"] for k, v in systems.items()}
+    div = lambda a, b: a / b if a and b else None  # noqa: E731
+    ratios = {
+        # Cost per request at saturation (the server core is the bottleneck): 1 / req/s.
+        "deep_over_first_cost": div(rps.get("pingback-first"), rps.get("pingback-deep")),
+        "deep_over_first_core_cpu": div(core.get("pingback-deep"), core.get("pingback-first")),
+        "deep_over_pgbench_rps": div(rps.get("pingback-deep"), rps.get("pgbench")),
+        "first_over_pgbench_rps": div(rps.get("pingback-first"), rps.get("pgbench")),
+    }
+    errors = sum(v["errors"] for k, v in systems.items())
+    met = {
+        "deep_over_first_cost": ratios["deep_over_first_cost"] is not None
+        and ratios["deep_over_first_cost"] <= LIST_TARGETS["deep_over_first_cost_max"],
+        "deep_over_pgbench": ratios["deep_over_pgbench_rps"] is not None
+        and ratios["deep_over_pgbench_rps"] >= LIST_TARGETS["deep_over_pgbench_min"],
+        "errors": bool(systems) and errors <= LIST_TARGETS["errors_max"],
+    }
+
+    def per_tx(system):
+        v = systems.get(system)
+        if not v:
+            return None
+        return {x["queryid"] for x in v["statements"] if (x["calls_per_request"] or 0) >= 0.5
+                and not x["query"].strip().upper().startswith(("BEGIN", "COMMIT", "START"))}
+    deep_ids, pgbench_ids = per_tx("pingback-deep"), per_tx("pgbench")
+    return {
+        "generated_at": meta["date"],
+        "git": meta.get("git"),
+        "quick": meta.get("quick"),
+        "settings": {k: meta[k] for k in ("duration_s", "repeats", "warmup_s", "skip_s", "connections", "threads",
+                                          "pgbench_clients", "load_cpu", "server_cpu", "workers") if k in meta}
+        | {"conversations": meta.get("list_conversations"), "messages_per_conversation": meta.get("list_messages"),
+           "business_id": meta.get("list_business"), "depth": meta.get("list_depth"),
+           "limit": meta.get("list_limit"), "paging_limit": meta.get("list_page")},
+        "machine": machine() | {"postgresql": meta.get("postgresql")},
+        "systems": systems,
+        "ratios": ratios,
+        "targets": LIST_TARGETS,
+        "targets_met": met,
+        "errors": errors,
+        "same_statements": (deep_ids == pgbench_ids) if deep_ids is not None and pgbench_ids is not None else None,
+        "check": check,
+    }
+
+
+def render_list(lr):
+    st, s = lr["settings"], lr["systems"]
+    out = []
+    w = out.append
+    depth, limit = st.get("depth") or 10000, st.get("limit") or 25
+    w("## List")
+    w("")
+    w("<!-- Generated by `make bench` (the list scenario; `BENCH_SCENARIOS=list make bench` redoes only "
+      "this section). -->")
+    w("")
+    if lr.get("quick"):
+        w("> **Smoke run (`BENCH_QUICK=1`)**: one short run. These numbers only show that the harness works.")
+        w("")
+    w(f"`GET /api/v1/conversations?limit={limit}` — the inbox of one business with {st['conversations']:,} "
+      f"conversations ({st['messages_per_conversation']} messages each): per request one read-only REPEATABLE "
+      "READ transaction with the page statement (keyset on `(updated_at, id)`), the attachments of the listed "
+      "latest messages and the business's `last_event_id`.")
+    w("")
+    w(f"- **pingback, first page** — `?limit={limit}`.")
+    w(f"- **pingback, page {depth:,} deep** — `?limit={limit}&cursor=…`, the cursor after position {depth:,}, "
+      f"got before the runs by following `next_cursor` with `limit={st.get('paging_limit')}` "
+      f"{depth // (st.get('paging_limit') or 100)} times.")
+    w("- **pgbench** — `benches/pgbench/list.sql`: `BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY`, the three "
+      "statements pingback runs (texts from `pg_stat_statements`) with the deep page's bound values (for the "
+      "attachments, the latest messages of the 26 rows the page statement returns, as pingback asks), "
+      "`COMMIT`; "
+      "`-M prepared`, generic plans as pingback's connections. No HTTP, no JSON, no cursor: the database ceiling.")
+    w("")
+    w(f"- Date: {lr['generated_at']}; commit `{lr.get('git') or 'unknown'}`; {lr['machine'].get('postgresql')}.")
+    w(f"- Load: `wrk -c {st['connections']} -t {st['threads']} -d {st['duration_s']}s` pinned to core "
+      f"{st['load_cpu']} (`benches/wrk/list.lua`, every non-2xx response an error); pgbench "
+      f"`-c {st['pgbench_clients']} -j 1 -M prepared` on the same core; pingback ({st['workers']} actix worker) "
+      f"and PostgreSQL on core {st['server_cpu']}. A {st['warmup_s']} s warm-up each, then {st['repeats']} "
+      f"interleaved run(s) of {st['duration_s']} s; medians.")
+    foreign = [v["server_core_foreign_share_max"] for v in s.values() if v.get("server_core_foreign_share_max") is not None]
+    if foreign:
+        worst = max(foreign)
+        w(f"- Interference: other processes took at most {worst * 100:.1f} % of the server core during the "
+          "measured windows" + (" — **this machine was not quiet: treat these numbers with care**." if worst > 0.05
+                                 else "."))
+    w("")
+    w(f"| system | req/s | p50 ms | p99 ms | errors | server CPU ms/req | core {st['server_cpu']} CPU ms/req | "
+      f"core {st['server_cpu']} busy | DB exec ms/req | stmts/req |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for system in LIST_SYSTEMS:
+        v = s.get(system)
+        if not v:
+            continue
+        util = v["server_core_utilisation"]
+        w(f"| {LIST_LABELS[system].replace('10,000', f'{depth:,}')} | {fmt(v['requests_per_second'])} | "
+          f"{fmt(v['p50_ms'], 2)} | {fmt(v['p99_ms'], 2)} | {v['errors']} | {fmt(v['server_cpu_ms_per_request'], 3)} | "
+          f"{fmt(v['server_core_cpu_ms_per_request'], 3)} | {fmt(util * 100 if util is not None else None, 0, ' %')} | "
+          f"{fmt(v['db_exec_ms_per_request'], 3)} | {fmt(v['statements_per_request'], 2)} |")
+    w("")
+    r, t, met = lr["ratios"], lr["targets"], lr["targets_met"]
+    mark = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    w(f"- Deep page cost ÷ first page cost: **{fmt(r['deep_over_first_cost'], 2, '×')}** (first page req/s ÷ "
+      f"deep page req/s; target ≤ {t['deep_over_first_cost_max']}: {mark(met['deep_over_first_cost'])}); "
+      f"core {st['server_cpu']} CPU per request: {fmt(r['deep_over_first_core_cpu'], 2, '×')}.")
+    w(f"- pingback deep page ÷ pgbench: **{fmt(r['deep_over_pgbench_rps'], 2, '×')}** throughput (target ≥ "
+      f"{t['deep_over_pgbench_min']}: {mark(met['deep_over_pgbench'])}); first page ÷ pgbench: "
+      f"{fmt(r['first_over_pgbench_rps'], 2, '×')}.")
+    w(f"- Errors: {lr['errors']} (target {t['errors_max']}: {mark(met['errors'])}).")
+    w("- **req/s**: 2xx answers per second (pgbench: committed transactions); **p50 / p99**: per request over "
+      f"{st['connections']} connections (pgbench: per transaction over {st['pgbench_clients']} clients); CPU "
+      "columns as for reads, over the steady state of each run, per request (executions of the page statement, "
+      "`pg_stat_statements`); **DB exec ms/req**: PostgreSQL execution time of the statements per request; "
+      "**stmts/req**: statements per request, `BEGIN` and `COMMIT` included (pg_stat_statements counts pgbench's "
+      "prepared `BEGIN` and `COMMIT` only once per client, when they are prepared, so its count is 2 lower "
+      "although it runs them too).")
+    c = lr.get("check")
+    if c:
+        w(f"- Check before the runs: the first page answered 200 with {c.get('first_items')} items; paging with "
+          f"`limit={c.get('page')}` listed {c.get('paged_items'):,} conversations, none twice; the deep page "
+          f"answered 200 with {c.get('deep_items')} items"
+          + (", the ones PostgreSQL orders at positions "
+             f"{c['depth'] + 1:,}–{c['depth'] + c['limit']:,} by `(updated_at DESC, id DESC)`"
+             if c.get("deep_matches_sql_order") else ", **not the expected ones**")
+          + ".")
+        for p in c["problems"][:3]:
+            w(f"  - {p}")
+    w("")
+    w("What each system executed per request, from `pg_stat_statements` (all runs):")
+    w("")
+    if lr.get("same_statements") is not None:
+        w("pingback's statements per deep page and pgbench's per transaction (`BEGIN`/`COMMIT` aside) have " + (
+            "the same `queryid`s: PostgreSQL ran the same statements." if lr["same_statements"] else
+            "**different `queryid`s**: `benches/pgbench/list.sql` no longer matches what pingback runs "
+            "(see `results.json`)."))
+        w("")
+    for system in LIST_SYSTEMS:
+        v = s.get(system)
+        if not v:
+            continue
+        w(f"**{LIST_LABELS[system].replace('10,000', f'{depth:,}')}**")
+        w("")
+        for q in v["statements"]:
+            if (q["calls_per_request"] or 0) < 0.001:
+                continue
+            w(f"- {q['calls_per_request']:.3f} calls/request, {fmt(q['rows_per_call'], 1)} rows/call, "
+              f"{fmt(q['ms_per_call'], 3)} ms/call: `{' '.join(q['query'].split())}`")
+        w("")
+    w("Reproduce: `BENCH_SCENARIOS=list make bench` (it rewrites only this section and the `list` key of "
+      "`results.json`); `BENCH_LIST_CONVERSATIONS` (default 20000), `BENCH_LIST_DEPTH` (default 10000, a "
+      "multiple of 100). `BENCH_QUICK`, `BENCH_DURATION`, `BENCH_REPEATS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, "
+      "`BENCH_PGBENCH_CLIENTS` apply as for reads.")
+    w("")
+    return out
+
+
+def list_summary(lr):
+    s, r = lr["systems"], lr["ratios"]
+    get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
+    return "\n".join([
+        "| list | first page req/s | deep page req/s | pgbench tx/s | deep ÷ first cost | deep / pgbench | "
+        "deep p50 ms | deep p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| limit 25 | {fmt(get('pingback-first', 'requests_per_second'))} | "
+        f"{fmt(get('pingback-deep', 'requests_per_second'))} | {fmt(get('pgbench', 'requests_per_second'))} | "
+        f"{fmt(r['deep_over_first_cost'], 2, '×')} | {fmt(r['deep_over_pgbench_rps'], 2, '×')} | "
+        f"{fmt(get('pingback-deep', 'p50_ms'), 2)} | {fmt(get('pingback-deep', 'p99_ms'), 2)} | {lr['errors']} |",
+    ])
 
 
 def main():
@@ -1131,6 +1493,18 @@ def main():
     p.add_argument("--bodies", required=True)
     p.set_defaults(func=cmd_write_check)
 
+    p = sub.add_parser("list-prepare")
+    p.add_argument("--url", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--limit", type=int, default=25)
+    p.add_argument("--page", type=int, default=100)
+    p.add_argument("--depth", type=int, default=10000)
+    p.add_argument("--business", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--psql", required=True)
+    p.add_argument("--db", required=True)
+    p.set_defaults(func=cmd_list_prepare)
+
     p = sub.add_parser("pgbench-script")
     p.add_argument("--sql", required=True)
     p.set_defaults(func=cmd_pgbench_script)
@@ -1159,6 +1533,7 @@ def main():
     p.add_argument("--doc")
     p.add_argument("--reads", type=int, choices=(0, 1), default=1, help="the read scenario ran")
     p.add_argument("--writes", type=int, choices=(0, 1), default=0, help="the write scenario ran")
+    p.add_argument("--list", type=int, choices=(0, 1), default=0, help="the list scenario ran")
     p.set_defaults(func=cmd_report)
 
     args = parser.parse_args()

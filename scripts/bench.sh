@@ -5,6 +5,7 @@
 #   make bench                 # full run (a few minutes)
 #   BENCH_QUICK=1 make bench   # smoke test: small data, one 3 s run per size
 #   BENCH_SCENARIOS=writes make bench   # only the write scenario (reads: BENCH_SCENARIOS=reads)
+#   BENCH_SCENARIOS=list make bench     # only the list scenario (any subset works: "reads list")
 #
 # Steps: release build → throw-away PostgreSQL (scripts/test-postgres.sh) with
 # pg_stat_statements, pinned to the server core → migrate → `pingback generate` per
@@ -17,6 +18,13 @@
 # its own, without and with an Idempotency-Key, vs pgbench running the same SQL
 # transaction (benches/pgbench/post_message.sql). A writes-only run replaces only the
 # "Writes" section of docs/benchmarks.md and the "writes" key of results.json.
+#
+# List scenario (BENCH_SCENARIOS contains `list`): GET /api/v1/conversations?limit=25 on
+# a business of its own with BENCH_LIST_CONVERSATIONS (20,000) conversations: the first
+# page and the page BENCH_LIST_DEPTH (10,000) deep (its cursor got by paging the API with
+# limit=100), with benches/wrk/list.lua, vs pgbench running the same read-only REPEATABLE
+# READ transaction with the deep page's bound values (benches/pgbench/list.sql). A
+# list-only run replaces only the "List" section and the "list" key of results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,18 +47,26 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-1}             # wrk has one core: one thread
 PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
-SCENARIOS=${BENCH_SCENARIOS:-"reads writes"}
+SCENARIOS=${BENCH_SCENARIOS:-"reads writes list"}
 case " $SCENARIOS " in *" reads "*) RUN_READS=1 ;; *) RUN_READS=0 ;; esac
 case " $SCENARIOS " in *" writes "*) RUN_WRITES=1 ;; *) RUN_WRITES=0 ;; esac
+case " $SCENARIOS " in *" list "*) RUN_LIST=1 ;; *) RUN_LIST=0 ;; esac
 for scenario in $SCENARIOS; do
-  case $scenario in reads | writes) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes)" >&2; exit 1 ;; esac
+  case $scenario in reads | writes | list) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes, list)" >&2; exit 1 ;; esac
 done
-[ "$RUN_READS$RUN_WRITES" != 00 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
+[ "$RUN_READS$RUN_WRITES$RUN_LIST" != 000 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
 # Writes: conversations posted to, their messages at the start, and whether to run the
 # variant with an Idempotency-Key too.
 WRITE_CONVERSATIONS=${BENCH_WRITE_CONVERSATIONS:-100}
 WRITE_MESSAGES=10
 WRITE_IDEMPOTENT=${BENCH_WRITE_IDEMPOTENT:-1}
+# List: conversations of its business (2 messages each), the deep page's position, the
+# page size measured and the page size used to reach the deep cursor.
+LIST_CONVERSATIONS=${BENCH_LIST_CONVERSATIONS:-20000}
+LIST_MESSAGES=2
+LIST_DEPTH=${BENCH_LIST_DEPTH:-10000}
+LIST_LIMIT=25
+LIST_PAGE=100
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
 WORKERS=1                               # one core for the server: one actix worker
@@ -70,6 +86,8 @@ HELPER=$ROOT/benches/bench.py
 LUA=$ROOT/benches/wrk/conversations.lua
 WRITE_LUA=$ROOT/benches/wrk/post_message.lua
 WRITE_PGBENCH=$ROOT/benches/pgbench/post_message.sql
+LIST_LUA=$ROOT/benches/wrk/list.lua
+LIST_PGBENCH=$ROOT/benches/pgbench/list.sql
 
 awk -v d="$DURATION" -v s="$SKIP" 'BEGIN { exit !(d > 2 * s) }' || die "BENCH_DURATION must be at least 3 s"
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 cores; load generator and server will share a core"
@@ -197,6 +215,15 @@ if [ "$RUN_WRITES" = 1 ]; then
   psql_bench -c "\\copy write_bench_ids FROM '$WORK/write-ids.csv' WITH (FORMAT csv)"
   psql_bench -c "\\copy write_bench_bodies FROM '$WORK/write-bodies.csv' WITH (FORMAT csv)"
   "$PINGBACK" token --business-id "$WRITE_BUSINESS" --sub bench-writer --ttl 86400 >"$WORK/write-token.txt"
+fi
+LIST_BUSINESS=b0000000-0000-4000-a000-000000000001
+if [ "$RUN_LIST" = 1 ]; then
+  log "list: generating $LIST_CONVERSATIONS conversations of $LIST_MESSAGES messages (business $LIST_BUSINESS)…"
+  start=$(date +%s.%N)
+  "$PINGBACK" generate --business-id "$LIST_BUSINESS" --conversations "$LIST_CONVERSATIONS" --messages "$LIST_MESSAGES" \
+    --seed "$((SEED + 2))" >/dev/null || die "pingback generate failed"
+  log "  done in $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s"
+  "$PINGBACK" token --business-id "$LIST_BUSINESS" --sub bench --ttl 86400 >"$WORK/list-token.txt"
 fi
 log "VACUUM ANALYZE…"
 psql_bench -c "VACUUM ANALYZE"
@@ -468,6 +495,93 @@ if [ "$RUN_WRITES" = 1 ]; then
   stop_server "$PB_PID"
 fi
 
+# --- list ------------------------------------------------------------------------
+
+# list_wrk_run PATH_FILE SECONDS OUTPUT: in the background; sets WRK_PID.
+list_wrk_run() {
+  taskset -c "$LOAD_CPU" wrk -c "$CONNECTIONS" -t "$THREADS" -d "${2}s" --timeout 30s --latency \
+    -s "$LIST_LUA" "$PB_URL" -- "$1" "$(cat "$WORK/list-token.txt")" >"$3" 2>&1 &
+  WRK_PID=$!
+}
+
+list_pgbench_run() { # SECONDS OUTPUT [LOGPREFIX]
+  local status=0
+  # The deep page's bound values (benches/bench.py list-prepare).
+  PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$1" \
+    $(cat "$WORK/list-pgbench-vars.txt") -f "$LIST_PGBENCH" ${3:+-l --log-prefix="$3"} "$DB_URL" >"$2" 2>&1 || status=$?
+  return $status
+}
+
+# measure_list SYSTEM REPEAT: SYSTEM first (page 1) or deep.
+measure_list() {
+  local system=$1 repeat=$2 base
+  base=$WORK/list-$system-$repeat
+  settle
+  reset_statements
+  python3 "$HELPER" snapshot "$PB_PID" >"$base.before"
+  list_wrk_run "$WORK/list-path-$system.txt" "$DURATION" "$base.wrk"
+  window "$base.window" "$PB_PID"
+  wrk_wait "$base.wrk"
+  python3 "$HELPER" snapshot "$PB_PID" >"$base.after"
+  dump_statements "$base.pgss"
+  python3 "$HELPER" record --out "$WORK/list-runs.jsonl" --system "pingback-$system" --size "$LIST_LIMIT" --repeat "$repeat" \
+    --kind wrk --output "$base.wrk" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --window "$base.window" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+measure_list_pgbench() { # REPEAT
+  local repeat=$1 base status=0
+  base=$WORK/list-pgbench-$repeat
+  settle
+  reset_statements
+  python3 "$HELPER" snapshot >"$base.before"
+  window "$base.window" &
+  local window_pid=$!
+  list_pgbench_run "$DURATION" "$base.out" "$base.log" || status=$?
+  wait "$window_pid" || true
+  python3 "$HELPER" snapshot >"$base.after"
+  dump_statements "$base.pgss"
+  [ "$status" -eq 0 ] || { cat "$base.out" >&2; log "pgbench exited with $status"; }
+  python3 "$HELPER" record --out "$WORK/list-runs.jsonl" --system pgbench --size "$LIST_LIMIT" --repeat "$repeat" \
+    --kind pgbench --output "$base.out" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --pgbench-log-prefix "$base.log" --window "$base.window" --exit-code "$status" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+if [ "$RUN_LIST" = 1 ]; then
+  log "list: starting pingback…"
+  start_server pingback list
+  PB_PID=$SERVER_PID PB_URL=$SERVER_URL
+  alive pingback "$PB_PID" list
+  # The first page; the cursor LIST_DEPTH deep (paging with limit=LIST_PAGE); the deep
+  # page; their checks; the deep page's bound values for pgbench.
+  reset_statements
+  python3 "$HELPER" list-prepare --url "$PB_URL" --token "$(cat "$WORK/list-token.txt")" --limit "$LIST_LIMIT" \
+    --page "$LIST_PAGE" --depth "$LIST_DEPTH" --business "$LIST_BUSINESS" --work "$WORK" \
+    --psql "$PG_BIN/psql" --db "$DB_URL" \
+    || die "list: pingback does not answer as expected (see above)"
+  dump_statements "$WORK/list-prepare.pgss"
+
+  log "list: warming up (${WARMUP} s each)…"
+  for system in first deep; do
+    settle
+    list_wrk_run "$WORK/list-path-$system.txt" "$WARMUP" "$WORK/warmup-list-$system.wrk"
+    wrk_wait "$WORK/warmup-list-$system.wrk"
+    alive pingback "$PB_PID" list
+  done
+  settle
+  list_pgbench_run "$WARMUP" "$WORK/warmup-list-pgbench.out" \
+    || { cat "$WORK/warmup-list-pgbench.out" >&2; die "pgbench (list) failed"; }
+
+  for repeat in $(seq 1 "$REPEATS"); do
+    measure_list first "$repeat"
+    measure_list deep "$repeat"
+    measure_list_pgbench "$repeat"
+    alive pingback "$PB_PID" list
+  done
+  python3 "$HELPER" peak --out "$WORK/list-peaks.jsonl" --system pingback --size "$LIST_LIMIT" --pid "$PB_PID"
+  stop_server "$PB_PID"
+fi
+
 # --- report ----------------------------------------------------------------------
 
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -493,16 +607,23 @@ cat >"$WORK/meta.json" <<EOF
   "scenarios": "$SCENARIOS",
   "write_conversations": $WRITE_CONVERSATIONS,
   "write_messages": $WRITE_MESSAGES,
-  "write_business": "$WRITE_BUSINESS"
+  "write_business": "$WRITE_BUSINESS",
+  "list_business": "$LIST_BUSINESS",
+  "list_conversations": $LIST_CONVERSATIONS,
+  "list_messages": $LIST_MESSAGES,
+  "list_depth": $LIST_DEPTH,
+  "list_limit": $LIST_LIMIT,
+  "list_page": $LIST_PAGE
 }
 EOF
 python3 "$HELPER" report --work "$WORK" --meta "$WORK/meta.json" --json "$OUT/results.json" --doc "$DOC" \
-  --reads "$RUN_READS" --writes "$RUN_WRITES"
+  --reads "$RUN_READS" --writes "$RUN_WRITES" --list "$RUN_LIST"
 log "wrote $DOC and $OUT/results.json"
 
-# This run's errors (a writes-only run keeps the previous read results).
-errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); w=d.get("writes") or {}
-reads=sum(s["errors"] for r in d["results"] for s in r["systems"].values()) if sys.argv[2]=="1" else 0
+# This run's errors (a writes-only or list-only run keeps the previous read results).
+errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); w=d.get("writes") or {}; l=d.get("list") or {}
+reads=sum(s["errors"] for r in d.get("results", []) for s in r["systems"].values()) if sys.argv[2]=="1" else 0
 writes=sum(s["errors"] for s in w.get("systems", {}).values()) if sys.argv[3]=="1" else 0
-print(reads + writes)' "$OUT/results.json" "$RUN_READS" "$RUN_WRITES")
+lists=sum(s["errors"] for s in l.get("systems", {}).values()) if sys.argv[4]=="1" else 0
+print(reads + writes + lists)' "$OUT/results.json" "$RUN_READS" "$RUN_WRITES" "$RUN_LIST")
 [ "$errors" -eq 0 ] || die "$errors requests failed: the numbers above are not trustworthy"

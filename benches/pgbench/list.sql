@@ -1,0 +1,11 @@
+-- pgbench script of `make bench`, list scenario: the transaction pingback runs per
+-- GET /api/v1/conversations?limit=25&cursor=… (texts from pg_stat_statements, same binds
+-- and order), with the deep page's bound values given by scripts/bench.sh as -D options:
+--   bid   the business           ts, cid  the cursor's keyset position (updated_at, id)
+--   lim   the page size + 1      mids     the latest message ids of the page and its look-ahead row ({…})
+-- Run with -M prepared -D one=1 (… -D bid=… -D ts=… -D cid=… -D lim=26 -D mids={…}).
+BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT "conversations"."business_id", "conversations"."id", "conversations"."customer_id", "conversations"."assignee_id", "conversations"."status", "conversations"."channel_type", "conversations"."channel_id", "conversations"."created_at", "conversations"."updated_at", "conversations"."first_response_at", "conversations"."revision", "customers"."business_id", "customers"."id", "customers"."name", "customers"."email", "customers"."phone", "customers"."external_id", "customers"."created_at", "customers"."revision", "messages"."id", "messages"."sender_type", "messages"."sender_id", "messages"."content", "messages"."created_at", "conversations"."message_count" FROM (("conversations" LEFT OUTER JOIN "customers" ON (("customers"."business_id" = "conversations"."business_id") AND ("customers"."id" = "conversations"."customer_id"))) LEFT OUTER JOIN "messages" ON (("messages"."business_id" = "conversations"."business_id") AND ("messages"."id" = "conversations"."last_message_id"))) WHERE ((("conversations"."business_id" = :bid) AND ("conversations"."updated_at" <= :ts)) AND (("conversations"."updated_at" < :ts) OR ("conversations"."id" < :cid))) ORDER BY "conversations"."updated_at" DESC, "conversations"."id" DESC LIMIT :lim;
+SELECT "attachments"."message_id", "attachments"."id", "attachments"."file_name", "attachments"."content_type", "attachments"."byte_size", "attachments"."url" FROM "attachments" WHERE (("attachments"."business_id" = :bid) AND ("attachments"."message_id" = ANY(:mids))) ORDER BY "attachments"."message_id", "attachments"."position";
+SELECT "business_event_counters"."last_event_id" FROM "business_event_counters" WHERE ("business_event_counters"."business_id" = :bid) LIMIT :one;
+COMMIT;
