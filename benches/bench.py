@@ -374,13 +374,13 @@ def cmd_list_prepare(args):
         ts = psql_at(args.psql, args.db,
                      "SELECT to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
                      f"FROM conversations WHERE business_id = '{args.business}' AND id = '{last}'")
-        # pingback asks for the attachments of the latest messages of all the rows the
-        # page statement returned (the page and the look-ahead row): the same here.
+        # pingback asks for the attachments of the latest messages of the page's rows
+        # (not the look-ahead row's): the same here.
         mids = psql_at(args.psql, args.db,
                        f"SELECT last_message_id FROM conversations WHERE business_id = '{args.business}' "
                        f"AND last_message_id IS NOT NULL AND id IN (SELECT id FROM conversations "
                        f"WHERE business_id = '{args.business}' ORDER BY updated_at DESC, id DESC "
-                       f"OFFSET {args.depth} LIMIT {args.limit + 1})").split()
+                       f"OFFSET {args.depth} LIMIT {args.limit})").split()
         binds = {"bid": args.business, "cid": last, "ts": ts, "mids": "{" + ",".join(mids) + "}",
                  "lim": str(args.limit + 1), "one": "1"}
         result["binds"] = binds
@@ -1337,7 +1337,7 @@ def render_list(lr):
       f"{depth // (st.get('paging_limit') or 100)} times.")
     w("- **pgbench** — `benches/pgbench/list.sql`: `BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY`, the three "
       "statements pingback runs (texts from `pg_stat_statements`) with the deep page's bound values (for the "
-      "attachments, the latest messages of the 26 rows the page statement returns, as pingback asks), "
+      "attachments, the latest messages of the page's 25 rows, as pingback asks), "
       "`COMMIT`; "
       "`-M prepared`, generic plans as pingback's connections. No HTTP, no JSON, no cursor: the database ceiling.")
     w("")

@@ -129,10 +129,12 @@ macro_rules! inbox_attachments_query {
 }
 pub(crate) use inbox_attachments_query;
 
-/// The ids of the latest messages a page lists, for the attachments query.
-pub(crate) fn latest_messages(records: &[InboxRecord]) -> Vec<DbUuid> {
+/// The ids of the latest messages a page lists, for the attachments query (not the
+/// look-ahead row's, which only says whether another page follows).
+pub(crate) fn latest_messages(query: &InboxQuery, records: &[InboxRecord]) -> Vec<DbUuid> {
     records
         .iter()
+        .take(usize::from(query.limit))
         .filter_map(|(_, _, message, _)| message.as_ref().map(|m| m.id))
         .collect()
 }

@@ -305,7 +305,7 @@ impl ConversationRepository for PostgresStore {
                     let records = inbox::inbox_query!(diesel::pg::Pg, business, query)
                         .load::<InboxRecord>(conn)
                         .await?;
-                    let latest = inbox::latest_messages(&records);
+                    let latest = inbox::latest_messages(query, &records);
                     let attachments = if latest.is_empty() {
                         Vec::new()
                     } else {

@@ -215,7 +215,7 @@ impl ConversationRepository for SqliteStore {
                 conn.transaction(|conn| {
                     let records = inbox::inbox_query!(diesel::sqlite::Sqlite, business, &statement)
                         .load::<InboxRecord>(conn)?;
-                    let latest = inbox::latest_messages(&records);
+                    let latest = inbox::latest_messages(&statement, &records);
                     let attachments = if latest.is_empty() {
                         Vec::new()
                     } else {
