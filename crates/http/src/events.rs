@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
-use crate::representation::{ConversationItemBody, message_json};
+use crate::representation::{ConversationItemBody, LastMessage};
 use crate::routes::{ApiState, read_error};
 
 /// Writes `data` as the API documents it: `{"conversation": <list item>}`, plus
@@ -39,11 +39,8 @@ impl Serialize for Data<'_> {
             &ConversationItemBody::new(&event.conversation),
         )?;
         if let Some(message) = &event.message {
-            let body = message_json(event.conversation.conversation.id(), message)
-                .map_err(serde::ser::Error::custom)?;
-            let value: serde_json::Value =
-                serde_json::from_slice(&body).map_err(serde::ser::Error::custom)?;
-            map.serialize_entry("message", &value)?;
+            let conversation = event.conversation.conversation.id();
+            map.serialize_entry("message", &LastMessage::new(conversation, message))?;
         }
         if let Some(previous) = &event.previous {
             let mut fields = serde_json::Map::new();

@@ -273,10 +273,20 @@ impl<'a> ConversationItemBody<'a> {
     }
 }
 
-/// A message written with its conversation's id (formatted when written).
-struct LastMessage<'a> {
+/// A message written with its conversation's id (formatted when written): the list
+/// item's `last_message` and an event's `message`.
+pub struct LastMessage<'a> {
     conversation: ConversationId,
     message: &'a Message,
+}
+
+impl<'a> LastMessage<'a> {
+    pub fn new(conversation: ConversationId, message: &'a Message) -> Self {
+        Self {
+            conversation,
+            message,
+        }
+    }
 }
 
 impl Serialize for LastMessage<'_> {
