@@ -31,6 +31,39 @@ pub struct StoredEvent {
     pub data: Vec<u8>,
 }
 
+impl StoredEvent {
+    /// The event as the API shows it: `{"id", "type", "occurred_at",
+    /// "conversation_id", "data"}`, the stored `data` written as it is.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + 160);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// [`StoredEvent::to_json`] appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut time = [0; pingback_domain::RFC3339_MAX_LEN];
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        out.extend_from_slice(b"{\"id\":");
+        out.extend_from_slice(self.id.to_string().as_bytes());
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(self.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"occurred_at\":\"");
+        out.extend_from_slice(self.occurred_at.write_rfc3339(&mut time).as_bytes());
+        out.extend_from_slice(b"\",\"conversation_id\":\"");
+        out.extend_from_slice(
+            self.conversation_id
+                .as_uuid()
+                .hyphenated()
+                .encode_lower(&mut id)
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\",\"data\":");
+        out.extend_from_slice(&self.data);
+        out.push(b'}');
+    }
+}
+
 /// What a reader asking for events after `after` gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventsAfter {
@@ -57,6 +90,10 @@ pub trait EventLog: Send + Sync + 'static {
         after: i64,
         limit: u16,
     ) -> Result<EventsAfter, RepositoryError>;
+
+    /// The id of `business`'s oldest kept event (`None` when it has none): where a
+    /// reader told `Gone` resumes.
+    async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError>;
 
     /// Deletes the events that occurred before `before` (retention), in every
     /// business; returns how many. Never blocks writers.
@@ -121,11 +158,20 @@ impl EventSubscription {
         self.wait(business, timeout).await
     }
 
+    /// Waits until any business may have new events, at most `timeout`; `false` when
+    /// the time ran out.
+    pub async fn any(&mut self, timeout: Duration) -> bool {
+        self.wait(EVERYONE, timeout).await
+    }
+
+    /// `EVERYONE` as `business` waits for any signal.
     async fn wait(&mut self, business: BusinessId, timeout: Duration) -> bool {
         let wait = async {
             loop {
                 match self.receiver.recv().await {
-                    Ok(b) if b == business || b == EVERYONE => return true,
+                    Ok(b) if b == business || b == EVERYONE || business == EVERYONE => {
+                        return true;
+                    }
                     Ok(_) => {}
                     // Missed some: check rather than risk sleeping through one.
                     Err(broadcast::error::RecvError::Lagged(_)) => return true,

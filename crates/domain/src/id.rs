@@ -121,6 +121,10 @@ uuid_newtype!(
     /// A file attached to a message.
     AttachmentId
 );
+uuid_newtype!(
+    /// A business's webhook endpoint.
+    WebhookId
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ mod id;
 mod inbox;
 mod text;
 mod timestamp;
+mod webhooks;
 mod write;
 
 #[cfg(any(test, feature = "testing"))]
@@ -23,7 +24,7 @@ pub use conversation::{
 pub use events::{ConversationEvent, EventType};
 pub use id::{
     AgentId, AttachmentId, BusinessId, ChannelId, ConversationId, CustomerId, IdError, MessageId,
-    SenderId,
+    SenderId, WebhookId,
 };
 pub use inbox::{
     AssigneeFilter, ConversationSummary, InboxFilter, InboxOrder, InboxPage, InboxPosition,
@@ -31,6 +32,11 @@ pub use inbox::{
 };
 pub use text::{ByteSize, ChannelType, Text, TextError};
 pub use timestamp::{RFC3339_MAX_LEN, Timestamp, TimestampError};
+pub use webhooks::{
+    AfterFailure, DeliveryState, EventTypes, EventTypesError, MAX_ENDPOINTS_PER_BUSINESS,
+    MAX_ERROR_BYTES, MAX_WEBHOOK_URL_BYTES, RetryPolicy, RetryPolicyError, SecretSeed,
+    WebhookChange, WebhookEndpoint, WebhookHost, WebhookSecret, WebhookUrl, WebhookUrlError,
+};
 pub use write::{
     AttachmentDraft, ConversationChanges, ConversationDraft, ConversationHead, ConversationPatch,
     CustomerChoice, CustomerDraft, FieldError, MAX_ATTACHMENTS, MAX_CONTENT_BYTES,

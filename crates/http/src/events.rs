@@ -11,9 +11,8 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use pingback_application::{
     EventEncoder, EventFeed, EventsAfter, GetConversationError, MAX_WAIT, Principal, Scope,
-    StoredEvent,
 };
-use pingback_domain::{ConversationEvent, RFC3339_MAX_LEN};
+use pingback_domain::ConversationEvent;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -66,31 +65,6 @@ impl EventEncoder for JsonEvents {
             b"{}".to_vec()
         })
     }
-}
-
-/// One event as JSON: `{"id", "type", "occurred_at", "conversation_id", "data"}`, the
-/// stored `data` written as it is.
-fn event_json(event: &StoredEvent, out: &mut Vec<u8>) {
-    let mut time = [0; RFC3339_MAX_LEN];
-    let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
-    out.extend_from_slice(b"{\"id\":");
-    out.extend_from_slice(event.id.to_string().as_bytes());
-    out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(event.kind.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"occurred_at\":\"");
-    out.extend_from_slice(event.occurred_at.write_rfc3339(&mut time).as_bytes());
-    out.extend_from_slice(b"\",\"conversation_id\":\"");
-    out.extend_from_slice(
-        event
-            .conversation_id
-            .as_uuid()
-            .hyphenated()
-            .encode_lower(&mut id)
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"data\":");
-    out.extend_from_slice(&event.data);
-    out.push(b'}');
 }
 
 /// What the event routes share across every worker of the process.
@@ -264,7 +238,7 @@ pub(crate) async fn list_events(
         if i > 0 {
             body.push(b',');
         }
-        event_json(event, &mut body);
+        event.write_json(&mut body);
     }
     body.extend_from_slice(b"],\"next_after\":");
     body.extend_from_slice(next_after.to_string().as_bytes());
@@ -342,7 +316,7 @@ impl Stream {
                         chunk.extend_from_slice(b"\nevent: ");
                         chunk.extend_from_slice(event.kind.as_str().as_bytes());
                         chunk.extend_from_slice(b"\ndata: ");
-                        event_json(event, &mut chunk);
+                        event.write_json(&mut chunk);
                         chunk.extend_from_slice(b"\n\n");
                     }
                     self.after = events.last().map_or(self.after, |e| e.id);

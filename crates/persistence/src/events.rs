@@ -126,6 +126,18 @@ macro_rules! events_query {
 }
 pub(crate) use events_query;
 
+/// A business's oldest kept event id.
+macro_rules! oldest_event_query {
+    ($business:expr) => {{
+        use diesel::{ExpressionMethods, QueryDsl};
+        use $crate::schema::events as e;
+        e::table
+            .filter(e::business_id.eq($business))
+            .select(diesel::dsl::min(e::id))
+    }};
+}
+pub(crate) use oldest_event_query;
+
 /// A business's latest event id.
 macro_rules! last_event_query {
     ($business:expr) => {{

@@ -511,6 +511,19 @@ impl EventLog for PostgresStore {
             .unwrap_or_else(|_| Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))))
     }
 
+    async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError> {
+        let business = DbUuid::from(business);
+        self.on_read_lane(move |conn| {
+            Box::pin(async move {
+                let mut conn = conn;
+                crate::events::oldest_event_query!(business)
+                    .first::<Option<i64>>(&mut conn)
+                    .await
+            })
+        })
+        .await
+    }
+
     async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
         let before = crate::schema::Micros(before.unix_micros());
         let object = self.pool.get().await.map_err(crate::error::classify_pool)?;

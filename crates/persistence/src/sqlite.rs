@@ -404,6 +404,14 @@ impl EventLog for SqliteStore {
         crate::events::events_after(after, records, last).map_err(RepositoryError::internal)
     }
 
+    async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError> {
+        let business = DbUuid::from(business);
+        self.call(move |conn| {
+            crate::events::oldest_event_query!(business).first::<Option<i64>>(conn)
+        })
+        .await
+    }
+
     async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
         let before = crate::schema::Micros(before.unix_micros());
         let deleted = self

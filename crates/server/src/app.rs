@@ -328,6 +328,10 @@ impl EventLog for Unconnected {
         Err(RepositoryError::internal(self.0.clone()))
     }
 
+    async fn oldest_event_id(&self, _business: BusinessId) -> Result<Option<i64>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
     async fn prune(&self, _before: Timestamp) -> Result<u64, RepositoryError> {
         Err(RepositoryError::internal(self.0.clone()))
     }
