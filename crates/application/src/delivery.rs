@@ -343,3 +343,6 @@ impl Dispatcher {
         self.save(endpoint, state, false, None).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,7 @@ mod problem;
 mod representation;
 mod requests;
 mod routes;
+mod webhooks;
 mod writes;
 
 use std::net::TcpListener;

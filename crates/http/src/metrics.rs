@@ -20,13 +20,15 @@ struct Histogram {
 }
 
 /// The routes we label by; anything else is `other` so labels stay bounded.
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 14] = [
     "conversations",
     "events",
     "events_stream",
     "conversation",
     "messages",
     "message",
+    "webhooks",
+    "webhook",
     "healthz",
     "readyz",
     "metrics",
@@ -37,7 +39,7 @@ pub const ROUTES: [&str; 12] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (route, status) → count. Bounded: 12 routes × a few statuses.
+    /// (route, status) → count. Bounded: 14 routes × a few statuses.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     database_errors: [AtomicU64; 2],
@@ -63,6 +65,8 @@ pub fn route_label(pattern: Option<&str>) -> &'static str {
         Some("/api/v1/conversations/{conversation_id}") => "conversation",
         Some("/api/v1/conversations/{conversation_id}/messages") => "messages",
         Some("/api/v1/conversations/{conversation_id}/messages/{message_id}") => "message",
+        Some("/api/v1/webhooks") => "webhooks",
+        Some("/api/v1/webhooks/{webhook_id}") => "webhook",
         Some("/healthz") => "healthz",
         Some("/readyz") => "readyz",
         Some("/metrics") => "metrics",

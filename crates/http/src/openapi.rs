@@ -96,6 +96,11 @@ refused without decoding.";
         crate::writes::patch_conversation,
         crate::writes::post_message,
         crate::writes::get_message,
+        crate::webhooks::create_webhook,
+        crate::webhooks::list_webhooks,
+        crate::webhooks::get_webhook,
+        crate::webhooks::patch_webhook,
+        crate::webhooks::delete_webhook,
         routes::healthz,
         routes::readyz,
         routes::metrics,
@@ -107,6 +112,7 @@ refused without decoding.";
     tags(
         (name = "conversations", description = "Conversations of the caller's business."),
         (name = "events", description = "The business's event log: a feed to sync from and a live stream."),
+        (name = "webhooks", description = "Endpoints your business's events are POSTed to, signed (Standard Webhooks)."),
         (name = "operations", description = "Liveness, readiness and metrics for operators; no token needed."),
         (name = "documentation", description = "This document and the page that renders it."),
     )
@@ -179,6 +185,7 @@ impl Modify for Contract {
                 (Method::Get, item.get.as_mut()),
                 (Method::Post, item.post.as_mut()),
                 (Method::Patch, item.patch.as_mut()),
+                (Method::Delete, item.delete.as_mut()),
             ];
             for (method, operation) in operations {
                 let Some(operation) = operation else {
@@ -200,8 +207,11 @@ impl Modify for Contract {
                     };
                     conversation_extras(operation, example);
                 }
-                if is_write(method) {
+                if is_write(method) && !is_webhook(path) {
                     write_extras(path, method, operation);
+                }
+                if is_webhook(path) {
+                    webhook_extras(method, operation);
                 }
                 for (status, errors) in errors_of(path, method, allow) {
                     operation
@@ -233,6 +243,7 @@ enum Method {
     Get,
     Post,
     Patch,
+    Delete,
 }
 
 fn is_write(method: Method) -> bool {
@@ -246,6 +257,7 @@ fn allow_of(item: &utoipa::openapi::PathItem) -> &'static str {
         item.post.is_some(),
         item.patch.is_some(),
     ) {
+        (true, false, true) if item.delete.is_some() => "GET, HEAD, PATCH, DELETE",
         (true, false, true) => "GET, HEAD, PATCH",
         (true, true, false) => "GET, HEAD, POST",
         (false, true, false) => "POST",
@@ -255,6 +267,11 @@ fn allow_of(item: &utoipa::openapi::PathItem) -> &'static str {
 
 fn is_conversation(path: &str) -> bool {
     path.starts_with("/api/v1/conversations/")
+}
+
+/// The webhook endpoint routes.
+fn is_webhook(path: &str) -> bool {
+    path.starts_with("/api/v1/webhooks")
 }
 
 /// The inbox (its query parameters can be invalid).
@@ -290,7 +307,9 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
              Decided before the path is looked at; needs no database.",
         ));
         errors.push(e(
-            ApiError::Forbidden(if is_write(method) {
+            ApiError::Forbidden(if is_webhook(path) {
+                Scope::WebhooksManage
+            } else if is_write(method) {
                 Scope::ConversationsWrite
             } else {
                 Scope::ConversationsRead
@@ -299,7 +318,13 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
              Decided after authentication, before any database access.",
         ));
     }
-    if path.contains("{message_id}") {
+    if path.contains("{webhook_id}") {
+        errors.push(e(
+            ApiError::WebhookNotFound,
+            "No such webhook endpoint in your business, or the id is not a UUID. Another \
+             business's endpoint looks exactly like a missing one.",
+        ));
+    } else if path.contains("{message_id}") {
         errors.push(e(
             ApiError::MessageNotFound,
             "No such message in that conversation of your business, or an id is not a UUID.",
@@ -354,7 +379,7 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
             "The body is not JSON, or the `Idempotency-Key` header is not 1 to 255 \
              printable ASCII characters.",
         ));
-        if is_conversation(path) {
+        if is_conversation(path) && !is_webhook(path) {
             errors.push(e(
                 ApiError::Conflict(
                     "The conversation is closed: closed is final, it takes no messages or \
@@ -364,14 +389,14 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
                 "The conversation is closed (closed is final); nothing was written.",
             ));
         }
-        if method == Method::Post {
+        if method == Method::Post && !is_webhook(path) {
             errors.push(e(
                 ApiError::KeyInFlight,
                 "A request with this `Idempotency-Key` is still being processed: retry after \
                  `Retry-After` seconds to get its answer.",
             ));
         }
-        if method == Method::Patch {
+        if method == Method::Patch && !is_webhook(path) {
             errors.push(e(
                 ApiError::PreconditionFailed,
                 "`If-Match` does not carry the conversation's current `ETag`; nothing changed.",
@@ -390,6 +415,7 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
             "The body's media type is not JSON.",
         ));
         let invalid = match method {
+            _ if is_webhook(path) => pingback_domain::FieldError::new("/url", "must use https"),
             Method::Patch => pingback_domain::FieldError::new(
                 "/status",
                 "unknown status (expected one of: open, pending, resolved, closed)",
@@ -408,7 +434,7 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
             "Unknown fields, wrong types or invalid values: `errors` lists every one (up to \
              50) by JSON Pointer; nothing was written.",
         ));
-        if method == Method::Post {
+        if method == Method::Post && !is_webhook(path) {
             errors.push(e(
                 ApiError::IdempotencyKeyReused,
                 "The `Idempotency-Key` was used within 24 h with another method, path or body.",
@@ -442,6 +468,23 @@ fn errors_of(path: &str, method: Method, allow: &'static str) -> Vec<(u16, Vec<D
         }
     }
     by_status
+}
+
+/// `Location` of a registered webhook endpoint.
+fn webhook_extras(method: Method, operation: &mut Operation) {
+    if method != Method::Post {
+        return;
+    }
+    if let Some(RefOr::T(response)) = operation.responses.responses.get_mut("201") {
+        response.headers.insert(
+            "Location".to_owned(),
+            required(header(
+                string().examples(["/api/v1/webhooks/0193f1c2-7a8b-7c9d-8e0f-1a2b3c4d5e6f"]),
+                "Where the new endpoint is.",
+            ))
+            .into(),
+        );
+    }
 }
 
 /// The request id, the idempotency and preference headers, `Location` and `ETag` of

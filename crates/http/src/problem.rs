@@ -26,6 +26,8 @@ pub enum ApiError {
     ConversationNotFound,
     #[error("message not found")]
     MessageNotFound,
+    #[error("webhook endpoint not found")]
+    WebhookNotFound,
     #[error("no resource at this path")]
     RouteNotFound,
     /// With the methods the resource supports (its `Allow` header).
@@ -144,9 +146,10 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => (ProblemType::Unauthorized, "Unauthorized"),
             Self::Forbidden(_) => (ProblemType::Forbidden, "Forbidden"),
-            Self::ConversationNotFound | Self::MessageNotFound | Self::RouteNotFound => {
-                (ProblemType::NotFound, "Not Found")
-            }
+            Self::ConversationNotFound
+            | Self::MessageNotFound
+            | Self::WebhookNotFound
+            | Self::RouteNotFound => (ProblemType::NotFound, "Not Found"),
             Self::MethodNotAllowed(_) => (ProblemType::MethodNotAllowed, "Method Not Allowed"),
             Self::BadRequest(_) => (ProblemType::BadRequest, "Bad Request"),
             Self::Conflict(_) | Self::KeyInFlight => (ProblemType::Conflict, "Conflict"),
@@ -179,6 +182,9 @@ impl ApiError {
             }
             Self::MessageNotFound => {
                 "No message with this id exists in this conversation of your business.".to_owned()
+            }
+            Self::WebhookNotFound => {
+                "No webhook endpoint with this id exists in your business.".to_owned()
             }
             Self::RouteNotFound => "There is no resource at this path.".to_owned(),
             Self::MethodNotAllowed(allow) => format!("This resource supports {allow} only."),
@@ -299,9 +305,10 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::ConversationNotFound | Self::MessageNotFound | Self::RouteNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::ConversationNotFound
+            | Self::MessageNotFound
+            | Self::WebhookNotFound
+            | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) | Self::KeyInFlight => StatusCode::CONFLICT,

@@ -50,7 +50,7 @@ pub const TIMESTAMP_PATTERN: &str =
 
 /// An id as its lower-case hyphenated string, formatted on the stack.
 #[derive(Clone, Copy)]
-pub struct Id(Uuid);
+pub struct Id(pub(crate) Uuid);
 
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -81,7 +81,7 @@ impl ToSchema for Id {
 
 /// A timestamp in the contract's RFC 3339 form, formatted on the stack.
 #[derive(Clone, Copy)]
-pub struct Time(Timestamp);
+pub struct Time(pub(crate) Timestamp);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -116,7 +116,7 @@ impl ToSchema for Time {
 macro_rules! named {
     ($wrapper:ident, $domain:ty, $schema_name:literal, $description:literal) => {
         #[derive(Clone, Copy)]
-        pub struct $wrapper($domain);
+        pub struct $wrapper(pub(crate) $domain);
 
         impl Serialize for $wrapper {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -147,6 +147,12 @@ named!(
     Status,
     "Status",
     "Where the conversation stands in its life cycle."
+);
+named!(
+    EventTypeName,
+    pingback_domain::EventType,
+    "EventType",
+    "What happened: the type of an event."
 );
 named!(
     SenderTypeName,

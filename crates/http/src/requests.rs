@@ -4,6 +4,7 @@
 
 use std::str::FromStr;
 
+use pingback_application::WebhookRequest;
 use pingback_domain::{
     AgentId, AttachmentDraft, ChannelId, ChannelType, ConversationDraft, ConversationPatch,
     CustomerChoice, CustomerDraft, CustomerId, FieldError, MessageDraft, SenderId, SenderType,
@@ -402,6 +403,61 @@ fn patch_at(value: &Value, errors: &mut Vec<FieldError>) -> Option<ConversationP
         status,
         assignee_id,
     })
+}
+
+const WEBHOOK_FIELDS: &[&str] = &["url", "event_types"];
+const WEBHOOK_PATCH_FIELDS: &[&str] = &["url", "event_types", "enabled"];
+
+/// The body of `POST /api/v1/webhooks` or (`patch`) `PATCH /api/v1/webhooks/{id}`:
+/// the values' rules are the use case's (they depend on the operator's settings).
+pub(crate) fn webhook_request(body: &[u8], patch: bool) -> Result<WebhookRequest, ApiError> {
+    let value = parse(body)?;
+    let mut errors = Vec::new();
+    let allowed = if patch {
+        WEBHOOK_PATCH_FIELDS
+    } else {
+        WEBHOOK_FIELDS
+    };
+    let request = Fields::of(&value, String::new(), allowed, &mut errors).and_then(|mut fields| {
+        let url = match fields.value("url") {
+            Some(Value::Null) => {
+                fields.invalid("url", "an endpoint always has a URL; it cannot be null");
+                return None;
+            }
+            _ => fields.string("url"),
+        };
+        let event_types = match fields.value("event_types") {
+            None => None,
+            Some(Value::Array(items)) => {
+                let mut names = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(name) => names.push(name.clone()),
+                        _ => fields.invalid(&format!("event_types/{i}"), "expected a string"),
+                    }
+                }
+                Some(names)
+            }
+            Some(_) => {
+                fields.invalid("event_types", "expected an array of event type names");
+                None
+            }
+        };
+        let enabled = match fields.value("enabled") {
+            None => None,
+            Some(Value::Bool(enabled)) => Some(*enabled),
+            Some(_) => {
+                fields.invalid("enabled", "expected true or false");
+                None
+            }
+        };
+        Some(WebhookRequest {
+            url,
+            event_types,
+            enabled,
+        })
+    });
+    finish(request, errors)
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub struct ApiState {
     pub conversations: ConversationService,
     pub commands: ConversationCommands,
     pub events: crate::events::EventRoutes,
+    pub webhooks: pingback_application::WebhookService,
     pub tokens: Arc<TokenAuthority>,
     pub metrics: Arc<Metrics>,
 }
@@ -70,6 +71,15 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                 get_or_head() => crate::events::list_events))
             .service(resource!("/api/v1/events/stream", "GET, HEAD",
                 get_or_head() => crate::events::stream_events))
+            .service(resource!("/api/v1/webhooks", "GET, HEAD, POST",
+                get_or_head() => crate::webhooks::list_webhooks,
+                web::post() => crate::webhooks::create_webhook))
+            .service(
+                resource!("/api/v1/webhooks/{webhook_id}", "GET, HEAD, PATCH, DELETE",
+                get_or_head() => crate::webhooks::get_webhook,
+                web::patch() => crate::webhooks::patch_webhook,
+                web::delete() => crate::webhooks::delete_webhook),
+            )
             .service(resource!("/healthz", "GET, HEAD", get_or_head() => healthz))
             .service(resource!("/readyz", "GET, HEAD", get_or_head() => readyz))
             .service(resource!("/metrics", "GET, HEAD", get_or_head() => metrics))

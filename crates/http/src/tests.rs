@@ -187,9 +187,34 @@ pub(crate) fn state_with_ports(
             Arc::new(pingback_application::SystemClock),
         ),
         conversations,
+        webhooks: pingback_application::WebhookService::new(
+            Arc::new(pingback_application::MockWebhookRepository::new()),
+            Arc::new(pingback_application::MockDestinationGuard::new()),
+            pingback_application::SecretKey::new([7; 32]),
+            Arc::new(pingback_application::SystemClock),
+            false,
+        ),
         tokens: Arc::new(tokens),
         metrics: Arc::default(),
     }
+}
+
+/// Handler state whose webhook ports are `repository` and `guard` (the conversation
+/// ports find the example).
+pub(crate) fn state_with_webhooks(
+    repository: pingback_application::MockWebhookRepository,
+    guard: pingback_application::MockDestinationGuard,
+    tokens: TokenAuthority,
+) -> ApiState {
+    let mut state = state_with(MockConversationRepository::new(), tokens);
+    state.webhooks = pingback_application::WebhookService::new(
+        Arc::new(repository),
+        Arc::new(guard),
+        pingback_application::SecretKey::new([7; 32]),
+        Arc::new(pingback_application::SystemClock),
+        false,
+    );
+    state
 }
 
 pub(crate) async fn call_with(

@@ -28,8 +28,8 @@ use crate::routes::{ApiState, authenticate, conversation_id, read_error};
 /// The largest request body a write accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-const JSON: &str = "application/json";
-const MERGE_PATCH: &str = "application/merge-patch+json";
+pub(crate) const JSON: &str = "application/json";
+pub(crate) const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// Authenticates, then checks the scope: both before anything else is looked at.
 pub(crate) fn authorize(
@@ -45,7 +45,7 @@ pub(crate) fn authorize(
 }
 
 /// The body, if its media type is one of `accepted` and it is at most 1 MiB.
-async fn body(
+pub(crate) async fn body(
     req: &HttpRequest,
     mut payload: web::Payload,
     accepted: &[&'static str],

@@ -7,16 +7,18 @@ use std::time::Duration;
 
 use pingback_application::{
     ConversationCommands, ConversationRepository, ConversationService, ConversationWriter,
-    EventFeed, EventLog, EventSignals, EventsAfter, IdempotencyClaim, RepositoryError,
-    StorageMetrics, StoredRevision, SystemClock, Updated, WriteError, Written,
+    DeliverySettings, Dispatcher, EventFeed, EventLog, EventSignals, EventsAfter, IdempotencyClaim,
+    RepositoryError, SecretKey, StorageMetrics, StoredRevision, SystemClock, Updated,
+    WebhookRepository, WebhookService, WriteError, Written,
 };
 use pingback_domain::{
     BusinessId, Conversation, ConversationDraft, ConversationId, ConversationPatch, InboxPage,
     InboxQuery, Message, MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds,
-    Revision, Timestamp,
+    Revision, SecretSeed, Timestamp, WebhookChange, WebhookEndpoint, WebhookId,
 };
 use pingback_http::{ApiState, EventRoutes, JsonEvents, Metrics, Server, TokenAuthority};
 use pingback_persistence::{DatabaseSettings, EventWiring};
+use pingback_webhook_client::WebhookClient;
 
 use crate::settings::{Settings, SettingsError};
 
@@ -28,6 +30,8 @@ pub enum StartupError {
     Auth(#[from] pingback_http::AuthConfigError),
     #[error("database: {0}")]
     Storage(#[from] pingback_persistence::StorageError),
+    #[error("webhooks: {0}")]
+    WebhookClient(#[from] pingback_webhook_client::BuildError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
@@ -50,6 +54,11 @@ struct Background {
     database: DatabaseSettings,
     wiring: EventWiring,
     retention: Duration,
+    /// Webhook delivery: what it needs beside the storage.
+    delivery: DeliverySettings,
+    client: WebhookClient,
+    key: SecretKey,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How events are encoded and whom commits wake, for this process: the API's JSON
@@ -80,10 +89,17 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let streams = Arc::new(tokio::sync::Semaphore::new(settings.events.max_streams));
+        let client = WebhookClient::new(settings.webhook_client())?;
+        let key = settings.webhook_key()?;
+        let allow_http = settings.webhooks.allow_http;
         let background = Background {
             database: database.clone(),
             wiring: wiring.clone(),
             retention: Duration::from_secs(settings.events.retention_days * 86_400),
+            delivery: settings.delivery()?,
+            client: client.clone(),
+            key: key.clone(),
+            stopping: stopping_rx.clone(),
         };
         let state = move || {
             let ports = worker_storage(&database, &wiring);
@@ -104,6 +120,13 @@ impl Application {
                     streams: streams.clone(),
                     stopping: stopping_rx.clone(),
                 },
+                webhooks: WebhookService::new(
+                    ports.webhooks,
+                    Arc::new(client.clone()),
+                    key.clone(),
+                    Arc::new(SystemClock),
+                    allow_http,
+                ),
                 tokens: tokens.clone(),
                 metrics: metrics.clone(),
             }
@@ -127,14 +150,19 @@ impl Application {
         self.address
     }
 
-    /// Runs until SIGTERM/SIGINT, then ends event streams and drains in-flight
-    /// requests. Beside the server: the relay of PostgreSQL's event notifications and
-    /// the hourly pruning of events past their retention.
+    /// Runs until SIGTERM/SIGINT, then ends event streams, drains in-flight requests
+    /// and lets webhook deliveries in flight finish. Beside the server: the relay of
+    /// PostgreSQL's event notifications, the hourly pruning of events past their
+    /// retention, and webhook delivery.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Background {
             database,
             wiring,
             retention,
+            delivery,
+            client,
+            key,
+            stopping: delivery_stopping,
         } = self.background;
         let mut tasks = Vec::new();
         if let Some(relay) =
@@ -142,10 +170,25 @@ impl Application {
         {
             tasks.push(relay);
         }
+        let mut dispatcher = None;
         if let Ok(storage) = pingback_persistence::connect(&database, &wiring) {
-            tasks.push(tokio::spawn(prune_events(storage.events, retention)));
+            tasks.push(tokio::spawn(prune_events(
+                storage.events.clone(),
+                retention,
+            )));
+            let grace = delivery.lease;
+            let deliverer = Arc::new(Dispatcher::new(
+                storage.deliveries,
+                storage.events,
+                Arc::new(client),
+                key,
+                Arc::new(SystemClock),
+                wiring.signals.clone(),
+                delivery,
+            ));
+            dispatcher = Some((tokio::spawn(deliverer.run(delivery_stopping)), grace));
         }
-        let stopping = self.stopping;
+        let stopping = self.stopping.clone();
         tasks.push(tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stopping.send(true);
@@ -153,6 +196,16 @@ impl Application {
             std::future::pending::<()>().await;
         }));
         let result = self.server.run().await;
+        // The server stops on the same signal; deliveries in flight get to finish (and
+        // release their leases) within the lease, after which another process could
+        // take the endpoint over anyway.
+        let _ = self.stopping.send(true);
+        if let Some((task, grace)) = dispatcher {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(grace, task).await.is_err() {
+                abort.abort();
+            }
+        }
         for task in tasks {
             task.abort();
         }
@@ -205,6 +258,7 @@ struct WorkerPorts {
     repository: Arc<dyn ConversationRepository>,
     writer: Arc<dyn ConversationWriter>,
     events: Arc<dyn EventLog>,
+    webhooks: Arc<dyn WebhookRepository>,
     /// None when the worker has no storage (it then reports no gauges).
     gauges: Option<Arc<dyn StorageMetrics>>,
 }
@@ -217,6 +271,7 @@ fn worker_storage(database: &DatabaseSettings, wiring: &EventWiring) -> WorkerPo
             repository: storage.repository,
             writer: storage.writer,
             events: storage.events,
+            webhooks: storage.webhooks,
             gauges: Some(storage.gauges),
         },
         Err(error) => {
@@ -225,7 +280,8 @@ fn worker_storage(database: &DatabaseSettings, wiring: &EventWiring) -> WorkerPo
             WorkerPorts {
                 repository: unconnected.clone(),
                 writer: unconnected.clone(),
-                events: unconnected,
+                events: unconnected.clone(),
+                webhooks: unconnected,
                 gauges: None,
             }
         }
@@ -333,6 +389,43 @@ impl EventLog for Unconnected {
     }
 
     async fn prune(&self, _before: Timestamp) -> Result<u64, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl WebhookRepository for Unconnected {
+    async fn create(
+        &self,
+        _endpoint: WebhookEndpoint,
+        _seed: SecretSeed,
+        _limit: usize,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn list(&self, _business: BusinessId) -> Result<Vec<WebhookEndpoint>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn find(
+        &self,
+        _business: BusinessId,
+        _id: WebhookId,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn update(
+        &self,
+        _business: BusinessId,
+        _id: WebhookId,
+        _change: WebhookChange,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        Err(RepositoryError::internal(self.0.clone()))
+    }
+
+    async fn delete(&self, _business: BusinessId, _id: WebhookId) -> Result<bool, RepositoryError> {
         Err(RepositoryError::internal(self.0.clone()))
     }
 }

@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
+use pingback_application::{DeliverySettings, SecretKey};
+use pingback_domain::RetryPolicy;
 use pingback_http::{AuthConfig, HttpSettings, KeyConfig};
 use pingback_persistence::DatabaseSettings;
+use pingback_webhook_client::ClientSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -30,6 +33,7 @@ pub struct Settings {
     pub database: DatabaseSection,
     pub auth: AuthSection,
     pub events: EventsSection,
+    pub webhooks: WebhooksSection,
     pub log: LogSection,
     #[serde(skip)]
     pub environment: String,
@@ -75,6 +79,50 @@ pub struct EventsSection {
     pub retention_days: u64,
     /// Open event streams per process; beyond, 503.
     pub max_streams: usize,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// Development only: accept `http` URLs.
+    pub allow_http: bool,
+    /// Development only: deliver to non-public addresses.
+    pub allow_private_networks: bool,
+    /// `"5,30,120"` (as an environment variable) or a TOML array.
+    pub retry_schedule_seconds: SecondsList,
+    pub give_up_after_seconds: u64,
+    pub timeout_seconds: u64,
+    pub lease_seconds: u64,
+    pub poll_interval_milliseconds: u64,
+    pub concurrency: usize,
+    pub signing_key: Option<SecretString>,
+}
+
+/// A list of seconds, written as a comma-separated string or an array.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum SecondsList {
+    Text(String),
+    List(Vec<u64>),
+}
+
+impl SecondsList {
+    fn seconds(&self) -> Result<Vec<u64>, SettingsError> {
+        match self {
+            Self::List(list) => Ok(list.clone()),
+            Self::Text(text) => text
+                .split(',')
+                .map(|part| {
+                    part.trim().parse::<u64>().map_err(|_| {
+                        SettingsError::Invalid(format!(
+                            "webhooks.retry_schedule_seconds: {part:?} is not a number of \
+                             seconds (expected e.g. \"5,30,120\")"
+                        ))
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -162,6 +210,25 @@ impl Settings {
         if self.server.client_request_timeout_seconds == 0 {
             return invalid("server.client_request_timeout_seconds must be at least 1");
         }
+        self.delivery()?;
+        let w = &self.webhooks;
+        if w.timeout_seconds == 0 || w.timeout_seconds > 300 {
+            return invalid("webhooks.timeout_seconds must be between 1 and 300");
+        }
+        if w.lease_seconds <= w.timeout_seconds {
+            return invalid("webhooks.lease_seconds must be more than webhooks.timeout_seconds");
+        }
+        if w.poll_interval_milliseconds == 0 || w.concurrency == 0 {
+            return invalid(
+                "webhooks.poll_interval_milliseconds and webhooks.concurrency must be at least 1",
+            );
+        }
+        if self.is_production() && (w.allow_http || w.allow_private_networks) {
+            tracing::warn!(
+                "webhooks.allow_http / webhooks.allow_private_networks are on in production: \
+                 endpoints may reach internal services (SSRF)"
+            );
+        }
         match self.log.format.as_str() {
             "text" | "json" => Ok(()),
             other => Err(SettingsError::Invalid(format!(
@@ -180,6 +247,55 @@ impl Settings {
             pool_wait_timeout: Duration::from_secs(d.pool_wait_timeout_seconds),
             statement_timeout: Duration::from_secs(d.statement_timeout_seconds),
         }
+    }
+
+    /// How webhooks are delivered.
+    pub fn delivery(&self) -> Result<DeliverySettings, SettingsError> {
+        let w = &self.webhooks;
+        let schedule = w
+            .retry_schedule_seconds
+            .seconds()?
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect();
+        let policy = RetryPolicy::new(schedule, Duration::from_secs(w.give_up_after_seconds))
+            .map_err(|e| SettingsError::Invalid(format!("webhooks.retry_schedule_seconds: {e}")))?;
+        Ok(DeliverySettings {
+            policy,
+            lease: Duration::from_secs(w.lease_seconds),
+            poll: Duration::from_millis(w.poll_interval_milliseconds),
+            concurrency: w.concurrency,
+        })
+    }
+
+    /// What the outbound client allows.
+    pub fn webhook_client(&self) -> ClientSettings {
+        let w = &self.webhooks;
+        ClientSettings {
+            allow_http: w.allow_http,
+            allow_private_networks: w.allow_private_networks,
+            timeout: Duration::from_secs(w.timeout_seconds),
+        }
+    }
+
+    /// The key webhook secrets are derived from: `webhooks.signing_key`, else the
+    /// HS256 secret. Never a public key: anyone could then compute the secrets from a
+    /// database dump.
+    pub fn webhook_key(&self) -> Result<SecretKey, SettingsError> {
+        use sha2::Digest as _;
+        let material = match (&self.webhooks.signing_key, &self.auth.jwt_secret) {
+            (Some(key), _) => key,
+            (None, Some(secret)) if self.auth.algorithm.eq_ignore_ascii_case("HS256") => secret,
+            _ => {
+                return Err(SettingsError::Invalid(
+                    "webhooks.signing_key is required with RS256/ES256 tokens".into(),
+                ));
+            }
+        };
+        let mut digest = sha2::Sha256::new();
+        digest.update(b"pingback webhook signing key v1\0");
+        digest.update(material.expose_secret().as_bytes());
+        Ok(SecretKey::new(digest.finalize().into()))
     }
 
     pub fn http(&self) -> HttpSettings {
@@ -305,6 +421,48 @@ mod tests {
     fn leeway_is_bounded_and_typos_are_refused() {
         assert!(load("development", &[("PINGBACK__AUTH__LEEWAY_SECONDS", "61")]).is_err());
         assert!(load("development", &[("PINGBACK__DATABASE__ULR", "x")]).is_err());
+    }
+
+    #[test]
+    fn webhook_settings_take_lists_as_text_and_refuse_nonsense() {
+        let s = load(
+            "development",
+            &[("PINGBACK__WEBHOOKS__RETRY_SCHEDULE_SECONDS", "1, 2,3")],
+        )
+        .unwrap();
+        assert!(s.delivery().is_ok());
+        assert_eq!(s.webhook_client().timeout, Duration::from_secs(10));
+        for (key, value) in [
+            ("PINGBACK__WEBHOOKS__RETRY_SCHEDULE_SECONDS", "1,x"),
+            ("PINGBACK__WEBHOOKS__RETRY_SCHEDULE_SECONDS", "0"),
+            ("PINGBACK__WEBHOOKS__LEASE_SECONDS", "10"),
+            ("PINGBACK__WEBHOOKS__TIMEOUT_SECONDS", "0"),
+        ] {
+            assert!(
+                load("development", &[(key, value)]).is_err(),
+                "{key}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_webhook_key_never_comes_from_a_public_key() {
+        let hs = load("development", &[]).unwrap();
+        assert!(hs.webhook_key().is_ok());
+        let rs = load("development", &[("PINGBACK__AUTH__ALGORITHM", "RS256")]).unwrap();
+        assert!(rs.webhook_key().is_err());
+        let rs = load(
+            "development",
+            &[
+                ("PINGBACK__AUTH__ALGORITHM", "RS256"),
+                (
+                    "PINGBACK__WEBHOOKS__SIGNING_KEY",
+                    "another-secret-of-32-bytes-at-least!",
+                ),
+            ],
+        )
+        .unwrap();
+        assert!(rs.webhook_key().is_ok());
     }
 
     #[test]
