@@ -566,4 +566,29 @@ mod tests {
             ["/content"]
         );
     }
+
+    #[test]
+    fn webhook_bodies_name_every_invalid_member() {
+        let mut found = pointers(
+            webhook_request(
+                br#"{"url": 5, "event_types": ["message.created", 3], "enabled": true}"#,
+                false,
+            )
+            .unwrap_err(),
+        );
+        found.sort();
+        assert_eq!(found, ["/enabled", "/event_types/1", "/url"]);
+        let patch = webhook_request(br#"{"enabled": false, "event_types": []}"#, true).unwrap();
+        assert_eq!(patch.enabled, Some(false));
+        assert_eq!(patch.event_types, Some(vec![]));
+        assert_eq!(patch.url, None);
+        assert_eq!(
+            pointers(webhook_request(br#"{"url": null}"#, true).unwrap_err()),
+            ["/url"]
+        );
+        assert!(matches!(
+            webhook_request(b"{", false),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
 }
