@@ -24,7 +24,8 @@
 use std::sync::Arc;
 
 use pingback_application::{
-    ConversationImporter, ConversationRepository, ConversationWriter, EventLog, StorageMetrics,
+    ConversationImporter, ConversationRepository, ConversationWriter, DeliveryQueue, EventLog,
+    StorageMetrics, WebhookRepository,
 };
 
 mod citus;
@@ -42,6 +43,7 @@ mod settings;
 mod snapshot_read;
 mod sqlite;
 mod sqlite_write;
+mod webhooks;
 mod write;
 
 #[cfg(feature = "testing")]
@@ -58,6 +60,10 @@ pub struct Storage {
     pub importer: Arc<dyn ConversationImporter>,
     pub writer: Arc<dyn ConversationWriter>,
     pub events: Arc<dyn EventLog>,
+    /// Webhook endpoints as the API manages them.
+    pub webhooks: Arc<dyn WebhookRepository>,
+    /// Webhook endpoints as delivery leases and advances them.
+    pub deliveries: Arc<dyn DeliveryQueue>,
     /// The pool's and the read connections' gauges, for metrics.
     pub gauges: Arc<dyn StorageMetrics>,
     pub backend: Backend,
@@ -84,6 +90,8 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
                 importer: Arc::new(store.clone()),
                 writer: Arc::new(store.clone()),
                 events: Arc::new(store.clone()),
+                webhooks: Arc::new(store.clone()),
+                deliveries: Arc::new(store.clone()),
                 gauges: Arc::new(store),
                 backend: Backend::Postgres,
             })
@@ -96,6 +104,8 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
                 importer: Arc::new(store.clone()),
                 writer: Arc::new(store.clone()),
                 events: Arc::new(store.clone()),
+                webhooks: Arc::new(store.clone()),
+                deliveries: Arc::new(store.clone()),
                 gauges: Arc::new(store),
                 backend: Backend::Sqlite,
             })

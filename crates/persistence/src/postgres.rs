@@ -8,23 +8,31 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use diesel::OptionalExtension;
+use diesel::SelectableHelper;
 use diesel::{ConnectionError, ConnectionResult, QueryResult};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use futures_util::future::{BoxFuture, try_join, try_join4};
+use futures_util::future::{BoxFuture, try_join, try_join_all, try_join4};
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     ReadConnectionsStatus, RepositoryError, StorageGauges, StorageMetrics, StoredRevision,
 };
+use pingback_application::{DeliveryQueue, LeaseOwner, StoredWebhook, WebhookRepository};
 use pingback_application::{EventLog, EventsAfter};
 use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
+use pingback_domain::{DeliveryState, SecretSeed, WebhookChange, WebhookEndpoint, WebhookId};
 
-use crate::events::{EventRecord, EventWiring};
+use crate::events::{BUMP_POSTGRES, EventRecord, EventWiring, LastId, bump_query};
 use crate::inbox::{self, InboxAttachment, InboxRecord};
+use crate::schema::webhook_endpoints;
+use crate::webhooks::{
+    self, EndpointRow, Failure, LeasedRecord, count_query, delete_query, due_query, endpoint_query,
+    endpoints_query, lease_query, save_query, update_settings_query,
+};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout_at};
 
@@ -538,5 +546,261 @@ impl EventLog for PostgresStore {
             .map_err(classify)?;
         checkout.release();
         Ok(deleted as u64)
+    }
+}
+
+impl PostgresStore {
+    /// Runs `work` on a pooled connection within the call budget. The connection goes
+    /// back to the pool only when `work` succeeded.
+    async fn on_pool<T: Send>(
+        &self,
+        work: impl for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<T, Failure>> + Send,
+    ) -> Result<T, RepositoryError> {
+        let run = async {
+            let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
+            let mut checkout = Checkout::new(object);
+            let Some(conn) = checkout.connection() else {
+                return Err(RepositoryError::internal("pooled connection missing"));
+            };
+            let value = work(conn).await?;
+            checkout.release();
+            Ok(value)
+        };
+        tokio::time::timeout(self.budget, run)
+            .await
+            .unwrap_or_else(|_| Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))))
+    }
+}
+
+/// Delivery state is stored after every acknowledged event, so these commits are the
+/// delivery's hot path. They need not wait for the WAL to reach the disk:
+///
+/// - A killed or crashed Pingback process loses nothing: `COMMIT` has returned, the
+///   transaction is committed in PostgreSQL, and its WAL is flushed within a few
+///   `wal_writer_delay`s whatever the client does.
+/// - Only a crash of PostgreSQL itself (or its machine) can lose the last such commits
+///   (at most about 3 × `wal_writer_delay`, 600 ms by default). What is lost is then a
+///   newer delivery state: the position goes back, and the events after it are
+///   delivered again, which at-least-once allows (each keeps its `webhook-id`, so
+///   receivers can tell). A lost renewal or release makes the lease end as it would
+///   have without it (a lease ending early is the case of a lease that expired: the
+///   holder's next `save` finds it taken and stops); a lost give-up leaves the endpoint
+///   enabled, and its next failure gives up again (`failing_since` is older still).
+///   Nothing ever moves past an event that was not acknowledged, since a commit that
+///   survives also had every earlier commit survive (the WAL is replayed in order).
+///   For the same reason a synchronous commit made after seeing a `save` (another
+///   process's lease of a released endpoint, a `PATCH` under the row lock) flushes that
+///   `save` with it: only a state nobody durably acted on can be lost.
+/// - Leases are taken with synchronous commits: a lease that seemed taken cannot vanish.
+///
+/// On Citus the setting is the coordinator's own (`SET` is not propagated to the
+/// workers by default): the worker's commit follows its own `synchronous_commit`.
+const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off";
+
+#[async_trait]
+impl WebhookRepository for PostgresStore {
+    async fn create(
+        &self,
+        endpoint: WebhookEndpoint,
+        seed: SecretSeed,
+        limit: usize,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let business = DbUuid::from(endpoint.business_id);
+        let limit = webhooks::limit(limit);
+        self.on_pool(move |conn| {
+            Box::pin(async move {
+                conn.transaction(async move |conn| {
+                    // The business's counter row, locked until commit (see
+                    // `crate::webhooks`): concurrent creations count one after the
+                    // other, and the position read is the last committed event.
+                    let after = bump_query!(BUMP_POSTGRES, business, 0_i64)
+                        .get_result::<LastId>(conn)
+                        .await?
+                        .last_event_id;
+                    let count = count_query!(business).get_result::<i64>(conn).await?;
+                    if count >= limit {
+                        return Ok(None);
+                    }
+                    let mut endpoint = endpoint;
+                    endpoint.delivery.delivered_through = after;
+                    diesel::insert_into(webhook_endpoints::table)
+                        .values(webhooks::new_endpoint(&endpoint, &seed))
+                        .execute(conn)
+                        .await?;
+                    Ok(Some(endpoint))
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, business: BusinessId) -> Result<Vec<WebhookEndpoint>, RepositoryError> {
+        let business = DbUuid::from(business);
+        let rows = self
+            .on_read_lane(move |conn| {
+                Box::pin(async move {
+                    let mut conn = conn;
+                    endpoints_query!(business)
+                        .load::<EndpointRow>(&mut conn)
+                        .await
+                })
+            })
+            .await?;
+        webhooks::endpoints(rows)
+    }
+
+    async fn find(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        let row = self
+            .on_read_lane(move |conn| {
+                Box::pin(async move {
+                    let mut conn = conn;
+                    endpoint_query!(business, id)
+                        .first::<EndpointRow>(&mut conn)
+                        .await
+                        .optional()
+                })
+            })
+            .await?;
+        row.map(webhooks::endpoint)
+            .transpose()
+            .map_err(RepositoryError::internal)
+    }
+
+    async fn update(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+        change: WebhookChange,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        self.on_pool(move |conn| {
+            Box::pin(async move {
+                conn.transaction(async move |conn| {
+                    use diesel::QueryDsl as _;
+                    let Some(row) = endpoint_query!(business, id)
+                        .for_update()
+                        .first::<EndpointRow>(conn)
+                        .await
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut endpoint = webhooks::endpoint(row)?;
+                    endpoint.apply(change);
+                    update_settings_query!(business, id, &endpoint)
+                        .execute(conn)
+                        .await?;
+                    Ok(Some(endpoint))
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, business: BusinessId, id: WebhookId) -> Result<bool, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        self.on_pool(move |conn| {
+            Box::pin(async move { Ok(delete_query!(business, id).execute(conn).await? == 1) })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for PostgresStore {
+    async fn lease_due(
+        &self,
+        owner: LeaseOwner,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredWebhook>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (owner, until) = (webhooks::owner(owner), webhooks::lease_end(now, lease));
+        let (now, limit) = (webhooks::micros(now), webhooks::limit(limit));
+        let records = self
+            .on_pool(move |conn| {
+                Box::pin(async move {
+                    let candidates = due_query!(now, limit)
+                        .load::<(DbUuid, DbUuid)>(conn)
+                        .await?;
+                    // Each lease is its own statement (and commit), all pipelined on
+                    // this connection. Should one fail, those taken already stay
+                    // taken until they expire: their delivery waits, nothing is lost.
+                    let shared: &AsyncPgConnection = conn;
+                    let leased =
+                        try_join_all(candidates.into_iter().map(|(business, id)| async move {
+                            let mut conn = shared;
+                            lease_query!(business, id, owner, now, until)
+                                .returning((
+                                    EndpointRow::as_returning(),
+                                    webhook_endpoints::secret_seed,
+                                ))
+                                .get_result::<LeasedRecord>(&mut conn)
+                                .await
+                                .optional()
+                        }))
+                        .await?;
+                    Ok(leased.into_iter().flatten().collect::<Vec<_>>())
+                })
+            })
+            .await?;
+        records
+            .into_iter()
+            .map(webhooks::leased)
+            .collect::<Result<_, _>>()
+            .map_err(RepositoryError::internal)
+    }
+
+    async fn save(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+        owner: LeaseOwner,
+        state: &DeliveryState,
+        disable: bool,
+        now: Timestamp,
+        renew: Option<Duration>,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        let owner = webhooks::owner(owner);
+        let until = renew.map(|renew| webhooks::lease_end(now, renew));
+        let state = state.clone();
+        self.on_pool(move |conn| {
+            Box::pin(async move {
+                conn.transaction(async move |conn| {
+                    // The setting and the update are sent together (their order within
+                    // the transaction does not matter: the setting applies at commit).
+                    let shared: &AsyncPgConnection = conn;
+                    let ((), row) = try_join(
+                        async move {
+                            let mut conn = shared;
+                            conn.batch_execute(ASYNC_COMMIT).await
+                        },
+                        async move {
+                            let mut conn = shared;
+                            save_query!(business, id, owner, &state, disable, until)
+                                .returning(EndpointRow::as_returning())
+                                .get_result::<EndpointRow>(&mut conn)
+                                .await
+                                .optional()
+                        },
+                    )
+                    .await?;
+                    Ok(row.map(webhooks::endpoint).transpose()?)
+                })
+                .await
+            })
+        })
+        .await
     }
 }

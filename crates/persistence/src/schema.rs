@@ -62,6 +62,7 @@ db_uuid_of_ids!(
     pingback_domain::CustomerId,
     pingback_domain::MessageId,
     pingback_domain::SenderId,
+    pingback_domain::WebhookId,
 );
 
 /// A timestamp as unix microseconds, the domain's own representation.
@@ -247,3 +248,28 @@ diesel::table! {
         data -> Text,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
+    use super::sql::{Instant, Uuid};
+
+    webhook_endpoints (business_id, id) {
+        business_id -> Uuid,
+        id -> Uuid,
+        url -> Text,
+        event_types -> Text,
+        enabled -> Bool,
+        created_at -> Instant,
+        secret_seed -> Binary,
+        delivered_through -> BigInt,
+        last_attempt_at -> Nullable<Instant>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Nullable<Instant>,
+        failing_since -> Nullable<Instant>,
+        failures -> Integer,
+        lease_owner -> Nullable<Uuid>,
+        lease_until -> Nullable<Instant>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(webhook_endpoints, business_event_counters);

@@ -23,9 +23,11 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     RepositoryError, SourceAborted, StorageGauges, StorageMetrics, StoredRevision,
 };
+use pingback_application::{DeliveryQueue, LeaseOwner, StoredWebhook, WebhookRepository};
 use pingback_application::{EventLog, EventsAfter};
 use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
+use pingback_domain::{DeliveryState, SecretSeed, WebhookChange, WebhookEndpoint, WebhookId};
 
 use crate::events::{EventRecord, EventWiring};
 use crate::inbox::{self, InboxAttachment, InboxRecord};
@@ -39,7 +41,12 @@ use crate::rows::{
     existing_query, history_query, revision_query, write_batch,
 };
 use crate::schema::DbUuid;
+use crate::schema::webhook_endpoints;
 use crate::settings::DatabaseSettings;
+use crate::webhooks::{
+    self, EndpointRow, LeasedRecord, count_query, delete_query, due_query, endpoint_query,
+    endpoints_query, lease_query, leased_query, save_query, update_settings_query,
+};
 
 pub(crate) type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
 
@@ -420,5 +427,174 @@ impl EventLog for SqliteStore {
             })
             .await?;
         Ok(deleted as u64)
+    }
+}
+
+/// Webhooks: every change is one IMMEDIATE transaction (the database's write lock,
+/// taken up front, is the per-business lock the port asks for, and more).
+#[async_trait]
+impl WebhookRepository for SqliteStore {
+    async fn create(
+        &self,
+        endpoint: WebhookEndpoint,
+        seed: SecretSeed,
+        limit: usize,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let business = DbUuid::from(endpoint.business_id);
+        let limit = webhooks::limit(limit);
+        self.call(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let count = count_query!(business).get_result::<i64>(conn)?;
+                if count >= limit {
+                    return Ok(None);
+                }
+                let after = crate::events::last_event_query!(business)
+                    .first::<i64>(conn)
+                    .optional()?
+                    .unwrap_or(0);
+                let mut endpoint = endpoint;
+                endpoint.delivery.delivered_through = after;
+                diesel::insert_into(webhook_endpoints::table)
+                    .values(webhooks::new_endpoint(&endpoint, &seed))
+                    .execute(conn)?;
+                Ok(Some(endpoint))
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, business: BusinessId) -> Result<Vec<WebhookEndpoint>, RepositoryError> {
+        let business = DbUuid::from(business);
+        let rows = self
+            .call(move |conn| endpoints_query!(business).load::<EndpointRow>(conn))
+            .await?;
+        webhooks::endpoints(rows)
+    }
+
+    async fn find(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        let row = self
+            .call(move |conn| {
+                endpoint_query!(business, id)
+                    .first::<EndpointRow>(conn)
+                    .optional()
+            })
+            .await?;
+        row.map(webhooks::endpoint)
+            .transpose()
+            .map_err(RepositoryError::internal)
+    }
+
+    async fn update(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+        change: WebhookChange,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        let updated = self
+            .call(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let Some(row) = endpoint_query!(business, id)
+                        .first::<EndpointRow>(conn)
+                        .optional()?
+                    else {
+                        return Ok(Ok(None));
+                    };
+                    // Decoded before anything is written: a corrupt row changes nothing.
+                    let mut endpoint = match webhooks::endpoint(row) {
+                        Ok(endpoint) => endpoint,
+                        Err(corrupt) => return Ok(Err(corrupt)),
+                    };
+                    endpoint.apply(change);
+                    update_settings_query!(business, id, &endpoint).execute(conn)?;
+                    Ok(Ok(Some(endpoint)))
+                })
+            })
+            .await?;
+        updated.map_err(RepositoryError::internal)
+    }
+
+    async fn delete(&self, business: BusinessId, id: WebhookId) -> Result<bool, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        let deleted = self
+            .call(move |conn| delete_query!(business, id).execute(conn))
+            .await?;
+        Ok(deleted == 1)
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn lease_due(
+        &self,
+        owner: LeaseOwner,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredWebhook>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (owner, until) = (webhooks::owner(owner), webhooks::lease_end(now, lease));
+        let (now, limit) = (webhooks::micros(now), webhooks::limit(limit));
+        let records = self
+            .call(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let candidates = due_query!(now, limit).load::<(DbUuid, DbUuid)>(conn)?;
+                    let mut leased = Vec::with_capacity(candidates.len());
+                    for (business, id) in candidates {
+                        // The same conditional UPDATE as PostgreSQL's, though here the
+                        // write lock already keeps other processes out.
+                        if lease_query!(business, id, owner, now, until).execute(conn)? == 1 {
+                            leased.push(leased_query!(business, id).first::<LeasedRecord>(conn)?);
+                        }
+                    }
+                    Ok(leased)
+                })
+            })
+            .await?;
+        records
+            .into_iter()
+            .map(webhooks::leased)
+            .collect::<Result<_, _>>()
+            .map_err(RepositoryError::internal)
+    }
+
+    async fn save(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+        owner: LeaseOwner,
+        state: &DeliveryState,
+        disable: bool,
+        now: Timestamp,
+        renew: Option<Duration>,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+        let owner = webhooks::owner(owner);
+        let until = renew.map(|renew| webhooks::lease_end(now, renew));
+        let state = state.clone();
+        let row = self
+            .call(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let saved =
+                        save_query!(business, id, owner, &state, disable, until).execute(conn)?;
+                    if saved == 0 {
+                        return Ok(None);
+                    }
+                    endpoint_query!(business, id)
+                        .first::<EndpointRow>(conn)
+                        .map(Some)
+                })
+            })
+            .await?;
+        row.map(webhooks::endpoint)
+            .transpose()
+            .map_err(RepositoryError::internal)
     }
 }

@@ -678,8 +678,12 @@ pub mod citus {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
     use uuid::Uuid;
 
+    use diesel::SelectableHelper;
+
     use crate::rows::revision_query;
-    use crate::schema::{DbUuid, attachments, conversations, customers, messages};
+    use crate::schema::{
+        DbUuid, Micros, attachments, conversations, customers, messages, webhook_endpoints,
+    };
     use crate::snapshot_read::ConversationRead;
 
     /// The SQL text of a Diesel statement, with its `$n` parameters (binds left out).
@@ -712,6 +716,39 @@ pub mod citus {
             (
                 "revision check (revision_query!)",
                 sql_of(&revision_query!(nil, nil)),
+            ),
+            (
+                "webhook endpoint (endpoint_query!)",
+                sql_of(&crate::webhooks::endpoint_query!(nil, nil)),
+            ),
+            (
+                "webhook endpoints (endpoints_query!)",
+                sql_of(&crate::webhooks::endpoints_query!(nil)),
+            ),
+            (
+                "webhook lease (lease_query!)",
+                sql_of(
+                    &crate::webhooks::lease_query!(nil, nil, nil, Micros(0), Micros(0)).returning(
+                        (
+                            crate::webhooks::EndpointRow::as_returning(),
+                            webhook_endpoints::secret_seed,
+                        ),
+                    ),
+                ),
+            ),
+            (
+                "webhook delivery state (save_query!)",
+                sql_of(
+                    &crate::webhooks::save_query!(
+                        nil,
+                        nil,
+                        nil,
+                        &pingback_domain::DeliveryState::default(),
+                        false,
+                        Some(Micros(0))
+                    )
+                    .returning(crate::webhooks::EndpointRow::as_returning()),
+                ),
             ),
         ]
     }
