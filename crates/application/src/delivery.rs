@@ -4,6 +4,7 @@
 //! event, so a crash repeats at most the event in flight. Leases make several
 //! processes share the work without ever delivering one endpoint at the same time.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +158,12 @@ impl Dispatcher {
     /// flight, releases its lease and returns.
     pub async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
         let mut running = JoinSet::new();
+        // The endpoints this process is delivering now. Leases are per process: if one
+        // of our tasks overran its lease (a stalled database), we could lease its
+        // endpoint again; a second task beside the first would break the order, so an
+        // endpoint already in hand is left to its task (which renews the lease).
+        let mut active: HashSet<(BusinessId, WebhookId)> = HashSet::new();
+        let mut tasks: HashMap<tokio::task::Id, (BusinessId, WebhookId)> = HashMap::new();
         let mut wake = self.signals.subscribe();
         loop {
             if *stopping.borrow() {
@@ -172,9 +179,15 @@ impl Dispatcher {
                 {
                     Ok(leased) => {
                         for webhook in leased {
+                            let key = (webhook.endpoint.business_id, webhook.endpoint.id);
+                            if !active.insert(key) {
+                                continue;
+                            }
                             let this = Arc::clone(&self);
                             let stopping = stopping.clone();
-                            running.spawn(async move { this.deliver(webhook, stopping).await });
+                            let task =
+                                running.spawn(async move { this.deliver(webhook, stopping).await });
+                            tasks.insert(task.id(), key);
                         }
                     }
                     Err(error) => tracing::warn!(%error, "looking for due webhooks failed"),
@@ -183,7 +196,18 @@ impl Dispatcher {
             let pause = tokio::time::sleep(MIN_LOOK_INTERVAL);
             tokio::select! {
                 _ = wake.any(self.settings.poll) => pause.await,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(error) => {
+                            tracing::error!(%error, "a webhook delivery task failed");
+                            error.id()
+                        }
+                    };
+                    if let Some(key) = tasks.remove(&id) {
+                        active.remove(&key);
+                    }
+                }
                 _ = stopping.changed() => {}
             }
         }
