@@ -3,8 +3,9 @@
 # scripts/citus.sh; Citus built from the vendored source on first use, cached under
 # target/citus). Every test database is made on all nodes and migrated there, which
 # distributes the tables by business (`pingback migrate`'s Citus step). Runs the adapter
-# conformance suite, the black-box HTTP and CLI tests, and tests/citus.rs (co-location,
-# single-shard routing of the hot paths, the import's fan-out, a stopped worker).
+# conformance suites (reads, writes, inbox, events, webhooks), the black-box HTTP, CLI,
+# write, inbox, event and webhook tests, and tests/citus.rs (co-location, single-shard
+# routing of the hot paths, the import's fan-out, a stopped worker).
 #
 # Not run here: tests/faults.rs. Each of its tests starts a plain PostgreSQL cluster of
 # its own (scripts/test-postgres.sh) to stop and lock it, so on Citus it would only test
@@ -23,9 +24,10 @@ cargo clippy --locked -p pingback-tests --test citus -- -D warnings
 echo "==> building the tests"
 cargo build --locked --bin pingback
 cargo test --locked -p pingback-persistence --test conformance --test failures \
-  --test write_conformance --test inbox_conformance --no-run
+  --test write_conformance --test inbox_conformance --test events_conformance \
+  --test webhooks_conformance --no-run
 cargo test --locked -p pingback-tests --test http_api --test cli --test writes --test inbox \
-  --test citus --no-run
+  --test events --test webhooks --test citus --no-run
 
 echo "==> starting a Citus cluster"
 eval "$(scripts/citus.sh start)"
@@ -47,15 +49,16 @@ run() {
 # the adapter's failure modes (a lock held on the coordinator, killed connections, an
 # unmigrated database, a corrupt row) on the cluster.
 run cargo test --locked -p pingback-persistence --test conformance --test failures \
-  --test write_conformance --no-fail-fast
+  --test write_conformance --test events_conformance --test webhooks_conformance \
+  --no-fail-fast
 # The inbox's rules; its plan test reads single-node plans (Citus plans are checked for
 # routing in tests/citus.rs instead).
 run cargo test --locked -p pingback-persistence --test inbox_conformance --no-fail-fast \
   -- --skip postgres_plan
-# The black-box HTTP and CLI tests, the writes and the inbox (the real binary;
-# PostgreSQL cases on Citus).
+# The black-box HTTP and CLI tests, the writes, the inbox, the event log and webhook
+# delivery (the real binary; PostgreSQL cases on Citus).
 run cargo test --locked -p pingback-tests --test http_api --test cli --test writes --test inbox \
-  --no-fail-fast
+  --test events --test webhooks --no-fail-fast
 # Citus itself; its tests take turns (one stops a worker of the shared cluster).
 run cargo test --locked -p pingback-tests --test citus --no-fail-fast -- --nocapture
 

@@ -705,7 +705,7 @@ pub mod citus {
     /// type (see there), so a pair is all it takes.
     pub fn hot_path_statements() -> Vec<(&'static str, String)> {
         let nil = DbUuid(Uuid::nil());
-        vec![
+        let mut statements = vec![
             (
                 "conversation read (snapshot_read, UNION ALL)",
                 sql_of(&ConversationRead {
@@ -749,6 +749,196 @@ pub mod citus {
                     )
                     .returning(crate::webhooks::EndpointRow::as_returning()),
                 ),
+            ),
+        ];
+        statements.extend(write_statements());
+        statements.extend(list_and_feed_statements());
+        statements
+    }
+
+    /// What the writes issue (create, post, patch), in their transaction's order: the
+    /// idempotency claim and record, the row lock and head, customers, the inserts, the
+    /// head update and the event append.
+    fn write_statements() -> Vec<(&'static str, String)> {
+        let nil = DbUuid(Uuid::nil());
+        let business = pingback_domain::BusinessId::from_uuid(Uuid::nil());
+        let conversation = super::fixtures::conversation(business);
+        let rows = crate::rows::BatchRows::of(std::slice::from_ref(&conversation))
+            .unwrap_or_else(|e| panic!("fixture rows: {e}"));
+        let message = &conversation.messages()[0];
+        let (message_row, attachment_rows) = crate::rows::message_rows(nil, nil, message)
+            .unwrap_or_else(|e| panic!("fixture message rows: {e}"));
+        let customer = super::fixtures::customer(business);
+        let head = pingback_domain::ConversationHead {
+            id: conversation.id(),
+            business_id: business,
+            customer_id: None,
+            customer: None,
+            assignee_id: None,
+            status: conversation.status(),
+            channel_type: conversation.channel_type().clone(),
+            channel_id: None,
+            created_at: conversation.created_at(),
+            updated_at: conversation.updated_at(),
+            first_response_at: None,
+            last_message_at: None,
+            message_count: 1,
+            last_message_id: None,
+            revision: pingback_domain::Revision::new(1, None),
+        };
+        let response = pingback_application::StoredResponse {
+            status: 201,
+            location: None,
+            etag: None,
+            body: Vec::new(),
+        };
+        let event = pingback_domain::ConversationEvent {
+            kind: pingback_domain::EventType::ConversationCreated,
+            occurred_at: conversation.updated_at(),
+            conversation: pingback_domain::ConversationSummary {
+                conversation: conversation.clone(),
+                message_count: 1,
+                last_message: None,
+            },
+            message: None,
+            previous: None,
+        };
+        struct Data;
+        impl pingback_application::EventEncoder for Data {
+            fn data(&self, _event: &pingback_domain::ConversationEvent) -> Vec<u8> {
+                b"{}".to_vec()
+            }
+        }
+        let encoded = crate::events::encode(&Data, std::slice::from_ref(&event));
+        let event_rows = crate::events::rows(nil, 1, &encoded);
+        vec![
+            (
+                "idempotency claim (CLAIM_POSTGRES)",
+                crate::write::CLAIM_POSTGRES.to_owned(),
+            ),
+            (
+                "idempotency replay (stored_key_query!)",
+                sql_of(&crate::write::stored_key_query!(nil, "k")),
+            ),
+            (
+                "idempotency record (record_query!)",
+                sql_of(&crate::write::record_query!(nil, "k", &response)),
+            ),
+            (
+                "row lock (lock_head)",
+                sql_of(
+                    &conversations::table
+                        .filter(conversations::business_id.eq(nil))
+                        .filter(conversations::id.eq(nil))
+                        .select(conversations::id)
+                        .for_update(),
+                ),
+            ),
+            (
+                "head (head_query!)",
+                sql_of(&crate::write::head_query!(nil, nil)),
+            ),
+            (
+                "latest message time (last_message_query!)",
+                sql_of(&crate::write::last_message_query!(nil, nil)),
+            ),
+            (
+                "customer by id (customer_query!)",
+                sql_of(&crate::write::customer_query!(nil, nil)),
+            ),
+            (
+                "customer by external id (customer_by_external_id_query!)",
+                sql_of(&crate::write::customer_by_external_id_query!(nil, "x")),
+            ),
+            (
+                "insert customer",
+                sql_of(
+                    &diesel::insert_into(customers::table)
+                        .values(crate::rows::customer_row(&customer)),
+                ),
+            ),
+            (
+                "insert conversation",
+                sql_of(&diesel::insert_into(conversations::table).values(&rows.conversations)),
+            ),
+            (
+                "insert message",
+                sql_of(&diesel::insert_into(messages::table).values(&message_row)),
+            ),
+            (
+                "insert attachments",
+                sql_of(&diesel::insert_into(attachments::table).values(&attachment_rows)),
+            ),
+            (
+                "head update (update_head_query!)",
+                sql_of(&crate::write::update_head_query!(&head)),
+            ),
+            (
+                "event counter bump (BUMP_POSTGRES)",
+                crate::events::BUMP_POSTGRES.to_owned(),
+            ),
+            (
+                "event insert",
+                sql_of(&diesel::insert_into(crate::schema::events::table).values(&event_rows)),
+            ),
+            (
+                "message read (message_query!)",
+                sql_of(&crate::write::message_query!(nil, nil, nil)),
+            ),
+        ]
+    }
+
+    /// The inbox (first page and a deep, filtered page; its attachments) and the event
+    /// feed (the page, the last id, the oldest id).
+    fn list_and_feed_statements() -> Vec<(&'static str, String)> {
+        use pingback_domain::{
+            AssigneeFilter, InboxFilter, InboxOrder, InboxPosition, InboxQuery, Status,
+        };
+        let nil = DbUuid(Uuid::nil());
+        let first = InboxQuery {
+            filter: InboxFilter::default(),
+            order: InboxOrder::default(),
+            after: None,
+            limit: 25,
+        };
+        let deep = InboxQuery {
+            filter: InboxFilter {
+                statuses: vec![Status::Open, Status::Pending],
+                assignee: Some(AssigneeFilter::Unassigned),
+                ..InboxFilter::default()
+            },
+            order: InboxOrder::default(),
+            after: Some(InboxPosition {
+                updated_at: pingback_domain::Timestamp::now(),
+                id: pingback_domain::ConversationId::from_uuid(Uuid::nil()),
+            }),
+            limit: 25,
+        };
+        let messages = vec![nil];
+        vec![
+            (
+                "inbox first page (inbox_query!)",
+                sql_of(&crate::inbox::inbox_query!(Pg, nil, &first)),
+            ),
+            (
+                "inbox deep filtered page (inbox_query!)",
+                sql_of(&crate::inbox::inbox_query!(Pg, nil, &deep)),
+            ),
+            (
+                "inbox attachments (inbox_attachments_query!)",
+                sql_of(&crate::inbox::inbox_attachments_query!(nil, &messages)),
+            ),
+            (
+                "event feed (events_query!)",
+                sql_of(&crate::events::events_query!(nil, 0i64, 100i64)),
+            ),
+            (
+                "last event id (last_event_query!)",
+                sql_of(&crate::events::last_event_query!(nil)),
+            ),
+            (
+                "oldest event id (oldest_event_query!)",
+                sql_of(&crate::events::oldest_event_query!(nil)),
             ),
         ]
     }
