@@ -11,6 +11,9 @@
   write-bodies ...               the write scenario's message bodies (JSON lines for wrk, CSV for pgbench)
   write-check ...                the write scenario's conversations accept a message; an idempotent replay
   list-prepare ...               the list scenario's pages (first, deep cursor by paging), checks, pgbench binds
+  webhook-register ...           registers the webhook sink as an endpoint (POST /api/v1/webhooks)
+  webhook-wait ...               waits until every event is delivered and stored, sampling CPU meanwhile
+  webhook-record ...             the webhook run: received, lost, order, throughput, CPU, statements
   report ...                     medians, ratios -> results.json and docs/benchmarks.md
 """
 
@@ -76,6 +79,9 @@ def cmd_snapshot(args):
     snap = {"time": time.monotonic(), "cores": core_busy_ticks(), "process_ticks": None}
     if args.pid:
         snap["process_ticks"] = process_ticks(args.pid)
+    if args.postmaster:
+        snap["postgres_ticks"] = family_ticks(args.postmaster)
+        snap["unix"] = time.time()
     json.dump(snap, sys.stdout)
     print()
 
@@ -400,6 +406,258 @@ def cmd_list_prepare(args):
     return 1 if problems or not binds else 0
 
 
+# --- webhooks -------------------------------------------------------------------
+
+
+def cmd_webhook_register(args):
+    """Registers the sink as an endpoint of the token's business (POST /api/v1/webhooks):
+    201 expected. Writes the answer (without its secret) and prints the endpoint's id."""
+    status, answer, _ = post(f"{args.url}/api/v1/webhooks", args.token, json.dumps({"url": args.sink}).encode())
+    if status != 201:
+        print(f"bench: webhooks: registering {args.sink}: HTTP {status}: {answer[:300]!r}", file=sys.stderr)
+        return 1
+    endpoint = json.loads(answer)
+    endpoint["secret"] = "(shown once; not kept)" if endpoint.get("secret") else None
+    with open(args.out, "w") as f:
+        json.dump(endpoint, f)
+    print(endpoint["id"])
+    return 0
+
+
+def sink_summaries(path):
+    """The JSON summary lines the sink printed so far (the last one is the latest)."""
+    summaries = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        summaries.append(json.loads(line))
+                    except ValueError:
+                        pass  # being written
+    except OSError:
+        pass
+    return summaries
+
+
+def cmd_webhook_wait(args):
+    """Waits until the sink has seen every event (its `--expect` summary) and the
+    endpoint's `delivered_through` (GET /api/v1/webhooks/{id}) has reached the last
+    event, or until `started + timeout`. Samples pingback's and PostgreSQL's CPU and
+    the cores' busy ticks meanwhile (the timeline the delivery window is cut from)."""
+    deadline = args.started + args.timeout
+    timeline, endpoint, summary = [], None, None
+    last_get = last_log = 0.0
+    done = False
+    while True:
+        now = time.time()
+        try:
+            pticks = process_ticks(args.pid)
+        except OSError:
+            print("bench: webhooks: pingback exited while delivering", file=sys.stderr)
+            break
+        try:
+            sink_ticks = process_ticks(args.sink_pid)
+        except OSError:
+            sink_ticks = None
+        timeline.append({"unix": now, "process_ticks": pticks, "postgres_ticks": family_ticks(args.postmaster),
+                         "sink_ticks": sink_ticks, "harness_ticks": process_ticks(os.getpid()),
+                         "cores": core_busy_ticks()})
+        summaries = sink_summaries(args.sink_out)
+        summary = summaries[-1] if summaries else None
+        if summary or now - last_get >= 1.0:
+            last_get = now
+            status, body, _ = fetch(f"{args.url}/api/v1/webhooks/{args.webhook}", args.token)
+            if status == 200:
+                endpoint = json.loads(body)
+            else:
+                print(f"bench: webhooks: GET endpoint: HTTP {status}: {body[:200]!r}", file=sys.stderr)
+        through = (endpoint or {}).get("delivered_through") or 0
+        if summary and through >= args.last:
+            done = True
+            break
+        if now >= deadline:
+            print(f"bench: webhooks: timed out after {args.timeout:g} s: delivered_through {through} of "
+                  f"{args.last}, last_error {(endpoint or {}).get('last_error')!r}", file=sys.stderr)
+            break
+        if now - last_log >= 10:
+            last_log = now
+            print(f"bench: webhooks:   delivered_through {through:,} of {args.last:,}"
+                  + (f" (last_error {endpoint['last_error']!r})" if (endpoint or {}).get("last_error") else ""),
+                  file=sys.stderr)
+        time.sleep(0.1 if summary else 0.2)
+    with open(args.out, "w") as f:
+        json.dump({"done": done, "timed_out": not done, "done_unix": time.time(), "endpoint": endpoint,
+                   "timeline": timeline}, f)
+    return 0
+
+
+def read_arrivals(path):
+    """The sink's arrivals file: (event id or None, started, read, answered or None, connection)."""
+    rows = []
+    if not os.path.exists(path):
+        return rows
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) != 5:
+                continue
+            rows.append((None if fields[0] == "-" else int(fields[0]), float(fields[1]), float(fields[2]),
+                         None if fields[3] == "-" else float(fields[3]), int(fields[4])))
+    return rows
+
+
+def statements_diff(before, after):
+    """pg_stat_statements entries of `after` minus those of `before` (by queryid)."""
+    old = {s["queryid"]: s for s in before}
+    out = []
+    for s in after:
+        o = old.get(s["queryid"], {"calls": 0, "rows": 0, "total_ms": 0.0})
+        calls = s["calls"] - o["calls"]
+        if calls > 0:
+            out.append({"queryid": s["queryid"], "query": s["query"], "calls": calls, "rows": s["rows"] - o["rows"],
+                        "total_ms": (s.get("total_ms") or 0.0) - (o.get("total_ms") or 0.0)})
+    return sorted(out, key=lambda x: -x["calls"])
+
+
+def cmd_webhook_record(args):
+    """One webhook run -> webhook-run.json: what the sink received (count, distinct,
+    order, lost against the events written), throughput over the sink's first→last
+    arrival, end to end from the start of generation, and where the time went: pingback's
+    and PostgreSQL's CPU over the delivery window after generation (sampled by
+    webhook-wait) and the statements PostgreSQL ran per delivery meanwhile."""
+    summaries = sink_summaries(args.sink_out)
+    sink = summaries[-1] if summaries else {}
+    wait = read_json(args.wait)
+    before = read_json(args.before)
+    arrivals = read_arrivals(args.arrivals)
+    delivered = [a for a in arrivals if a[0] is not None]
+    first_id, last_id = args.base + 1, args.base + args.events
+    with open(args.events_check) as f:
+        count, lo, hi = (int(x) for x in f.read().strip().split("|"))
+    distinct_in_range = len({a[0] for a in delivered if first_id <= a[0] <= last_id})
+    outside = sorted({a[0] for a in delivered if not first_id <= a[0] <= last_id})
+    lost = args.events - distinct_in_range
+    in_order = bool(sink.get("in_order")) and not outside and (sink.get("first_id") == first_id or not delivered)
+    endpoint = wait.get("endpoint") or {}
+    run = {
+        "events": args.events,
+        "events_written": count,
+        "event_ids": [lo, hi],
+        "expected_ids": [first_id, last_id],
+        "received": sink.get("received"),
+        "distinct": sink.get("distinct"),
+        "lost": lost,
+        "in_order": in_order,
+        "order_violations": sink.get("order_violations"),
+        "first_violation": sink.get("first_violation"),
+        "ids_outside_range": outside[:20],
+        "repeats": (sink.get("received") or 0) - (sink.get("distinct") or 0),
+        "immediate_resends": sink.get("immediate_resends"),
+        "deliveries_per_second": sink.get("deliveries_per_second"),
+        "delivery_seconds": sink.get("seconds"),
+        "timed_out": wait.get("timed_out"),
+        "delivered_through": endpoint.get("delivered_through"),
+        "delivered_through_reached": endpoint.get("delivered_through") == last_id,
+        "last_error": endpoint.get("last_error"),
+        "generation_seconds": args.gen_end - args.gen_start,
+        "first_delivery_after_start_s": sink["first_arrival_unix"] - args.gen_start if sink.get("first_arrival_unix") else None,
+        "end_to_end_seconds": sink["last_arrival_unix"] - args.gen_start if sink.get("last_arrival_unix") else None,
+        "stored_end_to_end_seconds": wait["done_unix"] - args.gen_start if wait.get("done") else None,
+        "delivered_during_generation": sum(1 for a in delivered if a[2] <= args.gen_end),
+        "connections": sink.get("connections"),
+        "max_connections_open": sink.get("max_connections_open"),
+        "max_in_flight": sink.get("max_in_flight"),
+        "sender_gap_ms": sink.get("sender_gap_ms"),
+        "sink_ms": sink.get("sink_ms"),
+        "stalls_over_10ms": sink.get("stalls_over_10ms"),
+        "stalled_ms": sink.get("stalled_ms"),
+        "per_second": sink.get("per_second"),
+        "body_bytes_mean": sink["body_bytes"] / sink["received"] if sink.get("received") else None,
+        "sink": {k: v for k, v in sink.items() if k != "per_second"},
+    }
+    # CPU over the delivery window after generation (the generator writes through
+    # PostgreSQL too): from the first sample at or after max(first arrival, end of
+    # generation) to the last at or before the last arrival.
+    ms_per_tick = 1000 / CLK_TCK
+    timeline = wait.get("timeline") or []
+    cpu = None
+    if sink.get("first_arrival_unix") and timeline:
+        start = max(sink["first_arrival_unix"], args.gen_end)
+        inside = [s for s in timeline if start <= s["unix"] <= sink["last_arrival_unix"]]
+        if len(inside) >= 2 and inside[-1]["unix"] - inside[0]["unix"] >= 0.5:
+            a, b = inside[0], inside[-1]
+            n = sum(1 for d in delivered if a["unix"] < d[2] <= b["unix"])
+            seconds = b["unix"] - a["unix"]
+            core, load = f"cpu{args.server_cpu}", f"cpu{args.load_cpu}"
+            share = lambda key: (b[key] - a[key]) * ms_per_tick / 1000 / seconds  # noqa: E731
+            per = lambda key: (b[key] - a[key]) * ms_per_tick / n if n else None  # noqa: E731
+            cpu = {
+                "seconds": seconds,
+                "deliveries": n,
+                "deliveries_per_second": n / seconds,
+                "pingback_core_share": share("process_ticks"),
+                "postgres_core_share": share("postgres_ticks"),
+                "server_core_busy": (b["cores"][core] - a["cores"][core]) * ms_per_tick / 1000 / seconds,
+                "first_unix": a["unix"],
+                "last_unix": b["unix"],
+                "load_core_busy": (b["cores"][load] - a["cores"][load]) * ms_per_tick / 1000 / seconds,
+                "pingback_cpu_ms_per_delivery": per("process_ticks"),
+                "postgres_cpu_ms_per_delivery": per("postgres_ticks"),
+            }
+    if cpu:
+        # What else ran on the two cores (this machine is shared): the server core less
+        # pingback and PostgreSQL; the load core less the sink and this harness.
+        cpu["others_core_share"] = max(0.0, cpu["server_core_busy"] - cpu["pingback_core_share"]
+                                       - cpu["postgres_core_share"])
+        if a.get("sink_ticks") is not None and b.get("sink_ticks") is not None:
+            cpu["sink_core_share"] = share("sink_ticks")
+            cpu["harness_core_share"] = share("harness_ticks")
+            cpu["load_others_core_share"] = max(0.0, cpu["load_core_busy"] - cpu["sink_core_share"]
+                                                - cpu["harness_core_share"])
+    run["window"] = cpu
+    # PostgreSQL's own maintenance between the start of generation and the end (the
+    # last autovacuum / autoanalyze of each table).
+    maintenance = []
+    if args.autovacuum and os.path.exists(args.autovacuum):
+        end = wait.get("done_unix") or time.time()
+        for t in read_json(args.autovacuum) or []:
+            for kind in ("autovacuum", "autoanalyze"):
+                at = t.get(kind)
+                if at is not None and args.gen_start <= at <= end:
+                    maintenance.append({"table": t["table"], "kind": kind, "after_start_s": at - args.gen_start,
+                                        "after_first_delivery_s": at - sink["first_arrival_unix"]
+                                        if sink.get("first_arrival_unix") else None})
+    run["maintenance"] = sorted(maintenance, key=lambda m: m["after_start_s"])
+    if timeline and before.get("process_ticks") is not None:
+        end = timeline[-1]
+        run["whole"] = {
+            "seconds": end["unix"] - before["unix"],
+            "pingback_cpu_s": (end["process_ticks"] - before["process_ticks"]) / CLK_TCK,
+            "postgres_cpu_s": (end["postgres_ticks"] - before["postgres_ticks"]) / CLK_TCK,
+            "pingback_cpu_ms_per_delivery": (end["process_ticks"] - before["process_ticks"]) * ms_per_tick / args.events,
+        }
+    # Statements after generation (deliveries, the few GETs of the wait), per delivery
+    # made after generation.
+    after_gen = sum(1 for a in delivered if a[2] > args.gen_end)
+    statements = statements_diff(read_json(args.pgss_gen) or [], read_json(args.pgss) or [])
+    for st in statements:
+        st["calls_per_delivery"] = st["calls"] / after_gen if after_gen else None
+        st["rows_per_call"] = st["rows"] / st["calls"] if st["calls"] else None
+        st["ms_per_call"] = st["total_ms"] / st["calls"] if st["calls"] else None
+    run["deliveries_after_generation"] = after_gen
+    run["statements"] = statements
+    run["statements_per_delivery"] = sum(st["calls"] for st in statements) / after_gen if after_gen else None
+    run["db_exec_ms_per_delivery"] = sum(st["total_ms"] for st in statements) / after_gen if after_gen else None
+    with open(args.out, "w") as f:
+        json.dump(run, f)
+    print(f"bench: webhooks: {run['received'] or 0:,} received, {run['distinct'] or 0:,} distinct of "
+          f"{args.events:,}, lost {lost}, in order {in_order}, {fmt(run['deliveries_per_second'])} deliveries/s, "
+          f"end to end {fmt(run['end_to_end_seconds'], 2)} s", file=sys.stderr)
+    return 0
+
+
 # --- pgbench --------------------------------------------------------------------
 
 
@@ -623,34 +881,41 @@ def cmd_report(args):
     meta = read_json(args.meta)
     writes = write_results(args.work, meta) if args.writes else None
     listing = list_results(args.work, meta) if args.list else None
+    webhooks = webhook_results(args.work, meta) if args.webhooks else None
     previous = read_json(args.json) if os.path.exists(args.json) else {}
     old_doc = None
     if args.doc and os.path.exists(args.doc):
         with open(args.doc) as f:
             old_doc = f.read()
     if not args.reads:
-        # Writes and/or list only: the read results and their page stay as they are.
+        # Writes, list and/or webhooks only: the read results and their page stay as they are.
         document = previous
         if writes:
             document["writes"] = writes
         if listing:
             document["list"] = listing
+        if webhooks:
+            document["webhooks"] = webhooks
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(document, f, indent=2)
             f.write("\n")
-        if args.doc and (writes or listing):
+        if args.doc and (writes or listing or webhooks):
             markdown = old_doc if old_doc is not None else "# Benchmarks\n"
             if writes:
                 markdown = splice_writes(markdown, render_writes(writes))
             if listing:
                 markdown = splice_writes(markdown, render_list(listing), "## List")
+            if webhooks:
+                markdown = splice_writes(markdown, render_webhooks(webhooks), "## Webhooks")
             with open(args.doc, "w") as f:
                 f.write(markdown)
         if writes:
             print(write_summary(writes))
         if listing:
             print(list_summary(listing))
+        if webhooks:
+            print(webhook_summary(webhooks))
         return 0
     runs = read_lines(os.path.join(args.work, "runs.jsonl"))
     peaks = {(p["system"], p["size"]): p["vmhwm_kib"] for p in read_lines(os.path.join(args.work, "peaks.jsonl"))}
@@ -731,6 +996,8 @@ def cmd_report(args):
         document["writes"] = writes or previous["writes"]
     if listing or previous.get("list"):
         document["list"] = listing or previous["list"]
+    if webhooks or previous.get("webhooks"):
+        document["webhooks"] = webhooks or previous["webhooks"]
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(document, f, indent=2)
@@ -748,6 +1015,10 @@ def cmd_report(args):
     list_section = render_list(listing) if listing else section_of(old_doc, "## List")
     if list_section:
         markdown = splice_writes(markdown, list_section, "## List")
+    # The Webhooks section likewise.
+    webhook_section = render_webhooks(webhooks) if webhooks else section_of(old_doc, "## Webhooks")
+    if webhook_section:
+        markdown = splice_writes(markdown, webhook_section, "## Webhooks")
     if args.doc:
         with open(args.doc, "w") as f:
             f.write(markdown)
@@ -756,6 +1027,8 @@ def cmd_report(args):
         print(write_summary(writes))
     if listing:
         print(list_summary(listing))
+    if webhooks:
+        print(webhook_summary(webhooks))
 
 
 def summary_table(results):
@@ -1437,12 +1710,172 @@ def list_summary(lr):
     ])
 
 
+# --- report: webhooks -------------------------------------------------------------
+
+WEBHOOK_TARGETS = {"deliveries_per_second_min": 1000, "lost_max": 0}
+
+
+def webhook_results(work, meta):
+    """The webhook scenario: the run (benches/bench.py webhook-record) and its targets."""
+    path = os.path.join(work, "webhook-run.json")
+    if not os.path.exists(path):
+        return None
+    run = read_json(path)
+    rate = run.get("deliveries_per_second")
+    met = {
+        "deliveries_per_second": rate is not None and rate >= WEBHOOK_TARGETS["deliveries_per_second_min"],
+        "lost": run["lost"] <= WEBHOOK_TARGETS["lost_max"],
+        "in_order": bool(run["in_order"]),
+    }
+    return {
+        "generated_at": meta["date"],
+        "git": meta.get("git"),
+        "quick": meta.get("quick"),
+        "settings": {k: meta[k] for k in ("load_cpu", "server_cpu", "workers") if k in meta}
+        | {"events": meta.get("webhook_events"), "business_id": meta.get("webhook_business"),
+           "timeout_s": meta.get("webhook_timeout"),
+           "pingback_overrides": ["webhooks.allow_http = true", "webhooks.allow_private_networks = true"]},
+        "machine": machine() | {"postgresql": meta.get("postgresql")},
+        "run": run,
+        "targets": WEBHOOK_TARGETS,
+        "targets_met": met,
+    }
+
+
+def render_webhooks(wh):
+    st, r = wh["settings"], wh["run"]
+    met, t = wh["targets_met"], wh["targets"]
+    win = r.get("window") or {}
+    mark = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    yes = lambda ok: "yes" if ok else "**no**"  # noqa: E731
+    out = []
+    w = out.append
+    w("## Webhooks")
+    w("")
+    w("<!-- Generated by `make bench` (the webhook scenario; `BENCH_SCENARIOS=webhooks make bench` redoes only "
+      "this section). -->")
+    w("")
+    w(f"Delivery throughput to one local endpoint: {r['events']:,} events of one business, each POSTed by "
+      "`pingback serve` (its delivery loop, one attempt in flight per endpoint, the position stored after each "
+      "acknowledged event) to `pingback-webhook-sink` (`benches/baseline/src/webhook_sink.rs`: a hand-written "
+      "HTTP/1.1 keep-alive responder that answers `204` at once and records each `webhook-id`).")
+    w("")
+    w(f"- Date: {wh['generated_at']}; commit `{wh.get('git') or 'unknown'}`; {wh['machine'].get('postgresql')}.")
+    w(f"- pingback as shipped (release build, {st.get('workers')} actix worker, `config/default.toml`) except "
+      "`PINGBACK__WEBHOOKS__ALLOW_HTTP=true` and `PINGBACK__WEBHOOKS__ALLOW_PRIVATE_NETWORKS=true` (the sink is "
+      f"`http://127.0.0.1:…/hook`), with PostgreSQL on core {st['server_cpu']}; the sink, the generator and the "
+      f"harness on core {st['load_cpu']}.")
+    w(f"- Steps: a business of its own; the sink registered (`POST /api/v1/webhooks`); then `pingback generate "
+      f"--conversations {r['events']} --messages 1` writes one `conversation.imported` event per conversation "
+      f"({r['events_written']:,} events, ids {r['event_ids'][0]:,}–{r['event_ids'][1]:,}, in "
+      f"{r['generation_seconds']:.2f} s); the harness waits until the sink has every event and "
+      "`GET /api/v1/webhooks/{id}` shows `delivered_through` = the last event id "
+      f"(timeout {st.get('timeout_s')} s).")
+    w("")
+    w("| events | deliveries/s | target | delivery window | end to end | in order | lost | repeats |")
+    w("|---:|---:|---|---:|---:|---|---:|---:|")
+    w(f"| {r['events']:,} | **{fmt(r['deliveries_per_second'], 0)}** | ≥ {t['deliveries_per_second_min']:,}: "
+      f"{mark(met['deliveries_per_second'])} | {fmt(r['delivery_seconds'], 2, ' s')} | "
+      f"{fmt(r['end_to_end_seconds'], 2, ' s')} | {yes(met['in_order'])} | {r['lost']} | {r['repeats']} |")
+    w("")
+    w("- **deliveries/s**: distinct events the sink received, over its first → last arrival (intervals: "
+      "(n − 1) ÷ seconds). **end to end**: from the start of `pingback generate` to the last arrival "
+      f"(the first arrived {fmt(r.get('first_delivery_after_start_s'), 2, ' s')} after the start; "
+      f"`delivered_through` was seen stored {fmt(r.get('stored_end_to_end_seconds'), 2, ' s')} after it); "
+      f"{r['delivered_during_generation']:,} events were delivered while generation was still writing.")
+    disorder = "" if r["in_order"] else (f" — **{r.get('order_violations')} violations**, the first "
+                                         f"{r.get('first_violation')}, ids outside the range {r.get('ids_outside_range')}")
+    w(f"- **in order**: every `webhook-id` the previous one or the next (no gap; a repeat only as an immediate "
+      f"resend){disorder}; "
+      f"**lost**: events written but never received ({r['distinct']:,} distinct ids of {r['events']:,}); "
+      f"**repeats**: requests beyond the distinct ids ({r['immediate_resends']} immediate resends). "
+      f"Connections: {r['connections']} opened, at most {r['max_connections_open']} open and "
+      f"{r['max_in_flight']} request(s) in flight at once. `delivered_through` "
+      + (f"= {r['delivered_through']:,}, the last event." if r["delivered_through_reached"] else
+         f"= {r['delivered_through']}, **not the last event** (last_error {r.get('last_error')!r})."))
+    if r.get("timed_out"):
+        w("- **Timed out** before every event was delivered and stored.")
+    w("")
+    gap, sink = r.get("sender_gap_ms") or {}, r.get("sink_ms") or {}
+    w("Where the time goes (one delivery in flight, so throughput = 1 ÷ the time per delivery):")
+    w("")
+    if gap and sink:
+        per = 1000 / r["deliveries_per_second"] if r.get("deliveries_per_second") else None
+        w(f"- Time per delivery {fmt(per, 3, ' ms')}: pingback's part — from the sink's answer to the next request's "
+          f"first byte (reading the answer, storing the position, signing, the next page of events every 100) — "
+          f"p50 {fmt(gap.get('p50'), 3)} ms, p90 {fmt(gap.get('p90'), 3)} ms, p99 {fmt(gap.get('p99'), 3)} ms, "
+          f"mean {fmt(gap.get('mean'), 3)} ms, max {fmt(gap.get('max'), 1)} ms; the sink's part — from the "
+          f"request's first byte to its answer — mean {fmt(sink.get('mean'), 3)} ms. Pauses over 10 ms: "
+          f"{r.get('stalls_over_10ms')}, {fmt(r.get('stalled_ms'), 0, ' ms')} in all.")
+    if win:
+        w(f"- CPU over {win['seconds']:.1f} s of the delivery window after generation ({win['deliveries']:,} "
+          f"deliveries, {fmt(win['deliveries_per_second'], 0)}/s): pingback {fmt(win['pingback_core_share'] * 100, 0, ' %')} "
+          f"of a core ({fmt(win['pingback_cpu_ms_per_delivery'], 3)} ms per delivery), PostgreSQL "
+          f"{fmt(win['postgres_core_share'] * 100, 0, ' %')} ({fmt(win['postgres_cpu_ms_per_delivery'], 3)} ms per "
+          f"delivery); core {st['server_cpu']} busy {fmt(win['server_core_busy'] * 100, 0, ' %')} (other processes "
+          f"{fmt(win.get('others_core_share', 0) * 100, 0, ' %')}); core {st['load_cpu']} busy "
+          f"{fmt(win['load_core_busy'] * 100, 0, ' %')}"
+          + (f" (the sink {fmt(win['sink_core_share'] * 100, 0, ' %')}, the harness "
+             f"{fmt(win['harness_core_share'] * 100, 0, ' %')}, other processes "
+             f"{fmt(win['load_others_core_share'] * 100, 0, ' %')})" if win.get("sink_core_share") is not None else "")
+          + ".")
+    if r.get("per_second"):
+        w("- Deliveries in each second from the first arrival: " + ", ".join(f"{n:,}" for n in r["per_second"]) + ".")
+    if r.get("maintenance"):
+        w("- PostgreSQL's autovacuum meanwhile (on core " + str(st["server_cpu"]) + "): " + "; ".join(
+            f"{m['kind']} of `{m['table']}` {m['after_start_s']:.1f} s after the start of generation"
+            + (f" ({m['after_first_delivery_s']:+.1f} s from the first delivery)"
+               if m.get("after_first_delivery_s") is not None else "")
+            for m in r["maintenance"]) + ".")
+    if win and win.get("others_core_share") is not None:
+        worst = max(win["others_core_share"], win.get("load_others_core_share") or 0.0)
+        w(f"- Interference: other processes took {win['others_core_share'] * 100:.1f} % of the server core and "
+          f"{fmt((win.get('load_others_core_share') or 0) * 100, 1, ' %')} of the load core during the delivery window"
+          + (" — **this machine was not quiet: treat these numbers with care**." if worst > 0.05 else "."))
+    whole = r.get("whole")
+    if whole:
+        w(f"- pingback's CPU time from the start of generation until `delivered_through` was stored: "
+          f"{whole['pingback_cpu_s']:.2f} s ({whole['pingback_cpu_ms_per_delivery']:.3f} ms per event); "
+          f"PostgreSQL's: {whole['postgres_cpu_s']:.2f} s (the generator's writes included).")
+    if r.get("statements_per_delivery") is not None:
+        w(f"- PostgreSQL ran {fmt(r['statements_per_delivery'], 2)} statements per delivery after generation "
+          f"({fmt(r['db_exec_ms_per_delivery'], 3)} ms execution time per delivery), from `pg_stat_statements`:")
+        w("")
+        for q in r["statements"]:
+            if (q["calls_per_delivery"] or 0) < 0.001:
+                continue
+            w(f"  - {q['calls_per_delivery']:.3f} calls/delivery, {fmt(q['rows_per_call'], 1)} rows/call, "
+              f"{fmt(q['ms_per_call'], 3)} ms/call: `{shorten(' '.join(q['query'].split()), 400)}`")
+    w("")
+    w("Reproduce: `BENCH_SCENARIOS=webhooks make bench` (it rewrites only this section and the `webhooks` key of "
+      "`results.json`); `BENCH_WEBHOOK_EVENTS` (default 10000), `BENCH_WEBHOOK_TIMEOUT` (s, default 300). The "
+      "sink's summary, its arrivals (one line per request) and pingback's log are in `bench-results/work/`. "
+      "The run fails if an event is lost or arrives out of order.")
+    w("")
+    return out
+
+
+def shorten(text, limit):
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def webhook_summary(wh):
+    r = wh["run"]
+    return "\n".join([
+        "| webhooks | events | deliveries/s | end to end s | in order | lost | repeats |",
+        "|---|---:|---:|---:|---|---:|---:|",
+        f"| one endpoint | {r['events']:,} | {fmt(r['deliveries_per_second'])} | {fmt(r['end_to_end_seconds'], 2)} | "
+        f"{r['in_order']} | {r['lost']} | {r['repeats']} |",
+    ])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("snapshot")
     p.add_argument("pid", nargs="?", type=int)
+    p.add_argument("--postmaster", type=int, help="also PostgreSQL's CPU (the postmaster and its children)")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("window")
@@ -1505,6 +1938,45 @@ def main():
     p.add_argument("--db", required=True)
     p.set_defaults(func=cmd_list_prepare)
 
+    p = sub.add_parser("webhook-register")
+    p.add_argument("--url", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--sink", required=True, help="the endpoint URL to register")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_webhook_register)
+
+    p = sub.add_parser("webhook-wait")
+    p.add_argument("--sink-out", required=True, help="the sink's stdout")
+    p.add_argument("--url", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--webhook", required=True, help="the endpoint's id")
+    p.add_argument("--last", type=int, required=True, help="the last event id")
+    p.add_argument("--started", type=float, required=True, help="Unix time generation started")
+    p.add_argument("--timeout", type=float, required=True)
+    p.add_argument("--pid", type=int, required=True, help="pingback")
+    p.add_argument("--sink-pid", type=int, required=True)
+    p.add_argument("--postmaster", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_webhook_wait)
+
+    p = sub.add_parser("webhook-record")
+    p.add_argument("--sink-out", required=True)
+    p.add_argument("--arrivals", required=True)
+    p.add_argument("--wait", required=True)
+    p.add_argument("--before", required=True)
+    p.add_argument("--pgss-gen", required=True, help="pg_stat_statements at the end of generation")
+    p.add_argument("--pgss", required=True, help="pg_stat_statements at the end")
+    p.add_argument("--autovacuum", help="pg_stat_user_tables' last autovacuum/autoanalyze times (JSON)")
+    p.add_argument("--events-check", required=True, help="count|min|max of the events written")
+    p.add_argument("--base", type=int, required=True, help="the business's last event id before generation")
+    p.add_argument("--events", type=int, required=True)
+    p.add_argument("--gen-start", type=float, required=True)
+    p.add_argument("--gen-end", type=float, required=True)
+    p.add_argument("--server-cpu", type=int, required=True)
+    p.add_argument("--load-cpu", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_webhook_record)
+
     p = sub.add_parser("pgbench-script")
     p.add_argument("--sql", required=True)
     p.set_defaults(func=cmd_pgbench_script)
@@ -1534,6 +2006,7 @@ def main():
     p.add_argument("--reads", type=int, choices=(0, 1), default=1, help="the read scenario ran")
     p.add_argument("--writes", type=int, choices=(0, 1), default=0, help="the write scenario ran")
     p.add_argument("--list", type=int, choices=(0, 1), default=0, help="the list scenario ran")
+    p.add_argument("--webhooks", type=int, choices=(0, 1), default=0, help="the webhook scenario ran")
     p.set_defaults(func=cmd_report)
 
     args = parser.parse_args()

@@ -6,6 +6,7 @@
 #   BENCH_QUICK=1 make bench   # smoke test: small data, one 3 s run per size
 #   BENCH_SCENARIOS=writes make bench   # only the write scenario (reads: BENCH_SCENARIOS=reads)
 #   BENCH_SCENARIOS=list make bench     # only the list scenario (any subset works: "reads list")
+#   BENCH_SCENARIOS=webhooks make bench # only the webhook delivery scenario
 #
 # Steps: release build → throw-away PostgreSQL (scripts/test-postgres.sh) with
 # pg_stat_statements, pinned to the server core → migrate → `pingback generate` per
@@ -25,6 +26,20 @@
 # limit=100), with benches/wrk/list.lua, vs pgbench running the same read-only REPEATABLE
 # READ transaction with the deep page's bound values (benches/pgbench/list.sql). A
 # list-only run replaces only the "List" section and the "list" key of results.json.
+#
+# Webhook scenario (BENCH_SCENARIOS contains `webhooks`): delivery throughput to one
+# local endpoint. A business of its own; pingback-webhook-sink (benches/baseline,
+# answers 204 at once, records every webhook-id) on the load core; pingback as shipped
+# but allowed to deliver over http to 127.0.0.1; the sink registered (POST
+# /api/v1/webhooks); then `pingback generate` writes BENCH_WEBHOOK_EVENTS (10,000)
+# conversations of one message, one conversation.imported event each (after the
+# registration: an endpoint gets only the events after it), and the harness waits
+# until the sink has them all and GET /api/v1/webhooks/{id} shows delivered_through =
+# the last event id. Throughput over the sink's first→last arrival (target ≥ 1,000/s),
+# end to end from the start of generation, in order, lost, repeats; pingback's and
+# PostgreSQL's CPU and the statements per delivery say where the time goes. A
+# webhooks-only run replaces only the "Webhooks" section and the "webhooks" key; the
+# run fails if an event was lost or arrived out of order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,14 +62,15 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-1}             # wrk has one core: one thread
 PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
-SCENARIOS=${BENCH_SCENARIOS:-"reads writes list"}
+SCENARIOS=${BENCH_SCENARIOS:-"reads writes list webhooks"}
 case " $SCENARIOS " in *" reads "*) RUN_READS=1 ;; *) RUN_READS=0 ;; esac
 case " $SCENARIOS " in *" writes "*) RUN_WRITES=1 ;; *) RUN_WRITES=0 ;; esac
 case " $SCENARIOS " in *" list "*) RUN_LIST=1 ;; *) RUN_LIST=0 ;; esac
+case " $SCENARIOS " in *" webhooks "*) RUN_WEBHOOKS=1 ;; *) RUN_WEBHOOKS=0 ;; esac
 for scenario in $SCENARIOS; do
-  case $scenario in reads | writes | list) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes, list)" >&2; exit 1 ;; esac
+  case $scenario in reads | writes | list | webhooks) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes, list, webhooks)" >&2; exit 1 ;; esac
 done
-[ "$RUN_READS$RUN_WRITES$RUN_LIST" != 000 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
+[ "$RUN_READS$RUN_WRITES$RUN_LIST$RUN_WEBHOOKS" != 0000 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
 # Writes: conversations posted to, their messages at the start, and whether to run the
 # variant with an Idempotency-Key too.
 WRITE_CONVERSATIONS=${BENCH_WRITE_CONVERSATIONS:-100}
@@ -67,6 +83,10 @@ LIST_MESSAGES=2
 LIST_DEPTH=${BENCH_LIST_DEPTH:-10000}
 LIST_LIMIT=25
 LIST_PAGE=100
+# Webhooks: events delivered to the one endpoint, and how long to wait for them (from
+# the start of generation).
+WEBHOOK_EVENTS=${BENCH_WEBHOOK_EVENTS:-10000}
+WEBHOOK_TIMEOUT=${BENCH_WEBHOOK_TIMEOUT:-300}
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
 WORKERS=1                               # one core for the server: one actix worker
@@ -82,12 +102,14 @@ WORK=$OUT/work
 DOC=$ROOT/docs/benchmarks.md
 PINGBACK=$ROOT/target/release/pingback
 BASELINE=$ROOT/target/release/pingback-baseline
+SINK=$ROOT/target/release/pingback-webhook-sink
 HELPER=$ROOT/benches/bench.py
 LUA=$ROOT/benches/wrk/conversations.lua
 WRITE_LUA=$ROOT/benches/wrk/post_message.lua
 WRITE_PGBENCH=$ROOT/benches/pgbench/post_message.sql
 LIST_LUA=$ROOT/benches/wrk/list.lua
 LIST_PGBENCH=$ROOT/benches/pgbench/list.sql
+WEBHOOK_BUSINESS=b0000000-0000-4000-b000-000000000001
 
 awk -v d="$DURATION" -v s="$SKIP" 'BEGIN { exit !(d > 2 * s) }' || die "BENCH_DURATION must be at least 3 s"
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 cores; load generator and server will share a core"
@@ -103,7 +125,7 @@ if ! command -v wrk >/dev/null; then
     || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2; }
 fi
 
-log "building (cargo build --release --locked -p pingback-server -p pingback-baseline)…"
+log "building (cargo build --release --locked -p pingback-server -p pingback-baseline: pingback, the baseline, the webhook sink)…"
 cargo build --release --locked -p pingback-server -p pingback-baseline >&2
 
 rm -rf "$WORK"
@@ -582,6 +604,68 @@ if [ "$RUN_LIST" = 1 ]; then
   stop_server "$PB_PID"
 fi
 
+# --- webhooks --------------------------------------------------------------------
+
+if [ "$RUN_WEBHOOKS" = 1 ]; then
+  log "webhooks: starting the sink and pingback…"
+  sink_out=$WORK/webhook-sink
+  taskset -c "$LOAD_CPU" "$SINK" --port 0 --expect "$WEBHOOK_EVENTS" --arrivals "$WORK/webhook-arrivals.txt" \
+    >"$sink_out.out" 2>"$sink_out.err" &
+  SINK_PID=$!
+  SERVER_PIDS+=("$SINK_PID")
+  for i in $(seq 1 100); do
+    grep -q '^listening on http://' "$sink_out.out" 2>/dev/null && break
+    kill -0 "$SINK_PID" 2>/dev/null || { cat "$sink_out.err" >&2; die "the webhook sink exited during start-up"; }
+    sleep 0.1
+  done
+  SINK_URL=$(grep -m 1 -o 'http://[^ ]*' "$sink_out.out") || die "the webhook sink did not print 'listening on' within 10 s"
+  # As shipped, except that the endpoint may be http://127.0.0.1 (development settings).
+  PINGBACK__WEBHOOKS__ALLOW_HTTP=true PINGBACK__WEBHOOKS__ALLOW_PRIVATE_NETWORKS=true start_server pingback webhooks
+  PB_PID=$SERVER_PID PB_URL=$SERVER_URL
+  alive pingback "$PB_PID" webhooks
+  "$PINGBACK" token --business-id "$WEBHOOK_BUSINESS" --sub bench --ttl 86400 >"$WORK/webhook-token.txt"
+  WEBHOOK_ID=$(python3 "$HELPER" webhook-register --url "$PB_URL" --token "$(cat "$WORK/webhook-token.txt")" \
+    --sink "$SINK_URL/hook" --out "$WORK/webhook-endpoint.json") || die "webhooks: registering the sink failed"
+  # The endpoint delivers the events after its position at registration.
+  base=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["delivered_through"])' "$WORK/webhook-endpoint.json")
+  stored=$(psql_bench -At -c "SELECT coalesce(max(id), 0) FROM events WHERE business_id = '$WEBHOOK_BUSINESS'")
+  [ "$base" = "$stored" ] || die "webhooks: delivered_through $base at registration, but the business's last event is $stored"
+  log "webhooks: endpoint $WEBHOOK_ID → $SINK_URL/hook (delivered_through $base)"
+
+  settle
+  reset_statements
+  POSTMASTER=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+  python3 "$HELPER" snapshot "$PB_PID" --postmaster "$POSTMASTER" >"$WORK/webhook.before"
+  log "webhooks: generating $WEBHOOK_EVENTS conversations of 1 message (one event each) and delivering them…"
+  gen_start=$(date +%s.%N)
+  taskset -c "$LOAD_CPU" "$PINGBACK" generate --business-id "$WEBHOOK_BUSINESS" --conversations "$WEBHOOK_EVENTS" \
+    --messages 1 --seed "$((SEED + 3))" >/dev/null 2>"$WORK/webhook-generate.err" \
+    || { cat "$WORK/webhook-generate.err" >&2; die "pingback generate failed"; }
+  gen_end=$(date +%s.%N)
+  dump_statements "$WORK/webhook-gen.pgss"
+  log "  generated in $(python3 -c "print(f'{$gen_end - $gen_start:.2f}')") s"
+  psql_bench -At -c "SELECT count(*) || '|' || coalesce(min(id), 0) || '|' || coalesce(max(id), 0) FROM events WHERE business_id = '$WEBHOOK_BUSINESS' AND id > $base" \
+    >"$WORK/webhook-events.txt"
+  IFS='|' read -r written first_event last_event <"$WORK/webhook-events.txt"
+  [ "$written" -eq "$WEBHOOK_EVENTS" ] && [ "$first_event" -eq $((base + 1)) ] && [ "$last_event" -eq $((base + WEBHOOK_EVENTS)) ] \
+    || die "webhooks: pingback generate wrote $written events (ids $first_event–$last_event), expected $WEBHOOK_EVENTS ($((base + 1))–$((base + WEBHOOK_EVENTS)))"
+
+  taskset -c "$LOAD_CPU" python3 "$HELPER" webhook-wait --sink-out "$sink_out.out" --url "$PB_URL" \
+    --token "$(cat "$WORK/webhook-token.txt")" --webhook "$WEBHOOK_ID" --last "$last_event" --started "$gen_start" \
+    --timeout "$WEBHOOK_TIMEOUT" --pid "$PB_PID" --sink-pid "$SINK_PID" --postmaster "$POSTMASTER" --out "$WORK/webhook-wait.json"
+  dump_statements "$WORK/webhook.pgss"
+  psql_bench -At -c "SELECT coalesce(json_agg(json_build_object('table', relname, 'autovacuum', extract(epoch FROM last_autovacuum), 'autoanalyze', extract(epoch FROM last_autoanalyze))), '[]') FROM pg_stat_user_tables" \
+    >"$WORK/webhook-autovacuum.json"
+  alive pingback "$PB_PID" webhooks
+  stop_server "$SINK_PID" # SIGTERM: the sink prints its final summary and writes its arrivals
+  stop_server "$PB_PID"
+  python3 "$HELPER" webhook-record --sink-out "$sink_out.out" --arrivals "$WORK/webhook-arrivals.txt" \
+    --wait "$WORK/webhook-wait.json" --before "$WORK/webhook.before" --pgss-gen "$WORK/webhook-gen.pgss" \
+    --pgss "$WORK/webhook.pgss" --autovacuum "$WORK/webhook-autovacuum.json" --events-check "$WORK/webhook-events.txt" --base "$base" --events "$WEBHOOK_EVENTS" \
+    --gen-start "$gen_start" --gen-end "$gen_end" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU" \
+    --out "$WORK/webhook-run.json"
+fi
+
 # --- report ----------------------------------------------------------------------
 
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -613,12 +697,27 @@ cat >"$WORK/meta.json" <<EOF
   "list_messages": $LIST_MESSAGES,
   "list_depth": $LIST_DEPTH,
   "list_limit": $LIST_LIMIT,
-  "list_page": $LIST_PAGE
+  "list_page": $LIST_PAGE,
+  "webhook_business": "$WEBHOOK_BUSINESS",
+  "webhook_events": $WEBHOOK_EVENTS,
+  "webhook_timeout": $WEBHOOK_TIMEOUT
 }
 EOF
 python3 "$HELPER" report --work "$WORK" --meta "$WORK/meta.json" --json "$OUT/results.json" --doc "$DOC" \
-  --reads "$RUN_READS" --writes "$RUN_WRITES" --list "$RUN_LIST"
+  --reads "$RUN_READS" --writes "$RUN_WRITES" --list "$RUN_LIST" --webhooks "$RUN_WEBHOOKS"
 log "wrote $DOC and $OUT/results.json"
+
+# This run's webhook deliveries: every event, in order (else the throughput means nothing).
+if [ "$RUN_WEBHOOKS" = 1 ]; then
+  webhook_problem=$(python3 -c 'import json, sys
+r = (json.load(open(sys.argv[1])).get("webhooks") or {}).get("run") or {}
+lost, events, violations, first = r.get("lost"), r.get("events"), r.get("order_violations"), r.get("first_violation")
+problems = ["no webhook run recorded"] if not r else []
+problems += [f"{lost} of {events} events lost"] if r and lost else []
+problems += [f"events out of order ({violations} violations, the first {first})"] if r and not r.get("in_order") else []
+problems += ["delivered_through never reached the last event"] if r and not r.get("delivered_through_reached") else []
+print("; ".join(problems))' "$OUT/results.json")
+fi
 
 # This run's errors (a writes-only or list-only run keeps the previous read results).
 errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); w=d.get("writes") or {}; l=d.get("list") or {}
@@ -626,4 +725,6 @@ reads=sum(s["errors"] for r in d.get("results", []) for s in r["systems"].values
 writes=sum(s["errors"] for s in w.get("systems", {}).values()) if sys.argv[3]=="1" else 0
 lists=sum(s["errors"] for s in l.get("systems", {}).values()) if sys.argv[4]=="1" else 0
 print(reads + writes + lists)' "$OUT/results.json" "$RUN_READS" "$RUN_WRITES" "$RUN_LIST")
+[ -z "${webhook_problem:-}" ] || log "webhooks: $webhook_problem"
 [ "$errors" -eq 0 ] || die "$errors requests failed: the numbers above are not trustworthy"
+[ -z "${webhook_problem:-}" ] || die "webhooks: $webhook_problem: the delivery figures above are not trustworthy"
