@@ -303,7 +303,7 @@ pub(crate) struct CreateWebhookRequest {
     #[schema(examples("https://hooks.example.com/pingback"))]
     url: String,
     /// The event types to deliver (default: all). At least one; no unknown names.
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, nullable = false)]
     event_types: Option<Vec<EventTypeName>>,
 }
 
@@ -312,12 +312,13 @@ pub(crate) struct CreateWebhookRequest {
 #[schema(as = UpdateWebhookRequest)]
 #[allow(dead_code)]
 pub(crate) struct UpdateWebhookRequest {
-    /// As when registering.
-    #[schema(examples("https://hooks.example.com/pingback"))]
+    /// As when registering. Not null: an endpoint always has a URL.
+    #[schema(examples("https://hooks.example.com/pingback"), nullable = false)]
     url: Option<String>,
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, nullable = false)]
     event_types: Option<Vec<EventTypeName>>,
     /// `false` stops deliveries; `true` resumes them with the first event not
     /// acknowledged.
+    #[schema(nullable = false)]
     enabled: Option<bool>,
 }
