@@ -14,6 +14,9 @@
   webhook-register ...           registers the webhook sink as an endpoint (POST /api/v1/webhooks)
   webhook-wait ...               waits until every event is delivered and stored, sampling CPU meanwhile
   webhook-record ...             the webhook run: received, lost, order, throughput, CPU, statements
+  rss PID                        a process's VmRSS and VmHWM now
+  stream-record ...              the event-stream run: fan-out latency, memory, CPU, errors
+  (report --citus 1)             the Citus scenario: single-node PostgreSQL vs a Citus cluster, read and write
   report ...                     medians, ratios -> results.json and docs/benchmarks.md
 """
 
@@ -80,7 +83,9 @@ def cmd_snapshot(args):
     if args.pid:
         snap["process_ticks"] = process_ticks(args.pid)
     if args.postmaster:
-        snap["postgres_ticks"] = family_ticks(args.postmaster)
+        by = {str(postmaster): family_ticks(postmaster) for postmaster in args.postmaster}
+        snap["postgres_ticks"] = sum(by.values())
+        snap["postgres_ticks_by"] = by
         snap["unix"] = time.time()
     json.dump(snap, sys.stdout)
     print()
@@ -117,7 +122,7 @@ def cmd_settle(args):
     CPU, not the core's: other work on the machine must not stall the benchmark.)"""
 
     def ours():
-        total = family_ticks(args.postmaster)
+        total = sum(family_ticks(postmaster) for postmaster in args.postmaster)
         for pid in args.pid or []:
             try:
                 total += process_ticks(pid)
@@ -697,6 +702,67 @@ def percentile(sorted_values, p):
     return sorted_values[index]
 
 
+# --- streams --------------------------------------------------------------------
+
+
+def cmd_rss(args):
+    """A process's resident memory now and at its peak: {"vmrss_kib", "vmhwm_kib"}."""
+    out = {}
+    with open(f"/proc/{args.pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0].lower() + "_kib"] = int(line.split()[1])
+    json.dump(out, sys.stdout)
+    print()
+
+
+def cmd_stream_record(args):
+    """The event-stream run -> stream-run.json: the client's result (pingback-stream-client),
+    fan-out latency percentiles, memory, CPU while posting."""
+    with open(args.client) as f:
+        lines = [line for line in f if line.startswith("{")]
+    if not lines:
+        sys.exit(f"bench: streams: no result line in {args.client}")
+    client = json.loads(lines[-1])
+    per_post = client.pop("per_post")
+    last = sorted(p["last_ms"] for p in per_post if p["last_ms"] is not None)
+    first = sorted(p["first_ms"] for p in per_post if p["first_ms"] is not None)
+    post = sorted(p["post_ms"] for p in per_post)
+    idle, opened, end = read_json(args.idle), read_json(args.open), read_json(args.end)
+    before, at_open, after = read_json(args.before), read_json(args.opened), read_json(args.after)
+    ms_per_tick = 1000 / CLK_TCK
+    posted = client["posted"] or 1
+    seconds = after["time"] - at_open["time"]
+    run = client | {
+        "fan_out_ms": {"p50": percentile(last, 50), "p99": percentile(last, 99), "max": last[-1] if last else None,
+                       "mean": statistics.fmean(last) if last else None, "over_1s": sum(1 for v in last if v > 1000)},
+        "first_stream_ms": {"p50": percentile(first, 50), "p99": percentile(first, 99),
+                            "max": first[-1] if first else None},
+        "post_ms": {"p50": percentile(post, 50), "p99": percentile(post, 99), "max": post[-1] if post else None},
+        "events_timed": len(last),
+        "rss_idle_mib": idle["vmrss_kib"] / 1024,
+        "rss_open_mib": opened["vmrss_kib"] / 1024,
+        "rss_peak_mib": end["vmhwm_kib"] / 1024,
+        "rss_end_mib": end["vmrss_kib"] / 1024,
+        "opening": {"pingback_cpu_s": (at_open["process_ticks"] - before["process_ticks"]) * ms_per_tick / 1000,
+                    "postgres_cpu_s": (at_open["postgres_ticks"] - before["postgres_ticks"]) * ms_per_tick / 1000},
+        "posting": {"seconds": seconds,
+                    "pingback_cpu_ms_per_event": (after["process_ticks"] - at_open["process_ticks"]) * ms_per_tick / posted,
+                    "postgres_cpu_ms_per_event": (after["postgres_ticks"] - at_open["postgres_ticks"]) * ms_per_tick / posted,
+                    "pingback_core_share": (after["process_ticks"] - at_open["process_ticks"]) * ms_per_tick / 1000 / seconds,
+                    "postgres_core_share": (after["postgres_ticks"] - at_open["postgres_ticks"]) * ms_per_tick / 1000 / seconds},
+    }
+    run["errors"] = (client["open_errors"] + client["dropped"] + client["post_errors"]
+                     + client["events_missing_on_some_stream"])
+    with open(args.out, "w") as f:
+        json.dump(run, f)
+    fo = run["fan_out_ms"]
+    print(f"bench: streams: {client['opened']:,} of {client['streams']:,} open, {client['posted']} posts: fan-out "
+          f"p50 {fmt(fo['p50'], 1)} ms p99 {fmt(fo['p99'], 1)} ms max {fmt(fo['max'], 1)} ms; RSS idle "
+          f"{run['rss_idle_mib']:.1f} MiB, {run['rss_open_mib']:.1f} MiB with the streams open, peak "
+          f"{run['rss_peak_mib']:.1f} MiB; errors {run['errors']}", file=sys.stderr)
+
+
 # --- one run --------------------------------------------------------------------
 
 
@@ -882,6 +948,8 @@ def cmd_report(args):
     writes = write_results(args.work, meta) if args.writes else None
     listing = list_results(args.work, meta) if args.list else None
     webhooks = webhook_results(args.work, meta) if args.webhooks else None
+    citus = citus_results(args.work, meta) if args.citus else None
+    streams = stream_results(args.work, meta) if args.streams else None
     previous = read_json(args.json) if os.path.exists(args.json) else {}
     old_doc = None
     if args.doc and os.path.exists(args.doc):
@@ -896,11 +964,15 @@ def cmd_report(args):
             document["list"] = listing
         if webhooks:
             document["webhooks"] = webhooks
+        if citus:
+            document["citus"] = citus
+        if streams:
+            document["streams"] = streams
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(document, f, indent=2)
             f.write("\n")
-        if args.doc and (writes or listing or webhooks):
+        if args.doc and (writes or listing or webhooks or citus or streams):
             markdown = old_doc if old_doc is not None else "# Benchmarks\n"
             if writes:
                 markdown = splice_writes(markdown, render_writes(writes))
@@ -908,6 +980,10 @@ def cmd_report(args):
                 markdown = splice_writes(markdown, render_list(listing), "## List")
             if webhooks:
                 markdown = splice_writes(markdown, render_webhooks(webhooks), "## Webhooks")
+            if citus:
+                markdown = splice_writes(markdown, render_citus(citus), "## Citus")
+            if streams:
+                markdown = splice_writes(markdown, render_streams(streams), "## Event streams")
             with open(args.doc, "w") as f:
                 f.write(markdown)
         if writes:
@@ -916,6 +992,10 @@ def cmd_report(args):
             print(list_summary(listing))
         if webhooks:
             print(webhook_summary(webhooks))
+        if citus:
+            print(citus_summary(citus))
+        if streams:
+            print(stream_summary(streams))
         return 0
     runs = read_lines(os.path.join(args.work, "runs.jsonl"))
     peaks = {(p["system"], p["size"]): p["vmhwm_kib"] for p in read_lines(os.path.join(args.work, "peaks.jsonl"))}
@@ -998,6 +1078,10 @@ def cmd_report(args):
         document["list"] = listing or previous["list"]
     if webhooks or previous.get("webhooks"):
         document["webhooks"] = webhooks or previous["webhooks"]
+    if citus or previous.get("citus"):
+        document["citus"] = citus or previous["citus"]
+    if streams or previous.get("streams"):
+        document["streams"] = streams or previous["streams"]
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(document, f, indent=2)
@@ -1019,6 +1103,14 @@ def cmd_report(args):
     webhook_section = render_webhooks(webhooks) if webhooks else section_of(old_doc, "## Webhooks")
     if webhook_section:
         markdown = splice_writes(markdown, webhook_section, "## Webhooks")
+    # The Citus section likewise.
+    citus_section = render_citus(citus) if citus else section_of(old_doc, "## Citus")
+    if citus_section:
+        markdown = splice_writes(markdown, citus_section, "## Citus")
+    # The Event streams section likewise.
+    stream_section = render_streams(streams) if streams else section_of(old_doc, "## Event streams")
+    if stream_section:
+        markdown = splice_writes(markdown, stream_section, "## Event streams")
     if args.doc:
         with open(args.doc, "w") as f:
             f.write(markdown)
@@ -1029,6 +1121,10 @@ def cmd_report(args):
         print(list_summary(listing))
     if webhooks:
         print(webhook_summary(webhooks))
+    if citus:
+        print(citus_summary(citus))
+    if streams:
+        print(stream_summary(streams))
 
 
 def summary_table(results):
@@ -1869,13 +1965,414 @@ def webhook_summary(wh):
     ])
 
 
+# --- report: citus ----------------------------------------------------------------
+
+CITUS_SYSTEMS = ("single-node", "citus")
+CITUS_KINDS = {"read": "GET /api/v1/conversations/{id}", "write": "POST /api/v1/conversations/{id}/messages"}
+
+
+def citus_results(work, meta):
+    """The Citus scenario: per request kind, medians per database and the Citus ÷
+    single-node ratios."""
+    out = {
+        "generated_at": meta["date"],
+        "git": meta.get("git"),
+        "quick": meta.get("quick"),
+        "settings": {k: meta[k] for k in ("load_cpu", "server_cpu", "workers", "pingback_pool", "connections",
+                                          "threads", "duration_s", "repeats", "warmup_s") if k in meta}
+        | {"citus_version": meta.get("citus_version"), "shard_count": meta.get("citus_shard_count"),
+           "workers_nodes": 2, "conversations": meta.get("citus_conversations"),
+           "messages": meta.get("citus_messages"), "write_conversations": meta.get("citus_write_conversations"),
+           "write_messages_at_start": meta.get("citus_write_messages"),
+           "read_business": meta.get("citus_read_business"), "write_business": meta.get("citus_write_business")},
+        "machine": machine() | {"postgresql": meta.get("postgresql")},
+    }
+    peaks = {p["system"]: p["vmhwm_kib"] for p in read_lines(os.path.join(work, "citus-peaks.jsonl"))}
+    postmasters_path = os.path.join(work, "citus-postmasters.json")
+    postmasters = read_json(postmasters_path) if os.path.exists(postmasters_path) else {}
+    found = False
+    for kind in CITUS_KINDS:
+        runs = read_lines(os.path.join(work, f"citus-{kind}-runs.jsonl"))
+        systems = {}
+        for system in CITUS_SYSTEMS:
+            rs = [r for r in runs if r["system"] == system]
+            if not rs:
+                continue
+            found = True
+            systems[system] = {
+                "runs": len(rs),
+                "requests_per_second": median([r["rps"] for r in rs]),
+                "p50_ms": median([r["p50_ms"] for r in rs]),
+                "p99_ms": median([r["p99_ms"] for r in rs]),
+                "errors": sum(r["errors"] for r in rs),
+                "requests": sum(r["requests"] for r in rs),
+                "server_core_cpu_ms_per_request": median([r["server_core_cpu_ms_per_request"] for r in rs]),
+                "server_cpu_ms_per_request": median([r["server_cpu_ms_per_request"] for r in rs]),
+                "server_core_utilisation": median([r["server_core_utilisation"] for r in rs]),
+                "peak_rss_mib": peaks[system] / 1024 if peaks.get(system) else None,
+                "cpu_ms_per_request": citus_breakdown(work, kind, system, rs, postmasters, meta),
+                "per_run": [{k: r[k] for k in ("repeat", "rps", "p50_ms", "p99_ms", "errors", "requests")} for r in rs],
+            }
+        single, cluster = systems.get("single-node", {}), systems.get("citus", {})
+
+        def over(key):
+            a, b = cluster.get(key), single.get(key)
+            return a / b if a is not None and b else None
+
+        out[kind] = {
+            "request": CITUS_KINDS[kind],
+            "systems": systems,
+            "ratios": {"citus_over_single_rps": over("requests_per_second"), "citus_over_single_p50": over("p50_ms"),
+                       "citus_over_single_p99": over("p99_ms"),
+                       "citus_over_single_core_cpu": over("server_core_cpu_ms_per_request")},
+        }
+    if not found:
+        return None
+    checks = read_lines(os.path.join(work, "citus-check.jsonl"))
+    out["check"] = checks[-1] if checks else None
+    explain_path = os.path.join(work, "citus-explain.txt")
+    if os.path.exists(explain_path):
+        with open(explain_path) as f:
+            explain = f.read()
+        task = re.search(r"Task Count: (\d+)", explain)
+        out["read_plan_task_count"] = int(task.group(1)) if task else None
+    return out
+
+
+def citus_breakdown(work, kind, system, runs, postmasters, meta):
+    """Median CPU ms per request over the runs: pingback, each PostgreSQL instance, and
+    other processes on the server core (interference), from the runs' snapshots."""
+    ms_per_tick = 1000 / CLK_TCK
+    core = f"cpu{meta.get('server_cpu')}"
+    parts = {}
+    for r in runs:
+        base = os.path.join(work, f"citus-{kind}-{system}-{r['repeat']}")
+        try:
+            before, after = read_json(base + ".before"), read_json(base + ".after")
+        except OSError:
+            continue
+        if not r["requests"] or "postgres_ticks_by" not in before:
+            continue
+        per = lambda ticks: ticks * ms_per_tick / r["requests"]  # noqa: E731
+        ours = after["process_ticks"] - before["process_ticks"]
+        parts.setdefault("pingback", []).append(per(ours))
+        for name, pid in postmasters.items():
+            ticks = after["postgres_ticks_by"].get(str(pid), 0) - before["postgres_ticks_by"].get(str(pid), 0)
+            parts.setdefault(name, []).append(per(ticks))
+            ours += ticks
+        core_ticks = after["cores"][core] - before["cores"][core]
+        parts.setdefault("other processes", []).append(per(max(0, core_ticks - ours)))
+        parts.setdefault("server_core_foreign_share", []).append(
+            max(0.0, (core_ticks - ours) / core_ticks) if core_ticks else None)
+    return {name: median(values) for name, values in parts.items()} or None
+
+
+def render_citus(ct):
+    st = ct["settings"]
+    out = []
+    w = out.append
+    w("## Citus")
+    w("")
+    w("<!-- Generated by `make bench` (the Citus scenario; `BENCH_SCENARIOS=citus make bench` redoes only "
+      "this section). -->")
+    w("")
+    w("The read and one write side by side on single-node PostgreSQL (the bench's own throw-away cluster) and "
+      f"on a Citus cluster (Citus {st.get('citus_version') or '?'}, a coordinator and {st.get('workers_nodes')} "
+      f"workers on this machine, {st.get('shard_count') or '?'} shards per table, `scripts/citus.sh`), on the "
+      "same data, in the same run.")
+    w("")
+    w("**On one 2-core machine the cluster is expected to be slower**: every request goes from "
+      "pingback to the coordinator, which plans it, routes it to the one worker holding the business's shard "
+      "and relays the answer (one more hop and a second planning), and three PostgreSQL instances share the "
+      "core one instance has in the single-node runs. A cluster pays off when the workers are machines of "
+      "their own; the point here is that the routing is single-shard and that its cost is known.")
+    w("")
+    w(f"- Date: {ct['generated_at']}; commit `{ct.get('git') or 'unknown'}`; {ct['machine'].get('postgresql')}"
+      f"{' (quick run)' if ct.get('quick') else ''}.")
+    w(f"- Both databases made and migrated as `scripts/test-citus.sh` and `scripts/citus-measure.sh` do (the "
+      "database on every node, `CREATE EXTENSION citus`, the workers added; `pingback migrate` distributes "
+      "every per-business table by `business_id`, co-located); then `pingback generate` with the same "
+      f"business, counts and seed into both (the same ids): {st.get('conversations')} conversations of "
+      f"{st.get('messages')} messages for the read, and for the write {st.get('write_conversations')} open, "
+      f"assigned conversations (of {3 * (st.get('write_conversations') or 0)} generated, "
+      f"{st.get('write_messages_at_start')} messages each at the start) of another business.")
+    w(f"- pingback as shipped (release build, `config/default.toml`; only the database URL, the bind address "
+      f"and the JWT secret set; {st.get('workers')} actix worker as in the other scenarios), one per database; "
+      f"it and every PostgreSQL instance (the single node; the coordinator and both workers) pinned to core "
+      f"{st.get('server_cpu')}; wrk (`-c {st.get('connections')} -t {st.get('threads')}`) on core "
+      f"{st.get('load_cpu')}. Runs of {st.get('duration_s')} s after {st.get('warmup_s')} s of warm-up each, "
+      f"interleaved (read single-node, read Citus, write single-node, write Citus) × {st.get('repeats')}; "
+      "medians.")
+    w("- Requests: the read with `benches/wrk/conversations.lua` (a random conversation of the business), the "
+      "write with `benches/wrk/post_message.lua` (a random conversation and body, no `Idempotency-Key`), as "
+      "in the reads and writes scenarios.")
+    w("")
+    w("| request | single-node req/s | Citus req/s | Citus ÷ single-node | p50 single-node / Citus | "
+      "p99 single-node / Citus | server core CPU/request single-node / Citus | errors |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for kind in CITUS_KINDS:
+        part = ct.get(kind)
+        if not part:
+            continue
+        s, r = part["systems"], part["ratios"]
+        get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
+        errors = sum(v["errors"] for v in s.values())
+        w(f"| `{part['request']}` | {fmt(get('single-node', 'requests_per_second'), 0)} | "
+          f"{fmt(get('citus', 'requests_per_second'), 0)} | **{fmt(r['citus_over_single_rps'], 2, '×')}** | "
+          f"{fmt(get('single-node', 'p50_ms'), 2)} / {fmt(get('citus', 'p50_ms'), 2)} ms "
+          f"({fmt(r['citus_over_single_p50'], 2, '×')}) | "
+          f"{fmt(get('single-node', 'p99_ms'), 2)} / {fmt(get('citus', 'p99_ms'), 2)} ms "
+          f"({fmt(r['citus_over_single_p99'], 2, '×')}) | "
+          f"{fmt(get('single-node', 'server_core_cpu_ms_per_request'), 3)} / "
+          f"{fmt(get('citus', 'server_core_cpu_ms_per_request'), 3)} ms | {errors} |")
+    w("")
+    w("- **Citus ÷ single-node**: the median req/s on the cluster over the median on the single node (below 1: "
+      "slower). **server core CPU/request**: the busy time of the server core (pingback and every PostgreSQL "
+      "instance on it) over each whole run ÷ the requests completed; the core is saturated in both, so the "
+      "cost per request is what differs. Errors: non-2xx answers and socket errors (must be 0).")
+    rows = []
+    for kind in CITUS_KINDS:
+        for system in CITUS_SYSTEMS:
+            v = (ct.get(kind) or {}).get("systems", {}).get(system) or {}
+            cpu = v.get("cpu_ms_per_request")
+            if cpu:
+                databases = ("single-node",) if system == "single-node" else ("coordinator", "worker1", "worker2")
+                names = [n for n in ("pingback", *databases, "other processes") if cpu.get(n) is not None]
+                rows.append(f"{kind} on {system}: " + ", ".join(f"{n} {cpu[n]:.3f}" for n in names))
+    if rows:
+        w("- Where the server core's time goes, CPU ms per request (medians; each PostgreSQL instance is its "
+          "postmaster and its backends; `other processes`: the rest of that core's busy time — other work on this "
+          "machine, and the kernel's interrupt work such as the loopback traffic between the nodes): "
+          + "; ".join(rows) + ".")
+        foreign = [((ct.get(k) or {}).get("systems", {}).get(s) or {}).get("cpu_ms_per_request") or {}
+                   for k in CITUS_KINDS for s in CITUS_SYSTEMS]
+        worst = max([f.get("server_core_foreign_share") or 0.0 for f in foreign], default=0.0)
+        w(f"- Interference: other processes took up to {worst * 100:.1f} % of the server core in a run (median "
+          "of the repeats)" + (" — **this machine was not quiet: the absolute figures are low; the runs are "
+                               "interleaved, so the ratios are the figures to read**." if worst > 0.05 else "."))
+    check = ct.get("check")
+    if check:
+        same = "the same JSON" if check.get("identical_json") else "**different JSON**"
+        w(f"- Before the runs: both pingbacks answered {check.get('ids_checked')} conversations with "
+          f"{same} ({fmt(check.get('body_bytes'))} bytes each); both accepted a message on each write "
+          "conversation and replayed an idempotent retry.")
+    if ct.get("read_plan_task_count") is not None:
+        w(f"- The read's messages statement as the coordinator plans it: `Task Count: "
+          f"{ct['read_plan_task_count']}` (a router plan to one shard; `tests/citus.rs` checks every hot-path "
+          "statement — the read, the revision check, each write, the list, the event feed — the same way).")
+    rows = []
+    for kind in CITUS_KINDS:
+        for system in CITUS_SYSTEMS:
+            v = (ct.get(kind) or {}).get("systems", {}).get(system)
+            if v:
+                rows.append(f"{kind} {system}: " + ", ".join(f"{x['rps']:,.0f}" for x in v["per_run"]))
+    if rows:
+        w("- Per run, req/s: " + "; ".join(rows) + ".")
+    w("")
+    w("Reproduce: `BENCH_SCENARIOS=citus make bench` (not in the default list: it needs Citus, which "
+      "`scripts/citus.sh` builds once into `target/citus` from the vendored source, or "
+      "`PINGBACK_CITUS_PREINSTALLED=1`; it rewrites only this section and the `citus` key of `results.json`); "
+      "`BENCH_CITUS_CONVERSATIONS` (default 100), `BENCH_CITUS_MESSAGES` (default 100), `BENCH_DURATION`, "
+      "`BENCH_REPEATS`. wrk's output, both pingbacks' logs and the nodes' logs are in `bench-results/work/`.")
+    w("")
+    return out
+
+
+def citus_summary(ct):
+    lines = ["| citus | single-node req/s | Citus req/s | Citus ÷ single-node | p99 ms single / Citus | errors |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for kind in CITUS_KINDS:
+        part = ct.get(kind)
+        if not part:
+            continue
+        s, r = part["systems"], part["ratios"]
+        get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
+        lines.append(f"| {kind} | {fmt(get('single-node', 'requests_per_second'))} | "
+                     f"{fmt(get('citus', 'requests_per_second'))} | {fmt(r['citus_over_single_rps'], 2, '×')} | "
+                     f"{fmt(get('single-node', 'p99_ms'), 2)} / {fmt(get('citus', 'p99_ms'), 2)} | "
+                     f"{sum(v['errors'] for v in s.values())} |")
+    return "\n".join(lines)
+
+
+# --- report: event streams --------------------------------------------------------
+
+STREAM_TARGETS = {"fan_out_max_ms": 1000, "rss_mib_max": 64, "errors_max": 0}
+
+
+def stream_results(work, meta):
+    """The event-stream scenario: the run (stream-record) and the contention table."""
+    path = os.path.join(work, "stream-run.json")
+    if not os.path.exists(path):
+        return None
+    run = read_json(path)
+    fo = run["fan_out_ms"]
+    met = {
+        "fan_out": fo["max"] is not None and fo["max"] <= STREAM_TARGETS["fan_out_max_ms"]
+        and run["events_timed"] == run["posted"],
+        "rss": run["rss_peak_mib"] <= STREAM_TARGETS["rss_mib_max"],
+        "errors": run["errors"] <= STREAM_TARGETS["errors_max"],
+    }
+    contention = None
+    runs = read_lines(os.path.join(work, "contention-runs.jsonl"))
+    if runs:
+        systems = {}
+        for which in ("one", "spread"):
+            rs = [r for r in runs if r["system"] == which]
+            if rs:
+                systems[which] = {
+                    "runs": len(rs),
+                    "requests_per_second": median([r["rps"] for r in rs]),
+                    "p50_ms": median([r["p50_ms"] for r in rs]),
+                    "p99_ms": median([r["p99_ms"] for r in rs]),
+                    "errors": sum(r["errors"] for r in rs),
+                    "server_core_cpu_ms_per_request": median([r["server_core_cpu_ms_per_request"] for r in rs]),
+                    "per_run": [r["rps"] for r in rs],
+                }
+        one, spread = systems.get("one", {}), systems.get("spread", {})
+        contention = {
+            "businesses": meta.get("contention_businesses"),
+            "conversations": meta.get("contention_conversations"),
+            "systems": systems,
+            "one_over_spread_rps": one["requests_per_second"] / spread["requests_per_second"]
+            if one.get("requests_per_second") and spread.get("requests_per_second") else None,
+        }
+    return {
+        "generated_at": meta["date"],
+        "git": meta.get("git"),
+        "quick": meta.get("quick"),
+        "settings": {k: meta[k] for k in ("load_cpu", "server_cpu", "workers", "connections", "threads",
+                                          "duration_s", "repeats", "warmup_s") if k in meta}
+        | {"streams": meta.get("streams"), "posts": meta.get("stream_posts"), "rate": meta.get("stream_rate"),
+           "hold_s": meta.get("stream_hold"), "business_id": meta.get("stream_business")},
+        "machine": machine() | {"postgresql": meta.get("postgresql")},
+        "run": run,
+        "targets": STREAM_TARGETS,
+        "targets_met": met,
+        "contention": contention,
+    }
+
+
+def render_streams(sr):
+    st, r, met, t = sr["settings"], sr["run"], sr["targets_met"], sr["targets"]
+    fo, first, post = r["fan_out_ms"], r["first_stream_ms"], r["post_ms"]
+    mark = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    out = []
+    w = out.append
+    w("## Event streams")
+    w("")
+    w("<!-- Generated by `make bench` (the streams scenario; `BENCH_SCENARIOS=streams make bench` redoes only "
+      "this section). -->")
+    w("")
+    w(f"{r['streams']:,} Server-Sent-Event streams (`GET /api/v1/events/stream`, the token in `Authorization`, "
+      "`Accept: text/event-stream`) open on one business, held by `pingback-stream-client` "
+      "(`benches/baseline/src/stream_client.rs`: hand-written HTTP/1.1 on tokio, one thread; it decodes the "
+      "chunked bodies and notes when each stream receives each `id:`); then it posts "
+      f"{r['posts']} messages one at a time, {fmt(r['rate'], 0)} a second (`POST /api/v1/conversations/{{id}}/"
+      "messages`), and times each one's `message.created` event (found by the message id in its `data:`) from the "
+      "POST's answer to the last stream receiving it.")
+    w("")
+    w(f"- Date: {sr['generated_at']}; commit `{sr.get('git') or 'unknown'}`; {sr['machine'].get('postgresql')}"
+      f"{' (quick run)' if sr.get('quick') else ''}.")
+    w(f"- pingback as shipped (release build, `config/default.toml`: `events.max_streams = 1024`; "
+      f"{st.get('workers')} actix worker as in the other scenarios) with PostgreSQL on core {st.get('server_cpu')}; "
+      f"the client on core {st.get('load_cpu')}. The streams start after the business's last event "
+      f"(`Last-Event-ID`); opening them took {r['open_seconds']:.2f} s; the client then holds them "
+      f"{fmt(st.get('hold_s'))} s idle before posting.")
+    w("")
+    w("| streams | posts | fan-out p50 | p99 | max | target (every event on every stream ≤ 1 s after the POST's "
+      "answer) | RSS idle | RSS, streams open | peak RSS | target ≤ 64 MiB | errors |")
+    w("|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
+    w(f"| {r['opened']:,} of {r['streams']:,} | {r['posted']} of {r['posts']} | {fmt(fo['p50'], 1, ' ms')} | "
+      f"**{fmt(fo['p99'], 1, ' ms')}** | {fmt(fo['max'], 1, ' ms')} | {mark(met['fan_out'])} | "
+      f"{fmt(r['rss_idle_mib'], 1, ' MiB')} | {fmt(r['rss_open_mib'], 1, ' MiB')} | "
+      f"**{fmt(r['rss_peak_mib'], 1, ' MiB')}** | {mark(met['rss'])} | {r['errors']} |")
+    w("")
+    w(f"- **fan-out**: for each post, from the moment its answer was read to the moment the last of the "
+      f"{r['opened']:,} streams received its event (one thread reads all streams, so this includes the client "
+      f"working through the {r['opened']:,} copies); {r['events_timed']} of {r['posted']} events timed, "
+      f"{fo['over_1s']} over 1 s. The first stream had it {fmt(first['p50'], 1, ' ms')} after the answer (p50; "
+      f"p99 {fmt(first['p99'], 1, ' ms')}; negative: before the answer arrived). The POSTs themselves took "
+      f"p50 {fmt(post['p50'], 1, ' ms')}, p99 {fmt(post['p99'], 1, ' ms')} (each waits for the previous one's "
+      f"answer, so the {r['posted']} posts took {r['posting_seconds']:.1f} s: "
+      f"{r['posted'] / r['posting_seconds'] if r['posting_seconds'] else 0:.1f} a second).")
+    w(f"- **errors**: streams refused ({r['open_errors']}), streams ended or dropped before the end ({r['dropped']}), "
+      f"POSTs not answered 201 ({r['post_errors']}), events some stream never received "
+      f"({r['events_missing_on_some_stream']})"
+      + (f"; first refusal: `{shorten(str(r.get('first_open_error')), 200)}`" if r.get("first_open_error") else "")
+      + (f"; first drop: `{shorten(str(r.get('first_drop')), 200)}`" if r.get("first_drop") else "")
+      + (f"; first POST error: `{shorten(str(r.get('first_post_error')), 200)}`" if r.get("first_post_error") else "")
+      + ".")
+    p, o = r["posting"], r["opening"]
+    w(f"- **RSS**: pingback's `VmRSS` before the streams (after one message to each conversation posted to), "
+      f"halfway through the idle hold with every stream open, and its `VmHWM` at the end. Opening the streams "
+      f"cost pingback {o['pingback_cpu_s']:.2f} s of CPU and PostgreSQL {o['postgres_cpu_s']:.2f} s (each stream "
+      f"reads the log once when it opens). While posting: pingback {fmt(p['pingback_core_share'] * 100, 0, ' %')} "
+      f"of a core ({fmt(p['pingback_cpu_ms_per_event'], 1)} ms per event, i.e. per {r['opened']:,} deliveries), "
+      f"PostgreSQL {fmt(p['postgres_core_share'] * 100, 0, ' %')} ({fmt(p['postgres_cpu_ms_per_event'], 1)} ms per "
+      "event: every stream reads the new event from the log when notified).")
+    c = sr.get("contention")
+    if c:
+        s = c["systems"]
+        get = lambda which, key: s.get(which, {}).get(key)  # noqa: E731
+        w("")
+        w("### The event counter under contention")
+        w("")
+        w("The last step of every write's transaction bumps its business's event counter row (`INSERT … ON "
+          "CONFLICT DO UPDATE … RETURNING`, `crates/persistence/src/events.rs`) and holds that row's lock until "
+          "commit: writers of one business are serialised from the bump to the commit, writers of different "
+          "businesses never wait on each other. The write scenario's load (`benches/wrk/post_message.lua`, "
+          f"`wrk -c {st.get('connections')} -t {st.get('threads')}`, no `Idempotency-Key`) against "
+          f"{c.get('conversations')} conversations of **one business**, and against one conversation in each of "
+          f"**{c.get('businesses')} businesses** (each with its own token), interleaved, "
+          f"{st.get('repeats')} × {st.get('duration_s')} s, medians; pingback as shipped on a fresh process.")
+        w("")
+        w("| writes to | req/s | p50 ms | p99 ms | core CPU ms/req | errors |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for which, label in (("one", f"1 business ({c.get('conversations')} conversations)"),
+                             ("spread", f"{c.get('businesses')} businesses (1 conversation each)")):
+            if which in s:
+                w(f"| {label} | {fmt(get(which, 'requests_per_second'), 0)} | {fmt(get(which, 'p50_ms'), 2)} | "
+                  f"{fmt(get(which, 'p99_ms'), 2)} | {fmt(get(which, 'server_core_cpu_ms_per_request'), 3)} | "
+                  f"{get(which, 'errors')} |")
+        w("")
+        w(f"- One business ÷ spread: **{fmt(c.get('one_over_spread_rps'), 2, '×')}** the throughput. Per run, "
+          "req/s: " + "; ".join(f"{which} " + ", ".join(f"{v:,.0f}" for v in s[which]["per_run"])
+                                for which in ("one", "spread") if which in s) + ".")
+    w("")
+    w("Reproduce: `BENCH_SCENARIOS=streams make bench` (it rewrites only this section and the `streams` key of "
+      "`results.json`); `BENCH_STREAMS` (default 1000), `BENCH_STREAM_POSTS` (100), `BENCH_STREAM_RATE` (10 per s), "
+      "`BENCH_STREAM_CONTENTION=0` skips the contention table, `BENCH_CONTENTION_BUSINESSES` (100). The client's "
+      "result (one JSON line, per post) is in `bench-results/work/stream-client.out`.")
+    w("")
+    return out
+
+
+def stream_summary(sr):
+    r = sr["run"]
+    fo = r["fan_out_ms"]
+    lines = ["| streams | open | posts | fan-out p50 ms | p99 ms | max ms | RSS idle / open / peak MiB | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|",
+             f"| SSE | {r['opened']:,} | {r['posted']} | {fmt(fo['p50'], 1)} | {fmt(fo['p99'], 1)} | "
+             f"{fmt(fo['max'], 1)} | {r['rss_idle_mib']:.1f} / {r['rss_open_mib']:.1f} / {r['rss_peak_mib']:.1f} | "
+             f"{r['errors']} |"]
+    c = sr.get("contention")
+    if c:
+        for which in ("one", "spread"):
+            v = c["systems"].get(which)
+            if v:
+                lines.append(f"| writes, {which} | – | – | {fmt(v['p50_ms'], 2)} | {fmt(v['p99_ms'], 2)} | – | "
+                             f"{fmt(v['requests_per_second'], 0)} req/s | {v['errors']} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("snapshot")
     p.add_argument("pid", nargs="?", type=int)
-    p.add_argument("--postmaster", type=int, help="also PostgreSQL's CPU (the postmaster and its children)")
+    p.add_argument("--postmaster", type=int, action="append",
+                   help="also PostgreSQL's CPU (the postmaster and its children; repeat for several instances)")
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("window")
@@ -1889,7 +2386,8 @@ def main():
     p.set_defaults(func=cmd_window)
 
     p = sub.add_parser("settle")
-    p.add_argument("--postmaster", type=int, required=True)
+    p.add_argument("--postmaster", type=int, action="append", required=True,
+                   help="PostgreSQL's postmaster (repeat: the Citus nodes too)")
     p.add_argument("--pid", type=int, action="append")
     p.add_argument("--max", type=float, default=60)
     p.set_defaults(func=cmd_settle)
@@ -1977,6 +2475,15 @@ def main():
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_webhook_record)
 
+    p = sub.add_parser("rss")
+    p.add_argument("pid", type=int)
+    p.set_defaults(func=cmd_rss)
+
+    p = sub.add_parser("stream-record")
+    for name in ("--client", "--idle", "--open", "--end", "--before", "--opened", "--after", "--out"):
+        p.add_argument(name, required=True)
+    p.set_defaults(func=cmd_stream_record)
+
     p = sub.add_parser("pgbench-script")
     p.add_argument("--sql", required=True)
     p.set_defaults(func=cmd_pgbench_script)
@@ -2007,6 +2514,8 @@ def main():
     p.add_argument("--writes", type=int, choices=(0, 1), default=0, help="the write scenario ran")
     p.add_argument("--list", type=int, choices=(0, 1), default=0, help="the list scenario ran")
     p.add_argument("--webhooks", type=int, choices=(0, 1), default=0, help="the webhook scenario ran")
+    p.add_argument("--citus", type=int, choices=(0, 1), default=0, help="the Citus scenario ran")
+    p.add_argument("--streams", type=int, choices=(0, 1), default=0, help="the event-stream scenario ran")
     p.set_defaults(func=cmd_report)
 
     args = parser.parse_args()

@@ -7,6 +7,8 @@
 #   BENCH_SCENARIOS=writes make bench   # only the write scenario (reads: BENCH_SCENARIOS=reads)
 #   BENCH_SCENARIOS=list make bench     # only the list scenario (any subset works: "reads list")
 #   BENCH_SCENARIOS=webhooks make bench # only the webhook delivery scenario
+#   BENCH_SCENARIOS=citus make bench    # single-node PostgreSQL vs a Citus cluster (not in the default list)
+#   BENCH_SCENARIOS=streams make bench  # 1,000 Server-Sent-Event streams: fan-out latency, memory
 #
 # Steps: release build → throw-away PostgreSQL (scripts/test-postgres.sh) with
 # pg_stat_statements, pinned to the server core → migrate → `pingback generate` per
@@ -40,6 +42,33 @@
 # PostgreSQL's CPU and the statements per delivery say where the time goes. A
 # webhooks-only run replaces only the "Webhooks" section and the "webhooks" key; the
 # run fails if an event was lost or arrived out of order.
+#
+# Citus scenario (BENCH_SCENARIOS=citus; not in the default list: it needs Citus, built
+# once into target/citus by scripts/citus.sh): single-node PostgreSQL (this run's own
+# throw-away cluster) side by side with a throw-away Citus cluster (scripts/citus.sh:
+# coordinator + 2 workers on this machine), on the same data, in the same run. The
+# database is made on every node and migrated as scripts/test-citus.sh and
+# scripts/citus-measure.sh do (`pingback migrate` distributes the tables by business);
+# `pingback generate` writes the same data (same business, counts and seed: the same
+# ids) into both; every PostgreSQL instance (the single node and the three Citus
+# nodes) is pinned to the server core, like pingback. Two pingbacks as shipped (only
+# URL, bind, secret set; one worker, like the other scenarios), one per database, then
+# interleaved wrk runs against each: GET /api/v1/conversations/{id} at
+# BENCH_CITUS_MESSAGES (100) messages over BENCH_CITUS_CONVERSATIONS (100) conversations
+# (benches/wrk/conversations.lua), and POST …/messages to 100 writable conversations
+# (benches/wrk/post_message.lua). Req/s, p50/p99, errors and the Citus ÷ single-node
+# ratios; a citus-only run replaces only the "Citus" section and the "citus" key.
+#
+# Streams scenario (BENCH_SCENARIOS contains `streams`): BENCH_STREAMS (1,000) Server-Sent-
+# Event streams (GET /api/v1/events/stream) on one business, held by
+# pingback-stream-client (benches/baseline, on the load core), to pingback as shipped;
+# then BENCH_STREAM_POSTS (100) messages posted one at a time, BENCH_STREAM_RATE (10) a
+# second: each event's fan-out latency from the POST's answer to the last stream
+# receiving it (contract: within 1 s), pingback's RSS idle, with the streams open and at
+# its peak, errors. Then (BENCH_STREAM_CONTENTION=1, the default) the event counter under
+# contention: the write scenario's load to 100 conversations of one business vs one
+# conversation in each of BENCH_CONTENTION_BUSINESSES (100) businesses. A streams-only
+# run replaces only the "Event streams" section and the "streams" key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -62,15 +91,17 @@ fi
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-1}             # wrk has one core: one thread
 PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-16}
-SCENARIOS=${BENCH_SCENARIOS:-"reads writes list webhooks"}
+SCENARIOS=${BENCH_SCENARIOS:-"reads writes list webhooks streams"}
 case " $SCENARIOS " in *" reads "*) RUN_READS=1 ;; *) RUN_READS=0 ;; esac
 case " $SCENARIOS " in *" writes "*) RUN_WRITES=1 ;; *) RUN_WRITES=0 ;; esac
 case " $SCENARIOS " in *" list "*) RUN_LIST=1 ;; *) RUN_LIST=0 ;; esac
 case " $SCENARIOS " in *" webhooks "*) RUN_WEBHOOKS=1 ;; *) RUN_WEBHOOKS=0 ;; esac
+case " $SCENARIOS " in *" citus "*) RUN_CITUS=1 ;; *) RUN_CITUS=0 ;; esac
+case " $SCENARIOS " in *" streams "*) RUN_STREAMS=1 ;; *) RUN_STREAMS=0 ;; esac
 for scenario in $SCENARIOS; do
-  case $scenario in reads | writes | list | webhooks) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes, list, webhooks)" >&2; exit 1 ;; esac
+  case $scenario in reads | writes | list | webhooks | citus | streams) ;; *) echo "bench: BENCH_SCENARIOS: unknown scenario '$scenario' (reads, writes, list, webhooks, citus, streams)" >&2; exit 1 ;; esac
 done
-[ "$RUN_READS$RUN_WRITES$RUN_LIST$RUN_WEBHOOKS" != 0000 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
+[ "$RUN_READS$RUN_WRITES$RUN_LIST$RUN_WEBHOOKS$RUN_CITUS$RUN_STREAMS" != 000000 ] || { echo "bench: BENCH_SCENARIOS names no scenario" >&2; exit 1; }
 # Writes: conversations posted to, their messages at the start, and whether to run the
 # variant with an Idempotency-Key too.
 WRITE_CONVERSATIONS=${BENCH_WRITE_CONVERSATIONS:-100}
@@ -87,6 +118,26 @@ LIST_PAGE=100
 # the start of generation).
 WEBHOOK_EVENTS=${BENCH_WEBHOOK_EVENTS:-10000}
 WEBHOOK_TIMEOUT=${BENCH_WEBHOOK_TIMEOUT:-300}
+# Citus: the read's conversations and their messages, the writable conversations posted
+# to (of 3× as many generated), and the businesses of both (the same on both databases).
+CITUS_CONVERSATIONS=${BENCH_CITUS_CONVERSATIONS:-100}
+CITUS_MESSAGES=${BENCH_CITUS_MESSAGES:-100}
+CITUS_WRITE_CONVERSATIONS=100
+CITUS_WRITE_MESSAGES=10
+CITUS_READ_BUSINESS=b0000000-0000-4000-c000-000000000001
+CITUS_WRITE_BUSINESS=b0000000-0000-4000-c000-000000000002
+# Streams: how many, the posts and their rate, the idle hold with the streams open (s),
+# the conversations posted to; the contention table's businesses and conversations.
+STREAMS=${BENCH_STREAMS:-1000}
+STREAM_POSTS=${BENCH_STREAM_POSTS:-100}
+STREAM_RATE=${BENCH_STREAM_RATE:-10}
+STREAM_HOLD=4
+STREAM_CONVERSATIONS=20
+STREAM_BUSINESS=b0000000-0000-4000-d000-000000000001
+CONTENTION=${BENCH_STREAM_CONTENTION:-1}
+CONTENTION_BUSINESSES=${BENCH_CONTENTION_BUSINESSES:-100}
+CONTENTION_CONVERSATIONS=100
+CONTENTION_ONE_BUSINESS=b0000000-0000-4000-d100-000000000001
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
 WORKERS=1                               # one core for the server: one actix worker
@@ -103,6 +154,7 @@ DOC=$ROOT/docs/benchmarks.md
 PINGBACK=$ROOT/target/release/pingback
 BASELINE=$ROOT/target/release/pingback-baseline
 SINK=$ROOT/target/release/pingback-webhook-sink
+STREAM_CLIENT=$ROOT/target/release/pingback-stream-client
 HELPER=$ROOT/benches/bench.py
 LUA=$ROOT/benches/wrk/conversations.lua
 WRITE_LUA=$ROOT/benches/wrk/post_message.lua
@@ -125,7 +177,7 @@ if ! command -v wrk >/dev/null; then
     || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2; }
 fi
 
-log "building (cargo build --release --locked -p pingback-server -p pingback-baseline: pingback, the baseline, the webhook sink)…"
+log "building (cargo build --release --locked -p pingback-server -p pingback-baseline: pingback, the baseline, the webhook sink, the stream client)…"
 cargo build --release --locked -p pingback-server -p pingback-baseline >&2
 
 rm -rf "$WORK"
@@ -135,6 +187,7 @@ mkdir -p "$WORK"
 
 SERVER_PIDS=()
 PG_DIR=""
+CITUS_DIR=""
 cleanup() {
   local pid
   for pid in "${SERVER_PIDS[@]}"; do
@@ -143,6 +196,12 @@ cleanup() {
   for pid in "${SERVER_PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  if [ -n "$CITUS_DIR" ]; then
+    for node in coordinator worker1 worker2; do
+      cp "$CITUS_DIR/$node/server.log" "$WORK/citus-$node.log" 2>/dev/null || true
+    done
+    "$ROOT/scripts/citus.sh" stop "$CITUS_DIR" || true
+  fi
   if [ -n "$PG_DIR" ]; then
     cp "$PG_DIR/server.log" "$WORK/postgres.log" 2>/dev/null || true
     "$ROOT/scripts/test-postgres.sh" stop "$PG_DIR" || true
@@ -247,6 +306,128 @@ if [ "$RUN_LIST" = 1 ]; then
   log "  done in $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s"
   "$PINGBACK" token --business-id "$LIST_BUSINESS" --sub bench --ttl 86400 >"$WORK/list-token.txt"
 fi
+# Streams: a business whose events the streams follow, with conversations to post to;
+# the contention table: 100 writable conversations of one business, and one writable
+# conversation in each of BENCH_CONTENTION_BUSINESSES (100) businesses.
+if [ "$RUN_STREAMS" = 1 ]; then
+  log "streams: generating $((STREAM_CONVERSATIONS * 3)) conversations of 2 messages (business $STREAM_BUSINESS)…"
+  "$PINGBACK" generate --business-id "$STREAM_BUSINESS" --conversations "$((STREAM_CONVERSATIONS * 3))" --messages 2 \
+    --seed "$((SEED + 6))" >/dev/null || die "pingback generate failed"
+  psql_bench -At -c "SELECT id FROM conversations WHERE business_id = '$STREAM_BUSINESS' AND status <> 'closed' AND assignee_id IS NOT NULL ORDER BY id LIMIT $STREAM_CONVERSATIONS" \
+    >"$WORK/stream-ids.txt"
+  [ -s "$WORK/stream-ids.txt" ] || die "streams: no writable conversation"
+  python3 "$HELPER" write-bodies --seed "$((SEED + 6))" --bodies "$WORK/stream-bodies.jsonl" --csv "$WORK/stream-bodies.csv"
+  "$PINGBACK" token --business-id "$STREAM_BUSINESS" --sub bench-streams --ttl 86400 >"$WORK/stream-token.txt"
+  if [ "$CONTENTION" = 1 ]; then
+    log "streams: contention: generating $((CONTENTION_CONVERSATIONS * 3)) conversations of 10 messages in one business and 10 in each of $CONTENTION_BUSINESSES businesses…"
+    "$PINGBACK" generate --business-id "$CONTENTION_ONE_BUSINESS" --conversations "$((CONTENTION_CONVERSATIONS * 3))" \
+      --messages 10 --seed "$((SEED + 7))" >/dev/null || die "pingback generate failed"
+    psql_bench -At -c "SELECT id FROM conversations WHERE business_id = '$CONTENTION_ONE_BUSINESS' AND status <> 'closed' AND assignee_id IS NOT NULL ORDER BY id LIMIT $CONTENTION_CONVERSATIONS" \
+      >"$WORK/contention-one-ids.txt"
+    got=$(wc -l <"$WORK/contention-one-ids.txt")
+    [ "$got" -eq "$CONTENTION_CONVERSATIONS" ] || die "streams: contention: only $got writable conversations, expected $CONTENTION_CONVERSATIONS"
+    "$PINGBACK" token --business-id "$CONTENTION_ONE_BUSINESS" --sub bench-writer --ttl 86400 >"$WORK/contention-one-token.txt"
+    : >"$WORK/contention-spread-businesses.txt"
+    for n in $(seq 1 "$CONTENTION_BUSINESSES"); do
+      business=$(printf 'b0000000-0000-4000-d200-%012d' "$n")
+      echo "$business" >>"$WORK/contention-spread-businesses.txt"
+      "$PINGBACK" generate --business-id "$business" --conversations 10 --messages 10 --seed "$((SEED + 7))" >/dev/null \
+        || die "pingback generate failed"
+    done
+    # One writable conversation per business, with that business's token.
+    psql_bench -At -F ' ' -c "SELECT DISTINCT ON (business_id) business_id, id FROM conversations WHERE business_id::text LIKE 'b0000000-0000-4000-d200-%' AND status <> 'closed' AND assignee_id IS NOT NULL ORDER BY business_id, id" \
+      >"$WORK/contention-spread-pairs.txt"
+    : >"$WORK/contention-spread-ids.txt"
+    while read -r business conversation; do
+      echo "$conversation $("$PINGBACK" token --business-id "$business" --sub bench-writer --ttl 86400)" >>"$WORK/contention-spread-ids.txt"
+    done <"$WORK/contention-spread-pairs.txt"
+    got=$(wc -l <"$WORK/contention-spread-ids.txt")
+    [ "$got" -eq "$CONTENTION_BUSINESSES" ] || log "warning: streams: contention: $got of $CONTENTION_BUSINESSES businesses have a writable conversation"
+    python3 "$HELPER" write-bodies --seed "$SEED" --bodies "$WORK/contention-bodies.jsonl" --csv "$WORK/contention-bodies.csv"
+  fi
+fi
+
+# Citus: a throw-away cluster (coordinator + 2 workers), the database made on every
+# node and migrated as scripts/test-citus.sh and scripts/citus-measure.sh do, every node
+# pinned to the server core; then the same data in both databases (`pingback generate`
+# is deterministic: same business, counts and seed, same ids).
+CITUS_VERSION=""
+CITUS_SHARDS=""
+if [ "$RUN_CITUS" = 1 ]; then
+  log "citus: starting a Citus cluster (scripts/citus.sh: coordinator + 2 workers; Citus built once into target/citus)…"
+  citus_env=$("$ROOT/scripts/citus.sh" start) || die "citus: scripts/citus.sh start failed"
+  CITUS_DIR=$(sed -n 's/^export PINGBACK_CITUS_DIR=//p' <<<"$citus_env")
+  [ -n "$CITUS_DIR" ] && [ -d "$CITUS_DIR" ] || die "citus: scripts/citus.sh start printed no cluster directory"
+  citus_port() { cat "$CITUS_DIR/$1/port"; }
+  psql_node() { local node=$1; shift; "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U pingback -p "$(citus_port "$node")" "$@"; }
+  for node in coordinator worker1 worker2; do
+    psql_node "$node" -d postgres -c "CREATE DATABASE pingback_bench" 2>/dev/null # Citus' hint: make it on the workers too
+    psql_node "$node" -d pingback_bench -c "CREATE EXTENSION citus"
+  done
+  psql_node coordinator -d pingback_bench -c "SELECT citus_set_coordinator_host('127.0.0.1', $(citus_port coordinator))" \
+    -c "SELECT citus_add_node('127.0.0.1', $(citus_port worker1))" -c "SELECT citus_add_node('127.0.0.1', $(citus_port worker2))" >/dev/null
+  CITUS_DB_URL=postgres://pingback@127.0.0.1:$(citus_port coordinator)/pingback_bench
+  CITUS_VERSION=$(psql_node coordinator -d pingback_bench -At -c "SELECT split_part(citus_version(), ' ', 2)")
+  CITUS_SHARDS=$(psql_node coordinator -d pingback_bench -At -c "SHOW citus.shard_count")
+  pin_citus() {
+    local node postmaster pid
+    for node in coordinator worker1 worker2; do
+      postmaster=$(head -n 1 "$CITUS_DIR/$node/data/postmaster.pid")
+      for pid in "$postmaster" $(pgrep -P "$postmaster" || true); do
+        taskset -apc "$SERVER_CPU" "$pid" >/dev/null
+      done
+    done
+  }
+  pin_citus
+  # Where the CPU goes, per PostgreSQL instance (benches/bench.py citus report).
+  CITUS_POSTMASTERS=()
+  echo "{\"single-node\": $(head -n 1 "$PG_DIR/data/postmaster.pid")" >"$WORK/citus-postmasters.json"
+  for node in coordinator worker1 worker2; do
+    pid=$(head -n 1 "$CITUS_DIR/$node/data/postmaster.pid")
+    CITUS_POSTMASTERS+=(--postmaster "$pid")
+    echo ", \"$node\": $pid" >>"$WORK/citus-postmasters.json"
+  done
+  echo "}" >>"$WORK/citus-postmasters.json"
+  log "citus: migrating the cluster (pingback migrate distributes the tables by business)…"
+  PINGBACK__DATABASE__URL=$CITUS_DB_URL PINGBACK__LOG__LEVEL=info "$PINGBACK" migrate >"$WORK/citus-migrate.log" 2>&1 \
+    || { cat "$WORK/citus-migrate.log" >&2; die "citus: pingback migrate failed on the cluster"; }
+  grep -qi citus "$WORK/citus-migrate.log" || log "warning: pingback migrate did not mention Citus (see $WORK/citus-migrate.log)"
+  distributed=$(psql_node coordinator -d pingback_bench -At -c "SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'")
+  [ "$distributed" -gt 0 ] || die "citus: no distributed table after pingback migrate"
+  log "citus: $distributed tables distributed by business, $CITUS_SHARDS shards each (Citus $CITUS_VERSION)"
+
+  for which in single citus; do
+    url=$DB_URL
+    [ "$which" = citus ] && url=$CITUS_DB_URL
+    log "citus: generating $CITUS_CONVERSATIONS conversations of $CITUS_MESSAGES messages and $((CITUS_WRITE_CONVERSATIONS * 3)) of $CITUS_WRITE_MESSAGES ($which)…"
+    start=$(date +%s.%N)
+    PINGBACK__DATABASE__URL=$url "$PINGBACK" generate --business-id "$CITUS_READ_BUSINESS" --conversations "$CITUS_CONVERSATIONS" \
+      --messages "$CITUS_MESSAGES" --seed "$((SEED + 4))" | grep -E '^[0-9a-fA-F-]{36}$' >"$WORK/citus-ids-$which.txt" \
+      || die "pingback generate failed ($which)"
+    PINGBACK__DATABASE__URL=$url "$PINGBACK" generate --business-id "$CITUS_WRITE_BUSINESS" \
+      --conversations "$((CITUS_WRITE_CONVERSATIONS * 3))" --messages "$CITUS_WRITE_MESSAGES" --seed "$((SEED + 5))" >/dev/null \
+      || die "pingback generate failed ($which)"
+    log "  done in $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s"
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$url" -At -c "SELECT id FROM conversations WHERE business_id = '$CITUS_WRITE_BUSINESS' AND status <> 'closed' AND assignee_id IS NOT NULL ORDER BY id LIMIT $CITUS_WRITE_CONVERSATIONS" \
+      >"$WORK/citus-write-ids-$which.txt"
+  done
+  got=$(wc -l <"$WORK/citus-ids-single.txt")
+  [ "$got" -eq "$CITUS_CONVERSATIONS" ] || die "citus: pingback generate printed $got ids, expected $CITUS_CONVERSATIONS"
+  cmp -s "$WORK/citus-ids-single.txt" "$WORK/citus-ids-citus.txt" || die "citus: the two databases got different conversation ids"
+  got=$(wc -l <"$WORK/citus-write-ids-single.txt")
+  [ "$got" -eq "$CITUS_WRITE_CONVERSATIONS" ] || die "citus: only $got writable conversations, expected $CITUS_WRITE_CONVERSATIONS"
+  cmp -s "$WORK/citus-write-ids-single.txt" "$WORK/citus-write-ids-citus.txt" || die "citus: the two databases got different writable conversations"
+  cp "$WORK/citus-ids-single.txt" "$WORK/citus-ids.txt"
+  cp "$WORK/citus-write-ids-single.txt" "$WORK/citus-write-ids.txt"
+  python3 "$HELPER" write-bodies --seed "$SEED" --bodies "$WORK/citus-write-bodies.jsonl" --csv "$WORK/citus-write-bodies.csv"
+  "$PINGBACK" token --business-id "$CITUS_READ_BUSINESS" --sub bench --ttl 86400 >"$WORK/citus-token.txt"
+  "$PINGBACK" token --business-id "$CITUS_WRITE_BUSINESS" --sub bench-writer --ttl 86400 >"$WORK/citus-write-token.txt"
+  # The shards live on the workers: VACUUM ANALYZE every node.
+  for node in coordinator worker1 worker2; do
+    psql_node "$node" -d pingback_bench -c "VACUUM ANALYZE"
+  done
+fi
+
 log "VACUUM ANALYZE…"
 psql_bench -c "VACUUM ANALYZE"
 
@@ -320,6 +501,9 @@ dump_statements() {
 settle() {
   local pid args=()
   for pid in "${SERVER_PIDS[@]}"; do args+=(--pid "$pid"); done
+  if [ -n "$CITUS_DIR" ]; then
+    for node in coordinator worker1 worker2; do args+=(--postmaster "$(head -n 1 "$CITUS_DIR/$node/data/postmaster.pid")"); done
+  fi
   python3 "$HELPER" settle --postmaster "$(head -n 1 "$PG_DIR/data/postmaster.pid")" "${args[@]}"
 }
 
@@ -666,6 +850,178 @@ if [ "$RUN_WEBHOOKS" = 1 ]; then
     --out "$WORK/webhook-run.json"
 fi
 
+# --- streams ---------------------------------------------------------------------
+
+# contention_wrk_run WHICH URL SECONDS OUTPUT: WHICH one or spread; in the background;
+# sets WRK_PID.
+contention_wrk_run() {
+  taskset -c "$LOAD_CPU" wrk -c "$CONNECTIONS" -t "$THREADS" -d "${3}s" --timeout 30s --latency \
+    -s "$WRITE_LUA" "$2" -- "$WORK/contention-$1-ids.txt" "$(cat "$WORK/contention-one-token.txt")" \
+    "$WORK/contention-bodies.jsonl" >"$4" 2>&1 &
+  WRK_PID=$!
+}
+
+if [ "$RUN_STREAMS" = 1 ]; then
+  log "streams: starting pingback…"
+  start_server pingback streams
+  PB_PID=$SERVER_PID PB_URL=$SERVER_URL
+  alive pingback "$PB_PID" streams
+  # One message to each conversation posted to (as the write scenario does), checked.
+  python3 "$HELPER" write-check --out "$WORK/stream-write-check.json" --url "$PB_URL" --ids "$WORK/stream-ids.txt" \
+    --token "$(cat "$WORK/stream-token.txt")" --bodies "$WORK/stream-bodies.jsonl" \
+    || die "streams: pingback does not answer as expected (see above)"
+  stream_after=$(psql_bench -At -c "SELECT coalesce(max(id), 0) FROM events WHERE business_id = '$STREAM_BUSINESS'")
+  settle
+  POSTMASTER=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+  python3 "$HELPER" rss "$PB_PID" >"$WORK/stream-rss-idle.json"
+  log "streams: opening $STREAMS streams, then $STREAM_POSTS posts at $STREAM_RATE/s…"
+  python3 "$HELPER" snapshot "$PB_PID" --postmaster "$POSTMASTER" >"$WORK/stream.before"
+  taskset -c "$LOAD_CPU" "$STREAM_CLIENT" --url "$PB_URL" --token "$(cat "$WORK/stream-token.txt")" --streams "$STREAMS" \
+    --conversations "$WORK/stream-ids.txt" --bodies "$WORK/stream-bodies.jsonl" --after "$stream_after" \
+    --posts "$STREAM_POSTS" --rate "$STREAM_RATE" --hold "$STREAM_HOLD" --wait 10 \
+    >"$WORK/stream-client.out" 2>"$WORK/stream-client.err" &
+  CLIENT_PID=$!
+  SERVER_PIDS+=("$CLIENT_PID")
+  for i in $(seq 1 1200); do
+    grep -q '^open ' "$WORK/stream-client.out" 2>/dev/null && break
+    kill -0 "$CLIENT_PID" 2>/dev/null || { cat "$WORK/stream-client.err" >&2; die "streams: the client exited before the streams were open"; }
+    sleep 0.1
+  done
+  grep -q '^open ' "$WORK/stream-client.out" || die "streams: the streams were not open within 120 s"
+  # Halfway through the client's hold: every stream open, none sent anything yet.
+  sleep "$(awk -v h="$STREAM_HOLD" 'BEGIN { print h / 2 }')"
+  python3 "$HELPER" rss "$PB_PID" >"$WORK/stream-rss-open.json"
+  python3 "$HELPER" snapshot "$PB_PID" --postmaster "$POSTMASTER" >"$WORK/stream.open"
+  wait "$CLIENT_PID" || { cat "$WORK/stream-client.err" >&2; die "streams: the client failed"; }
+  stop_server "$CLIENT_PID"
+  python3 "$HELPER" snapshot "$PB_PID" --postmaster "$POSTMASTER" >"$WORK/stream.after"
+  python3 "$HELPER" rss "$PB_PID" >"$WORK/stream-rss-end.json"
+  alive pingback "$PB_PID" streams
+  stop_server "$PB_PID"
+  python3 "$HELPER" stream-record --client "$WORK/stream-client.out" --idle "$WORK/stream-rss-idle.json" \
+    --open "$WORK/stream-rss-open.json" --end "$WORK/stream-rss-end.json" --before "$WORK/stream.before" \
+    --opened "$WORK/stream.open" --after "$WORK/stream.after" --out "$WORK/stream-run.json"
+
+  if [ "$CONTENTION" = 1 ]; then
+    log "streams: contention: writes to one business vs spread over $CONTENTION_BUSINESSES…"
+    start_server pingback contention
+    PB_PID=$SERVER_PID PB_URL=$SERVER_URL
+    alive pingback "$PB_PID" contention
+    for which in one spread; do
+      settle
+      contention_wrk_run "$which" "$PB_URL" "$WARMUP" "$WORK/warmup-contention-$which.wrk"
+      wrk_wait "$WORK/warmup-contention-$which.wrk"
+    done
+    for repeat in $(seq 1 "$REPEATS"); do
+      for which in one spread; do
+        base=$WORK/contention-$which-$repeat
+        settle
+        echo "[]" >"$base.pgss"
+        python3 "$HELPER" snapshot "$PB_PID" >"$base.before"
+        contention_wrk_run "$which" "$PB_URL" "$DURATION" "$base.wrk"
+        wrk_wait "$base.wrk"
+        python3 "$HELPER" snapshot "$PB_PID" >"$base.after"
+        python3 "$HELPER" record --out "$WORK/contention-runs.jsonl" --system "$which" --size 10 --repeat "$repeat" \
+          --kind wrk --output "$base.wrk" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+          --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+      done
+      alive pingback "$PB_PID" contention
+    done
+    stop_server "$PB_PID"
+  fi
+fi
+
+# --- citus -----------------------------------------------------------------------
+
+# citus_wrk_run KIND URL SECONDS OUTPUT: KIND read or write; in the background; sets
+# WRK_PID.
+citus_wrk_run() {
+  local kind=$1 url=$2 seconds=$3 output=$4
+  if [ "$kind" = read ]; then
+    taskset -c "$LOAD_CPU" wrk -c "$CONNECTIONS" -t "$THREADS" -d "${seconds}s" --timeout 30s --latency \
+      -s "$LUA" "$url" -- "$WORK/citus-ids.txt" "$(cat "$WORK/citus-token.txt")" >"$output" 2>&1 &
+  else
+    taskset -c "$LOAD_CPU" wrk -c "$CONNECTIONS" -t "$THREADS" -d "${seconds}s" --timeout 30s --latency \
+      -s "$WRITE_LUA" "$url" -- "$WORK/citus-write-ids.txt" "$(cat "$WORK/citus-write-token.txt")" \
+      "$WORK/citus-write-bodies.jsonl" >"$output" 2>&1 &
+  fi
+  WRK_PID=$!
+}
+
+# measure_citus KIND SYSTEM PID URL REPEAT: SYSTEM single-node or citus. CPU on the
+# server core (pingback and every PostgreSQL instance) over the whole run.
+measure_citus() {
+  local kind=$1 system=$2 pid=$3 url=$4 repeat=$5 base size=$CITUS_MESSAGES
+  [ "$kind" = write ] && size=$CITUS_WRITE_MESSAGES
+  base=$WORK/citus-$kind-$system-$repeat
+  settle
+  echo "[]" >"$base.pgss" # no pg_stat_statements on the cluster: none on either side
+  snap=(snapshot "$pid" --postmaster "$(head -n 1 "$PG_DIR/data/postmaster.pid")" "${CITUS_POSTMASTERS[@]}")
+  python3 "$HELPER" "${snap[@]}" >"$base.before"
+  citus_wrk_run "$kind" "$url" "$DURATION" "$base.wrk"
+  wrk_wait "$base.wrk"
+  python3 "$HELPER" "${snap[@]}" >"$base.after"
+  python3 "$HELPER" record --out "$WORK/citus-$kind-runs.jsonl" --system "$system" --size "$size" --repeat "$repeat" \
+    --kind wrk --output "$base.wrk" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
+    --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
+}
+
+if [ "$RUN_CITUS" = 1 ]; then
+  log "citus: starting pingback on the single node and on the cluster…"
+  start_server pingback citus-single
+  SN_PID=$SERVER_PID SN_URL=$SERVER_URL
+  PINGBACK__DATABASE__URL=$CITUS_DB_URL start_server pingback citus-cluster
+  CT_PID=$SERVER_PID CT_URL=$SERVER_URL
+  alive pingback "$SN_PID" citus-single
+  alive pingback "$CT_PID" citus-cluster
+  # The same answers from both (same data), then one message to every writable
+  # conversation of each (as the write scenario does) and an idempotent replay.
+  python3 "$HELPER" check --out "$WORK/citus-check.jsonl" --pingback "$SN_URL" --baseline "$CT_URL" \
+    --ids "$WORK/citus-ids.txt" --token "$(cat "$WORK/citus-token.txt")" --size "$CITUS_MESSAGES" \
+    || die "citus: pingback does not answer as expected on one of the databases (see above)"
+  for system in single-node citus; do
+    url=$SN_URL
+    [ "$system" = citus ] && url=$CT_URL
+    python3 "$HELPER" write-check --out "$WORK/citus-write-check-$system.json" --url "$url" --ids "$WORK/citus-write-ids.txt" \
+      --token "$(cat "$WORK/citus-write-token.txt")" --bodies "$WORK/citus-write-bodies.jsonl" \
+      || die "citus: POST message does not answer as expected ($system; see above)"
+  done
+  # Backends started since the pinning inherit it; pin again anyway (cheap).
+  pin_citus
+  pin_postgres
+
+  log "citus: warming up (${WARMUP} s each)…"
+  for kind in read write; do
+    for system in single-node citus; do
+      url=$SN_URL
+      [ "$system" = citus ] && url=$CT_URL
+      settle
+      citus_wrk_run "$kind" "$url" "$WARMUP" "$WORK/warmup-citus-$kind-$system.wrk"
+      wrk_wait "$WORK/warmup-citus-$kind-$system.wrk"
+    done
+  done
+  alive pingback "$SN_PID" citus-single
+  alive pingback "$CT_PID" citus-cluster
+
+  for repeat in $(seq 1 "$REPEATS"); do
+    for kind in read write; do
+      measure_citus "$kind" single-node "$SN_PID" "$SN_URL" "$repeat"
+      measure_citus "$kind" citus "$CT_PID" "$CT_URL" "$repeat"
+    done
+    alive pingback "$SN_PID" citus-single
+    alive pingback "$CT_PID" citus-cluster
+  done
+  # The read as the cluster plans it (tests/citus.rs proves every hot-path statement
+  # single-shard; this is the read's, for the record).
+  first_id=$(head -n 1 "$WORK/citus-ids.txt")
+  psql_node coordinator -d pingback_bench -c "EXPLAIN (COSTS OFF) SELECT * FROM messages WHERE business_id = '$CITUS_READ_BUSINESS' AND conversation_id = '$first_id'" \
+    >"$WORK/citus-explain.txt" 2>&1 || true
+  python3 "$HELPER" peak --out "$WORK/citus-peaks.jsonl" --system single-node --size "$CITUS_MESSAGES" --pid "$SN_PID"
+  python3 "$HELPER" peak --out "$WORK/citus-peaks.jsonl" --system citus --size "$CITUS_MESSAGES" --pid "$CT_PID"
+  stop_server "$SN_PID"
+  stop_server "$CT_PID"
+fi
+
 # --- report ----------------------------------------------------------------------
 
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -700,11 +1056,26 @@ cat >"$WORK/meta.json" <<EOF
   "list_page": $LIST_PAGE,
   "webhook_business": "$WEBHOOK_BUSINESS",
   "webhook_events": $WEBHOOK_EVENTS,
-  "webhook_timeout": $WEBHOOK_TIMEOUT
+  "webhook_timeout": $WEBHOOK_TIMEOUT,
+  "citus_version": "$CITUS_VERSION",
+  "citus_shard_count": ${CITUS_SHARDS:-null},
+  "citus_conversations": $CITUS_CONVERSATIONS,
+  "citus_messages": $CITUS_MESSAGES,
+  "citus_write_conversations": $CITUS_WRITE_CONVERSATIONS,
+  "citus_write_messages": $CITUS_WRITE_MESSAGES,
+  "citus_read_business": "$CITUS_READ_BUSINESS",
+  "citus_write_business": "$CITUS_WRITE_BUSINESS",
+  "streams": $STREAMS,
+  "stream_posts": $STREAM_POSTS,
+  "stream_rate": $STREAM_RATE,
+  "stream_hold": $STREAM_HOLD,
+  "stream_business": "$STREAM_BUSINESS",
+  "contention_businesses": $CONTENTION_BUSINESSES,
+  "contention_conversations": $CONTENTION_CONVERSATIONS
 }
 EOF
 python3 "$HELPER" report --work "$WORK" --meta "$WORK/meta.json" --json "$OUT/results.json" --doc "$DOC" \
-  --reads "$RUN_READS" --writes "$RUN_WRITES" --list "$RUN_LIST" --webhooks "$RUN_WEBHOOKS"
+  --reads "$RUN_READS" --writes "$RUN_WRITES" --list "$RUN_LIST" --webhooks "$RUN_WEBHOOKS" --citus "$RUN_CITUS" --streams "$RUN_STREAMS"
 log "wrote $DOC and $OUT/results.json"
 
 # This run's webhook deliveries: every event, in order (else the throughput means nothing).
@@ -724,7 +1095,11 @@ errors=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); w=d.get("w
 reads=sum(s["errors"] for r in d.get("results", []) for s in r["systems"].values()) if sys.argv[2]=="1" else 0
 writes=sum(s["errors"] for s in w.get("systems", {}).values()) if sys.argv[3]=="1" else 0
 lists=sum(s["errors"] for s in l.get("systems", {}).values()) if sys.argv[4]=="1" else 0
-print(reads + writes + lists)' "$OUT/results.json" "$RUN_READS" "$RUN_WRITES" "$RUN_LIST")
+c=d.get("citus") or {}
+citus=sum(s["errors"] for k in ("read", "write") for s in (c.get(k) or {}).get("systems", {}).values()) if sys.argv[5]=="1" else 0
+st=d.get("streams") or {}
+streams=((st.get("run") or {}).get("errors", 0) + sum(s["errors"] for s in ((st.get("contention") or {}).get("systems") or {}).values())) if sys.argv[6]=="1" else 0
+print(reads + writes + lists + citus + streams)' "$OUT/results.json" "$RUN_READS" "$RUN_WRITES" "$RUN_LIST" "$RUN_CITUS" "$RUN_STREAMS")
 [ -z "${webhook_problem:-}" ] || log "webhooks: $webhook_problem"
 [ "$errors" -eq 0 ] || die "$errors requests failed: the numbers above are not trustworthy"
 [ -z "${webhook_problem:-}" ] || die "webhooks: $webhook_problem: the delivery figures above are not trustworthy"

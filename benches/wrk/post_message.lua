@@ -9,7 +9,10 @@
 -- unique `Idempotency-Key: KEY_PREFIX-THREAD-N` (the prefix must differ between runs:
 -- a key is kept 24 h, and the same key with another body is refused). Every response
 -- that is not 2xx is an error; `done` prints one line `BENCH_JSON {...}` in the format
--- of conversations.lua, which scripts/bench.sh parses.
+-- of conversations.lua, which scripts/bench.sh parses. A line of IDS_FILE may also be
+-- `ID TOKEN`: that conversation is posted to with its own token (conversations of
+-- several businesses: the event-stream scenario's contention table); TOKEN is the
+-- default for lines without one.
 
 local threads = {}
 local thread_count = 0
@@ -39,8 +42,14 @@ function init(args)
     error("usage: -s post_message.lua URL -- IDS_FILE TOKEN BODIES_FILE [KEY_PREFIX]")
   end
   paths = {}
-  for _, id in ipairs(lines_of(ids_path)) do
+  tokens = {}
+  for _, line in ipairs(lines_of(ids_path)) do
+    local id, own = line:match("^(%S+)%s+(%S+)$")
+    if id == nil then
+      id = line
+    end
     paths[#paths + 1] = "/api/v1/conversations/" .. id .. "/messages"
+    tokens[#paths] = "Bearer " .. (own or token)
   end
   bodies = lines_of(bodies_path)
   key_prefix = args[4]
@@ -65,7 +74,9 @@ function request()
     counter = counter + 1
     headers["Idempotency-Key"] = key_prefix .. counter
   end
-  return wrk.format("POST", paths[math.random(#paths)], headers, bodies[math.random(#bodies)])
+  local n = math.random(#paths)
+  headers["Authorization"] = tokens[n]
+  return wrk.format("POST", paths[n], headers, bodies[math.random(#bodies)])
 end
 
 function response(status, response_headers, body)
