@@ -1311,9 +1311,10 @@ def render_markdown(doc):
 
 # --- report: writes --------------------------------------------------------------
 
-WRITE_SYSTEMS = ("pingback", "pingback-key", "pgbench")
-WRITE_LABELS = {"pingback": "pingback", "pingback-key": "pingback + Idempotency-Key", "pgbench": "pgbench"}
-WRITE_TARGETS = {"pingback_over_pgbench_min": 0.7, "p99_ms_max": 25.0, "errors_max": 0}
+WRITE_SYSTEMS = ("pingback", "pingback-key", "pgbench", "pgbench-events")
+WRITE_LABELS = {"pingback": "pingback", "pingback-key": "pingback + Idempotency-Key",
+                "pgbench": "pgbench, without events", "pgbench-events": "pgbench, with events"}
+WRITE_TARGETS = {"pingback_over_pgbench_min": 0.7, "p99_ms_max": 25.0, "errors_max": 0, "event_log_cost_max": 0.15}
 
 
 def write_results(work, meta):
@@ -1322,6 +1323,8 @@ def write_results(work, meta):
     peaks = {p["system"]: p["vmhwm_kib"] for p in read_lines(os.path.join(work, "write-peaks.jsonl"))}
     check_path = os.path.join(work, "write-check.json")
     check = read_json(check_path) if os.path.exists(check_path) else None
+    events_path = os.path.join(work, "write-events.json")
+    event_data = read_json(events_path) if os.path.exists(events_path) else None
     after_path = os.path.join(work, "write-messages-after.txt")
     messages_after = None
     if os.path.exists(after_path):
@@ -1357,7 +1360,7 @@ def write_results(work, meta):
             "first_error_status": next((r.get("first_error_status") for r in rs if r.get("first_error_status")), None),
             "requests": sum(r["requests"] for r in rs),
             # One pingback process serves both variants.
-            "peak_rss_mib": peaks["pingback"] / 1024 if system != "pgbench" and peaks.get("pingback") else None,
+            "peak_rss_mib": peaks["pingback"] / 1024 if not system.startswith("pgbench") and peaks.get("pingback") else None,
             "server_cpu_ms_per_request": median([r["server_cpu_ms_per_request"] for r in rs]),
             "server_core_cpu_ms_per_request": median([r["server_core_cpu_ms_per_request"] for r in rs]),
             "server_core_utilisation": median([r["server_core_utilisation"] for r in rs]),
@@ -1381,13 +1384,31 @@ def write_results(work, meta):
             rps["pingback-key"] / rps["pgbench"] if rps.get("pingback-key") and rps.get("pgbench") else None,
         "pingback_key_over_pingback_rps":
             rps["pingback-key"] / rps["pingback"] if rps.get("pingback-key") and rps.get("pingback") else None,
+        # The event log's statements (counter bump, events row, pg_notify) in the same
+        # transaction, on the database alone: pgbench with them over pgbench without.
+        "pgbench_events_over_pgbench_rps":
+            rps["pgbench-events"] / rps["pgbench"] if rps.get("pgbench-events") and rps.get("pgbench") else None,
+        "pingback_over_pgbench_events_rps":
+            rps["pingback"] / rps["pgbench-events"] if rps.get("pingback") and rps.get("pgbench-events") else None,
     }
+    ratios["event_log_cost"] = (1 - ratios["pgbench_events_over_pgbench_rps"]
+                                if ratios["pgbench_events_over_pgbench_rps"] is not None else None)
+    # Per repeat (the two pgbench variants run back to back in each).
+    pairs = []
+    for r in (r for r in runs if r["system"] == "pgbench"):
+        e = next((x for x in runs if x["system"] == "pgbench-events" and x["repeat"] == r["repeat"]), None)
+        if e and r["rps"]:
+            pairs.append({"repeat": r["repeat"], "without_tps": r["rps"], "with_tps": e["rps"],
+                          "cost": 1 - e["rps"] / r["rps"]})
+    ratios["event_log_cost_per_repeat"] = pairs
     pb = systems.get("pingback", {})
     met = {
         "pingback_over_pgbench": ratios["pingback_over_pgbench_rps"] is not None
         and ratios["pingback_over_pgbench_rps"] >= WRITE_TARGETS["pingback_over_pgbench_min"],
         "p99": pb.get("p99_ms") is not None and pb["p99_ms"] <= WRITE_TARGETS["p99_ms_max"],
         "errors": bool(pb) and pb["errors"] <= WRITE_TARGETS["errors_max"],
+        "event_log_cost": ratios["event_log_cost"] is not None
+        and ratios["event_log_cost"] <= WRITE_TARGETS["event_log_cost_max"],
     }
     # The same SQL: every statement pgbench runs once per transaction has the queryid of
     # one pingback runs once per POST (BEGIN and COMMIT included), and vice versa.
@@ -1400,6 +1421,17 @@ def write_results(work, meta):
         return {s["queryid"] for s in v["statements"] if (s["calls_per_request"] or 0) >= 0.5
                 and s["query"].strip().upper() not in ("BEGIN", "COMMIT")}
     pingback_ids, pgbench_ids = per_tx("pingback"), per_tx("pgbench")
+    events_ids = per_tx("pgbench-events")
+
+    def queries(system, ids):
+        return sorted({" ".join(q["query"].split()) for q in systems[system]["statements"] if q["queryid"] in ids})
+    # What the event log changes in the transaction: the statements pgbench with events
+    # runs and pgbench without does not (the three event statements, and the head read
+    # with the whole customer row), and those only pgbench without events runs.
+    event_diff = None
+    if events_ids is not None and pgbench_ids is not None:
+        event_diff = {"with_events_only": queries("pgbench-events", events_ids - pgbench_ids),
+                      "without_events_only": queries("pgbench", pgbench_ids - events_ids)}
     return {
         "generated_at": meta["date"],
         "git": meta.get("git"),
@@ -1414,7 +1446,10 @@ def write_results(work, meta):
         "ratios": ratios,
         "targets": WRITE_TARGETS,
         "targets_met": met,
-        "same_statements": (pingback_ids == pgbench_ids) if pingback_ids is not None and pgbench_ids is not None else None,
+        # pingback's statements per POST = pgbench-events' per transaction.
+        "same_statements": (pingback_ids == events_ids) if pingback_ids is not None and events_ids is not None else None,
+        "event_log_statements": event_diff,
+        "event_data": event_data,
         "check": check,
     }
 
@@ -1442,11 +1477,24 @@ def render_writes(wr):
       f"({st['pingback_write_pool']}), the message as the answer (201).")
     w("- **pingback + Idempotency-Key** — the same with a unique `Idempotency-Key` per request (its claim and "
       "its recorded answer are two more statements in the transaction).")
-    w("- **pgbench** — `benches/pgbench/post_message.sql`: `BEGIN`, the statements pingback's transaction runs "
-      "(same texts, binds, order; without an Idempotency-Key), `COMMIT`, for a random conversation among the "
-      "same ones and a random one of the same bodies (one extra primary-key lookup per transaction picks them "
-      "and makes the message id and time: excluded from stmts/req); `-M prepared`, generic plans as pingback's "
-      "connections. No HTTP, no JSON, no validation: the database ceiling of this transaction.")
+    w("- **pgbench, with events** — `benches/pgbench/post_message_events.sql`: `BEGIN`, the statements "
+      "pingback's transaction runs (same texts, binds, order; without an Idempotency-Key), `COMMIT`, for a random "
+      "conversation among the same ones and a random one of the same bodies (one extra primary-key lookup per "
+      "transaction picks them and makes the message id and time: excluded from stmts/req); `-M prepared`, "
+      "generic plans as pingback's connections. No HTTP, no JSON, no validation: the database ceiling of this "
+      "transaction. Its last three statements are the event log's, as pingback issues them: the upsert bumping "
+      "the business's row of `business_event_counters`, the `INSERT INTO events` of the `message.created` event "
+      "and `SELECT pg_notify('pingback_events', business_id)`. The event's `data` is a real one, picked at random "
+      "per transaction among the `message.created` events pingback wrote in the check before the runs"
+      + (f" ({fmt(wr['event_data'].get('events'))} events, {fmt(wr['event_data'].get('min_bytes'))}–"
+         f"{fmt(wr['event_data'].get('max_bytes'))} bytes, median {fmt(wr['event_data'].get('median_bytes'), 0)})"
+         if wr.get("event_data") else "") + "; pingback, listening for the notifications, runs meanwhile.")
+    w("- **pgbench, without events** — `benches/pgbench/post_message.sql`: the write's transaction as it was before "
+      "the event log: without its three statements, and with the head read taking only the customer's `revision` "
+      "(pingback's head read now takes the whole customer row, which the event's conversation carries as the "
+      "inbox lists it). Both pgbench variants run interleaved (same clients, durations, repeats, conversations and "
+      "bodies); **the event log's cost = 1 − with / without**: the whole difference the log makes to the "
+      "transaction on the database.")
     w("")
     w(f"- Date: {wr['generated_at']}; commit `{wr.get('git') or 'unknown'}`; {wr['machine'].get('postgresql')}.")
     w(f"- Load: `wrk -c {st['connections']} -t {st['threads']} -d {st['duration_s']}s` pinned to core "
@@ -1486,14 +1534,37 @@ def render_writes(wr):
     r, t, met = wr["ratios"], wr["targets"], wr["targets_met"]
     pb = s.get("pingback", {})
     mark = lambda ok: "met" if ok else "**not met**"  # noqa: E731
-    w(f"- pingback / pgbench: **{fmt(r['pingback_over_pgbench_rps'], 2, '×')}** throughput "
+    w(f"- pingback / pgbench without events: **{fmt(r['pingback_over_pgbench_rps'], 2, '×')}** throughput "
       f"(target ≥ {t['pingback_over_pgbench_min']}: {mark(met['pingback_over_pgbench'])}); "
       f"pingback p99 {fmt(pb.get('p99_ms'), 2)} ms (target ≤ {t['p99_ms_max']:g} ms: {mark(met['p99'])}); "
       f"errors {pb.get('errors', '–')} (target {t['errors_max']}: {mark(met['errors'])}).")
+    if r.get("event_log_cost") is not None:
+        e = s.get("pgbench-events", {})
+        per = ", ".join(f"{p['cost'] * 100:.1f} %" for p in r.get("event_log_cost_per_repeat") or [])
+        w(f"- **Event log's cost**: pgbench {fmt(s['pgbench']['requests_per_second'])} tx/s without events, "
+          f"{fmt(e.get('requests_per_second'))} tx/s with them: **{r['event_log_cost'] * 100:.1f} %** "
+          f"(1 − with / without on the medians; target ≤ {t['event_log_cost_max'] * 100:g} %: "
+          f"{mark(met['event_log_cost'])}; per repeat: {per or '–'}). pingback, which runs them, "
+          f"{fmt(pb.get('requests_per_second'))} req/s: {fmt(r['pingback_over_pgbench_events_rps'], 2, '×')} of "
+          "pgbench with events.")
+        EVENTS_INSERT = 'INSERT INTO "events"'  # noqa: N806
+
+        def mean_ms(system, needle):
+            q = [x for x in s.get(system, {}).get("statements", []) if needle in x["query"] and x["calls"]]
+            return sum(x["total_ms"] for x in q) / sum(x["calls"] for x in q) if q else None
+        w(f"- Where it goes (pgbench with events, `pg_stat_statements` mean execution time per call): the counter "
+          f"bump {fmt(mean_ms('pgbench-events', 'business_event_counters'), 3)} ms — most of it waiting for the "
+          "business's counter row, which each writer holds from its bump to its commit, so the writers of one "
+          f"business (all of them here) are serialised through it — the events row "
+          f"{fmt(mean_ms('pgbench-events', EVENTS_INSERT), 3)} ms, `pg_notify` "
+          f"{fmt(mean_ms('pgbench-events', 'pg_notify'), 3)} ms; core {st['server_cpu']} CPU per transaction "
+          f"{fmt(s['pgbench'].get('server_core_cpu_ms_per_request'), 3)} ms without events, "
+          f"{fmt(e.get('server_core_cpu_ms_per_request'), 3)} ms with them. (pingback's bump: "
+          f"{fmt(mean_ms('pingback', 'business_event_counters'), 3)} ms.)")
     if r.get("pingback_key_over_pgbench_rps") is not None:
-        w(f"- With an Idempotency-Key: {fmt(r['pingback_key_over_pgbench_rps'], 2, '×')} of pgbench (which runs the "
-          f"transaction without the key's two statements), {fmt(r['pingback_key_over_pingback_rps'], 2, '×')} of "
-          "pingback without a key.")
+        w(f"- With an Idempotency-Key: {fmt(r['pingback_key_over_pgbench_rps'], 2, '×')} of pgbench without events "
+          f"(which runs the transaction without the key's two statements), "
+          f"{fmt(r['pingback_key_over_pingback_rps'], 2, '×')} of pingback without a key.")
     w("- **req/s**: 2xx answers per second (pgbench: committed transactions); **p50 / p99**: per request over "
       f"{st['connections']} connections (pgbench: per transaction over {st['pgbench_clients']} clients); CPU "
       "columns as for reads, over the steady state of each run, per write transaction (executions of the head "
@@ -1511,10 +1582,20 @@ def render_writes(wr):
     w("What each system executed per transaction, from `pg_stat_statements` (all runs):")
     w("")
     if wr.get("same_statements") is not None:
-        w("pingback's statements per POST without a key and pgbench's per transaction have " + (
+        w("pingback's statements per POST without a key and pgbench's with events per transaction have " + (
             "the same `queryid`s: PostgreSQL ran the same statements." if wr["same_statements"] else
-            "**different `queryid`s**: `benches/pgbench/post_message.sql` no longer matches what pingback runs "
-            "(see `results.json`)."))
+            "**different `queryid`s**: `benches/pgbench/post_message_events.sql` no longer matches what pingback "
+            "runs (see `results.json`)."))
+        w("")
+    diff = wr.get("event_log_statements")
+    if diff:
+        w(f"What the event log changes in the transaction (`queryid`s pgbench ran with events and not without: "
+          f"{len(diff['with_events_only'])}; without events and not with: {len(diff['without_events_only'])}):")
+        w("")
+        for q in diff["with_events_only"]:
+            w(f"- with events only: `{q}`")
+        for q in diff["without_events_only"]:
+            w(f"- without events only: `{q}`")
         w("")
     for system in WRITE_SYSTEMS:
         v = s.get(system)
@@ -1530,7 +1611,7 @@ def render_writes(wr):
         w("")
     w("Reproduce: `make bench` runs all the scenarios; `BENCH_SCENARIOS=writes make bench` only this one (it "
       "rewrites only this section and the `writes` key of `results.json`); `BENCH_WRITE_IDEMPOTENT=0` skips the "
-      "run with an Idempotency-Key; `BENCH_WRITE_CONVERSATIONS` (default 100). `BENCH_QUICK`, `BENCH_DURATION`, "
+      "run with an Idempotency-Key; `BENCH_WRITE_CONVERSATIONS` (default 100); both pgbench variants always run. `BENCH_QUICK`, `BENCH_DURATION`, "
       "`BENCH_REPEATS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_PGBENCH_CLIENTS` apply as for reads.")
     w("")
     return out
@@ -1540,10 +1621,13 @@ def write_summary(wr):
     s, r = wr["systems"], wr["ratios"]
     get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
     return "\n".join([
-        "| writes | pingback req/s | pingback + key req/s | pgbench tx/s | pingback / pgbench | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| writes | pingback req/s | pingback + key req/s | pgbench tx/s | pgbench + events tx/s | event log cost "
+        "| pingback / pgbench | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| POST message | {fmt(get('pingback', 'requests_per_second'))} | {fmt(get('pingback-key', 'requests_per_second'))} | "
-        f"{fmt(get('pgbench', 'requests_per_second'))} | {fmt(r['pingback_over_pgbench_rps'], 2, '×')} | "
+        f"{fmt(get('pgbench', 'requests_per_second'))} | {fmt(get('pgbench-events', 'requests_per_second'))} | "
+        f"{fmt(r['event_log_cost'] * 100 if r.get('event_log_cost') is not None else None, 1, ' %')} | "
+        f"{fmt(r['pingback_over_pgbench_rps'], 2, '×')} | "
         f"{fmt(get('pingback', 'p50_ms'), 2)} | {fmt(get('pingback', 'p99_ms'), 2)} | "
         f"{sum(v['errors'] for v in s.values())} |",
     ])

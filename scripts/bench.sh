@@ -19,7 +19,12 @@
 # Write scenario (BENCH_SCENARIOS contains `writes`): POST /api/v1/conversations/{id}/
 # messages (benches/wrk/post_message.lua) to 100 writable conversations of a business of
 # its own, without and with an Idempotency-Key, vs pgbench running the same SQL
-# transaction (benches/pgbench/post_message.sql). A writes-only run replaces only the
+# transaction without the event log's statements (benches/pgbench/post_message.sql) and
+# with them (benches/pgbench/post_message_events.sql: pingback's transaction exactly —
+# the head read with the whole customer row the event carries, the counter bump, the
+# events row with the `data` of a real message.created event pingback wrote in the
+# check, and pg_notify); the two pgbench runs side by side give the event
+# log's cost (1 − with/without, target ≤ 15 %). A writes-only run replaces only the
 # "Writes" section of docs/benchmarks.md and the "writes" key of results.json.
 #
 # List scenario (BENCH_SCENARIOS contains `list`): GET /api/v1/conversations?limit=25 on
@@ -159,6 +164,7 @@ HELPER=$ROOT/benches/bench.py
 LUA=$ROOT/benches/wrk/conversations.lua
 WRITE_LUA=$ROOT/benches/wrk/post_message.lua
 WRITE_PGBENCH=$ROOT/benches/pgbench/post_message.sql
+WRITE_EVENTS_PGBENCH=$ROOT/benches/pgbench/post_message_events.sql
 LIST_LUA=$ROOT/benches/wrk/list.lua
 LIST_PGBENCH=$ROOT/benches/pgbench/list.sql
 WEBHOOK_BUSINESS=b0000000-0000-4000-b000-000000000001
@@ -618,11 +624,15 @@ write_wrk_run() {
   WRK_PID=$!
 }
 
-write_pgbench_run() { # SECONDS OUTPUT [LOGPREFIX]
-  local status=0
-  PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$1" \
+# write_pgbench_run SYSTEM SECONDS OUTPUT [LOGPREFIX]: SYSTEM pgbench (the transaction
+# without the event log's statements) or pgbench-events (with them, as pingback runs it).
+write_pgbench_run() {
+  local status=0 script=$WRITE_PGBENCH
+  [ "$1" = pgbench-events ] && script=$WRITE_EVENTS_PGBENCH
+  PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$2" \
     -D conversations="$WRITE_CONVERSATIONS" -D bodies="$(wc -l <"$WORK/write-bodies.jsonl")" \
-    -f "$WRITE_PGBENCH" ${3:+-l --log-prefix="$3"} "$DB_URL" >"$2" 2>&1 || status=$?
+    -D events="$(cat "$WORK/write-events.txt")" \
+    -f "$script" ${4:+-l --log-prefix="$4"} "$DB_URL" >"$3" 2>&1 || status=$?
   return $status
 }
 
@@ -644,20 +654,20 @@ measure_write() {
     --window "$base.window" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
 }
 
-measure_write_pgbench() { # REPEAT
-  local repeat=$1 base status=0
-  base=$WORK/write-pgbench-$repeat
+measure_write_pgbench() { # SYSTEM REPEAT
+  local system=$1 repeat=$2 base status=0
+  base=$WORK/write-$system-$repeat
   settle
   reset_statements
   python3 "$HELPER" snapshot >"$base.before"
   window "$base.window" &
   local window_pid=$!
-  write_pgbench_run "$DURATION" "$base.out" "$base.log" || status=$?
+  write_pgbench_run "$system" "$DURATION" "$base.out" "$base.log" || status=$?
   wait "$window_pid" || true
   python3 "$HELPER" snapshot >"$base.after"
   dump_statements "$base.pgss"
   [ "$status" -eq 0 ] || { cat "$base.out" >&2; log "pgbench exited with $status"; }
-  python3 "$HELPER" record --out "$WORK/write-runs.jsonl" --system pgbench --size "$WRITE_MESSAGES" --repeat "$repeat" \
+  python3 "$HELPER" record --out "$WORK/write-runs.jsonl" --system "$system" --size "$WRITE_MESSAGES" --repeat "$repeat" \
     --kind pgbench --output "$base.out" --before "$base.before" --after "$base.after" --pgss "$base.pgss" \
     --pgbench-log-prefix "$base.log" --window "$base.window" --exit-code "$status" --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU"
 }
@@ -672,6 +682,15 @@ if [ "$RUN_WRITES" = 1 ]; then
   python3 "$HELPER" write-check --out "$WORK/write-check.json" --url "$PB_URL" --ids "$WORK/write-ids.txt" \
     --token "$(cat "$WORK/write-token.txt")" --bodies "$WORK/write-bodies.jsonl" \
     || die "writes: pingback does not answer as expected (see above)"
+  # The event data pgbench-events inserts: the message.created events pingback wrote in
+  # the check (one per conversation, real sizes), picked at random per transaction.
+  psql_bench -c "CREATE TABLE write_bench_events (n integer PRIMARY KEY, data text NOT NULL)"
+  psql_bench -c "INSERT INTO write_bench_events SELECT row_number() OVER (ORDER BY id), data FROM events WHERE business_id = '$WRITE_BUSINESS' AND type = 'message.created'"
+  psql_bench -At -c "SELECT count(*) FROM write_bench_events" >"$WORK/write-events.txt"
+  [ "$(cat "$WORK/write-events.txt")" -gt 0 ] || die "writes: pingback wrote no message.created event in the check"
+  psql_bench -At -c "SELECT json_build_object('events', count(*), 'min_bytes', min(octet_length(data)), 'median_bytes', percentile_cont(0.5) WITHIN GROUP (ORDER BY octet_length(data)), 'max_bytes', max(octet_length(data))) FROM write_bench_events" \
+    >"$WORK/write-events.json"
+  psql_bench -c "ANALYZE write_bench_events"
   WRITE_SYSTEMS="pingback"
   [ "$WRITE_IDEMPOTENT" = 1 ] && WRITE_SYSTEMS="pingback pingback-key"
 
@@ -684,15 +703,18 @@ if [ "$RUN_WRITES" = 1 ]; then
     wrk_wait "$WORK/warmup-write-$system.wrk"
     alive pingback "$PB_PID" writes
   done
-  settle
-  write_pgbench_run "$WARMUP" "$WORK/warmup-write-pgbench.out" \
-    || { cat "$WORK/warmup-write-pgbench.out" >&2; die "pgbench (writes) failed"; }
+  for system in pgbench pgbench-events; do
+    settle
+    write_pgbench_run "$system" "$WARMUP" "$WORK/warmup-write-$system.out" \
+      || { cat "$WORK/warmup-write-$system.out" >&2; die "$system (writes) failed"; }
+  done
 
   for repeat in $(seq 1 "$REPEATS"); do
     for system in $WRITE_SYSTEMS; do
       measure_write "$system" "$PB_PID" "$PB_URL" "$repeat"
     done
-    measure_write_pgbench "$repeat"
+    measure_write_pgbench pgbench "$repeat"
+    measure_write_pgbench pgbench-events "$repeat"
     alive pingback "$PB_PID" writes
   done
   psql_bench -At -c "SELECT count(*) FROM messages WHERE business_id = '$WRITE_BUSINESS' AND conversation_id IN (SELECT id FROM write_bench_ids)" \
