@@ -313,6 +313,13 @@ pub(crate) async fn append_events(
     }
     let encoded = crate::events::encode(wiring.encoder.as_ref(), events);
     let count = i64::try_from(encoded.len()).unwrap_or(i64::MAX);
+    // Queued now, sent at commit either way: before the bump, so it is not one more
+    // round trip while this transaction holds the business's counter row (every
+    // writer of the business waits for that row until we commit).
+    diesel::sql_query(NOTIFY_POSTGRES)
+        .bind::<diesel::sql_types::Text, _>(business.0.to_string())
+        .execute(conn)
+        .await?;
     let last = bump_query!(BUMP_POSTGRES, business, count)
         .get_result::<LastId>(conn)
         .await?
@@ -323,9 +330,5 @@ pub(crate) async fn append_events(
             .execute(conn)
             .await?;
     }
-    diesel::sql_query(NOTIFY_POSTGRES)
-        .bind::<diesel::sql_types::Text, _>(business.0.to_string())
-        .execute(conn)
-        .await?;
     Ok(())
 }
