@@ -63,10 +63,35 @@ fn new_request_id() -> uuid::Uuid {
 
 /// Bytes of the request line and headers as they came on the wire (near enough).
 fn head_size(req: &ServiceRequest) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let line = req.method().as_str().len() + displayed_len(req.uri()) + 12;
     req.headers().iter().fold(line, |sum, (name, value)| {
         sum + name.as_str().len() + value.len() + 4
     })
+}
+
+/// The length of `value`'s `Display`, counted without writing it anywhere.
+fn displayed_len(value: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::Write::write_fmt(&mut count, format_args!("{value}"));
+    count.0
+}
+
+/// A latency in milliseconds with three decimals (`0.812`), from whole microseconds:
+/// integer formatting, cheaper than a float's.
+struct Millis(std::time::Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = u64::try_from(self.0.as_micros()).unwrap_or(u64::MAX);
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
 }
 
 pub async fn envelope(
@@ -75,8 +100,6 @@ pub async fn envelope(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let started = Instant::now();
     let id = request_id(req.headers());
-    let method = req.method().clone();
-    let path = req.path().to_owned();
     req.extensions_mut().insert(RequestId(id.clone()));
 
     // No clone of the request may be alive while it is routed (actix needs it unique).
@@ -93,22 +116,24 @@ pub async fn envelope(
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    if let Some(state) = response.request().app_data::<web::Data<ApiState>>() {
+    let request = response.request();
+    if let Some(state) = request.app_data::<web::Data<ApiState>>() {
         state.metrics.observe(
-            route_label(response.request().match_pattern().as_deref()),
+            route_label(request.match_pattern().as_deref()),
             status,
             elapsed,
         );
     }
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    // Never the query string or headers: they may carry credentials.
+    // Never the query string or headers: they may carry credentials (`access_token`).
+    // The values are borrowed, formatted only if the line is written (and then
+    // straight into the log's buffer).
     tracing::info!(
         target: "pingback::access",
         request_id = %id,
-        method = %method,
-        path = %path,
+        method = %request.method(),
+        path = %request.path(),
         status,
-        latency_ms = format_args!("{latency_ms:.3}"),
+        latency_ms = %Millis(elapsed),
         "request"
     );
     Ok(response)
@@ -175,5 +200,85 @@ mod tests {
         // Another thread starts from another seed.
         let other = std::thread::spawn(new_request_id).join().unwrap();
         assert!(!ids.contains(&other));
+    }
+
+    #[test]
+    fn latencies_are_milliseconds_with_three_decimals() {
+        use std::time::Duration;
+        assert_eq!(Millis(Duration::from_nanos(812_499)).to_string(), "0.812");
+        assert_eq!(
+            Millis(Duration::from_micros(12_345_678)).to_string(),
+            "12345.678"
+        );
+        assert_eq!(Millis(Duration::ZERO).to_string(), "0.000");
+    }
+
+    #[test]
+    fn the_head_size_counts_the_uri_as_written() {
+        let uri: actix_web::http::Uri = "/api/v1/conversations?after=ab%20c&access_token=x"
+            .parse()
+            .unwrap();
+        assert_eq!(displayed_len(&uri), uri.to_string().len());
+        let absolute: actix_web::http::Uri = "http://example.com:8080/x?y".parse().unwrap();
+        assert_eq!(displayed_len(&absolute), absolute.to_string().len());
+    }
+
+    /// Records the fields of access events.
+    struct AccessEvents(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::Subscriber for AccessEvents {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if event.metadata().target() != "pingback::access" {
+                return;
+            }
+            let mut line = String::new();
+            event.record(
+                &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                    use std::fmt::Write as _;
+                    let _ = write!(line, "{}={value:?} ", field.name());
+                },
+            );
+            self.0.lock().unwrap().push(line);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[actix_web::test]
+    async fn the_access_line_never_carries_the_query_string() {
+        use actix_web::{App, middleware::from_fn, test};
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let _capture =
+            tracing::dispatcher::set_default(&tracing::Dispatch::new(AccessEvents(lines.clone())));
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(envelope))
+                .route("/api/v1/events/stream", web::get().to(|| async { "ok" })),
+        )
+        .await;
+        let request = test::TestRequest::get()
+            .uri("/api/v1/events/stream?access_token=secret.jwt.value&after=3")
+            .insert_header((REQUEST_ID, "req-1"))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), 200);
+        let lines = lines.lock().unwrap().clone();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(
+            line.starts_with(
+                "message=request request_id=req-1 method=GET path=/api/v1/events/stream status=200 latency_ms="
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("secret") && !line.contains('?'), "{line}");
     }
 }

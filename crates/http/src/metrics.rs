@@ -45,7 +45,13 @@ pub struct Metrics {
     database_errors: [AtomicU64; 2],
     /// One per worker: each has a storage (a pool, read connections) of its own.
     storage: Mutex<Vec<Arc<dyn StorageMetrics>>>,
+    /// Log lines dropped because the log writer was full, as the composition root
+    /// counts them (none: 0).
+    dropped_log_lines: Option<Counter>,
 }
+
+/// A counter read when `/metrics` is rendered.
+pub type Counter = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 use std::sync::Arc;
 
@@ -77,6 +83,15 @@ pub fn route_label(pattern: Option<&str>) -> &'static str {
 }
 
 impl Metrics {
+    /// Reports `dropped` as `pingback_log_lines_dropped_total`.
+    #[must_use]
+    pub fn with_dropped_log_lines(self, dropped: Counter) -> Self {
+        Self {
+            dropped_log_lines: Some(dropped),
+            ..self
+        }
+    }
+
     pub fn observe(&self, route: &'static str, status: u16, elapsed: Duration) {
         if let Ok(mut requests) = self.requests.lock() {
             *requests.entry((route, status)).or_insert(0) += 1;
@@ -183,6 +198,12 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        out.push_str(
+            "# HELP pingback_log_lines_dropped_total Log lines dropped because the log writer was full.\n",
+        );
+        out.push_str("# TYPE pingback_log_lines_dropped_total counter\n");
+        let dropped = self.dropped_log_lines.as_ref().map_or(0, |count| count());
+        let _ = writeln!(out, "pingback_log_lines_dropped_total {dropped}");
         if let Some(pool) = storage.pool {
             for (name, help, value) in [
                 ("size", "Open connections.", pool.size),
@@ -262,6 +283,25 @@ mod tests {
         assert!(text.contains("pingback_db_pool_max_size 10"));
         assert!(text.contains("pingback_db_read_connections{state=\"open\"} 1"));
         assert!(text.contains("pingback_db_read_connections{state=\"configured\"} 2"));
+    }
+
+    #[test]
+    fn reports_the_log_lines_dropped() {
+        assert!(
+            Metrics::default()
+                .render(StorageGauges::default())
+                .contains("\npingback_log_lines_dropped_total 0\n")
+        );
+        let metrics = Metrics::default().with_dropped_log_lines(Arc::new(|| 42));
+        let text = metrics.render(StorageGauges::default());
+        assert!(
+            text.contains("# TYPE pingback_log_lines_dropped_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\npingback_log_lines_dropped_total 42\n"),
+            "{text}"
+        );
     }
 
     struct Fixed(StorageGauges);

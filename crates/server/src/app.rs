@@ -86,7 +86,9 @@ impl Application {
         let database = settings.database();
         let wiring = event_wiring(settings);
         pingback_persistence::connect(&database, &wiring)?;
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(
+            Metrics::default().with_dropped_log_lines(Arc::new(crate::telemetry::dropped_lines)),
+        );
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let streams = Arc::new(tokio::sync::Semaphore::new(settings.events.max_streams));
         let client = WebhookClient::new(settings.webhook_client())?;

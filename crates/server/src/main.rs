@@ -117,7 +117,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log.format, &settings.log.level);
+    // `serve` logs off the request path; the commands log in order with their output.
+    let output = match cli.command {
+        Command::Serve => telemetry::Output::Background,
+        _ => telemetry::Output::Direct,
+    };
+    let logs = telemetry::init(&settings.log.format, &settings.log.level, output);
     let result = match cli.command {
         Command::Serve => serve(&settings),
         Command::Migrate => migrate(&settings),
@@ -136,6 +141,9 @@ fn main() -> ExitCode {
             allow_production,
         } => token(&settings, business_id, &sub, ttl, &scopes, allow_production),
     };
+    // Writes the lines still pending (after SIGTERM: those of the last requests and
+    // "pingback stopped"), before the failure, which is the last line.
+    drop(logs);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
