@@ -322,7 +322,8 @@ pub(crate) async fn readyz(state: web::Data<ApiState>) -> Result<HttpResponse, A
 /// Prometheus metrics
 ///
 /// The Prometheus text exposition format (0.0.4): requests by route and status,
-/// request latency, database errors and pool gauges. Needs no token.
+/// request latency, database errors, pool gauges and the log lines dropped because
+/// stderr did not keep up (`pingback_log_lines_dropped_total`). Needs no token.
 #[utoipa::path(
     get,
     path = "/metrics",
