@@ -232,16 +232,23 @@ impl Dispatcher {
                 Ok(EventsAfter::Events(events)) => events,
                 Ok(EventsAfter::Gone) => {
                     match self.log.oldest_event_id(business).await {
-                        Ok(Some(oldest)) => state.expired_through(oldest - 1),
-                        Ok(None) => {}
+                        // Past the pruned ones; anything else would ask again at once
+                        // and get `Gone` again, without end.
+                        Ok(Some(oldest)) if oldest - 1 > state.delivered_through => {
+                            state.expired_through(oldest - 1);
+                            unsaved = true;
+                            continue;
+                        }
+                        // Every event is pruned (or the log contradicts itself): the
+                        // position can move only once a new event shows where the log
+                        // resumes; until then the endpoint waits for the next look.
+                        Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(%error, %business, webhook = %id, "reading the event log failed");
-                            self.release(&endpoint, &state).await;
-                            return;
                         }
                     }
-                    unsaved = true;
-                    continue;
+                    self.release(&endpoint, &state).await;
+                    return;
                 }
                 Err(error) => {
                     tracing::warn!(%error, %business, webhook = %id, "reading the event log failed");

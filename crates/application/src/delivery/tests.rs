@@ -69,7 +69,7 @@ impl EventLog for Log {
     }
 
     async fn oldest_event_id(&self, _business: BusinessId) -> Result<Option<i64>, RepositoryError> {
-        Ok(Some(self.pruned + 1))
+        Ok((self.pruned < self.count).then_some(self.pruned + 1))
     }
 
     async fn prune(&self, _before: Timestamp) -> Result<u64, RepositoryError> {
@@ -341,6 +341,27 @@ async fn pruned_events_are_skipped_and_reported() {
     );
     deliver_once(&d, &queue).await;
     assert_eq!(delivered_ids(&receiver), [6, 7, 8]);
+}
+
+#[tokio::test]
+async fn a_log_pruned_to_nothing_releases_instead_of_asking_again_without_end() {
+    let queue = queue(EventTypes::ALL, usize::MAX);
+    let receiver = Arc::new(Receiver::default());
+    let d = dispatcher(
+        queue.clone(),
+        Log {
+            count: 5,
+            pruned: 5,
+        },
+        receiver.clone(),
+    );
+    tokio::time::timeout(Duration::from_secs(5), deliver_once(&d, &queue))
+        .await
+        .expect("delivery gives the endpoint back");
+    assert!(delivered_ids(&receiver).is_empty());
+    let saves = queue.saves.lock().unwrap();
+    assert_eq!(saves.len(), 1, "released once");
+    assert_eq!(saves[0].2, None);
 }
 
 #[tokio::test]
