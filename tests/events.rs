@@ -15,49 +15,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
-    App, Backend, Reply, SECRET, TestEnv, claims_for, sign, token_for, token_with_scope,
-    write_token_for,
+    App, Backend, CONVERSATIONS, Reply, SECRET, TestEnv, claims_for, create_conversation, sign,
+    str_of, text, token_for, token_with_scope, write_token_for,
 };
 
 const BUSINESS: &str = "b2c3d4e5-f6a7-4901-bcde-f12345678901";
 const OTHER_BUSINESS: &str = "0d0e0f10-1112-4314-9516-171819202122";
 const THIRD_BUSINESS: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
 const AGENT: &str = "a1b2c3d4-e5f6-4890-abcd-ef1234567890";
-const CONVERSATIONS: &str = "/api/v1/conversations";
 const EVENTS: &str = "/api/v1/events";
 const STREAM: &str = "/api/v1/events/stream";
 
-fn text(reply: &Reply) -> String {
-    format!("{} {}", reply.status, String::from_utf8_lossy(&reply.body))
-}
-
-fn str_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a string: {value}"))
-        .to_owned()
-}
-
 // ---- writes ----
-
-fn create_in(app: &App, business: &str, with_message: bool) -> Value {
-    let mut body = json!({
-        "channel_type": "widget",
-        "customer": {"name": "Alex", "email": null, "phone": null, "external_id": null},
-    });
-    if with_message {
-        body["message"] = json!({"sender_type": "customer", "sender_id": null, "content": "Hello"});
-    }
-    let reply = app.send_json(
-        "POST",
-        CONVERSATIONS,
-        &write_token_for(business),
-        &[],
-        &body,
-    );
-    assert_eq!(reply.status, 201, "{}", text(&reply));
-    reply.json()
-}
 
 fn say_in(app: &App, business: &str, id: &str, sender: &str) -> Value {
     let sender_id = if sender == "agent" {
@@ -314,7 +283,7 @@ fn assert_insufficient_scope(reply: &Reply) {
 /// Writes `n` event-producing changes to a fresh conversation of `business` (1 create
 /// without message, then agent messages): returns the conversation id.
 fn changes(app: &App, business: &str, n: usize) -> String {
-    let id = str_of(&create_in(app, business, false)["id"]);
+    let id = str_of(&create_conversation(app, business, false)["id"]);
     for _ in 1..n {
         say_in(app, business, &id, "agent");
     }
@@ -328,7 +297,7 @@ on_both_backends! {
         assert!(none.is_empty());
         assert_eq!(next, 0);
 
-        let created = create_in(&app, BUSINESS, true); // 1 created, 2 message.created
+        let created = create_conversation(&app, BUSINESS, true); // 1 created, 2 message.created
         let id = str_of(&created["id"]);
         let agent = say_in(&app, BUSINESS, &id, "agent"); // 3
         // 4: both fields at once, one event with both previous values
@@ -431,9 +400,9 @@ on_both_backends! {
                 (events, next, Instant::now(), started.elapsed())
             });
             std::thread::sleep(Duration::from_millis(500));
-            create_in(&app, OTHER_BUSINESS, false);
+            create_conversation(&app, OTHER_BUSINESS, false);
             std::thread::sleep(Duration::from_millis(300));
-            create_in(&app, BUSINESS, false);
+            create_conversation(&app, BUSINESS, false);
             let written = Instant::now();
             let (events, next, answered, total) = poll.join().unwrap();
             assert_eq!(ids(&events), [3], "{events:?}");
@@ -487,7 +456,7 @@ on_both_backends! {
                         let mut patches = 0;
                         for i in 0..WRITES {
                             if i % 4 == 0 {
-                                let c = create_in(app, business, true);
+                                let c = create_conversation(app, business, true);
                                 created.push(str_of(&c["id"]));
                                 messages.push(str_of(&c["messages"][0]["id"]));
                             } else if i % 4 == 2 {
@@ -548,7 +517,7 @@ on_both_backends! {
     listing_then_following_the_feed_misses_nothing => |env: TestEnv| async move {
         let app = env.serve();
         let mut all_ids: Vec<String> =
-            (0..12).map(|_| str_of(&create_in(&app, BUSINESS, true)["id"])).collect();
+            (0..12).map(|_| str_of(&create_conversation(&app, BUSINESS, true)["id"])).collect();
         let stop = AtomicBool::new(false);
         let (copy, first_last_event_id, created_meanwhile) = std::thread::scope(|s| {
             let writers: Vec<_> = (0..3)
@@ -572,7 +541,7 @@ on_both_backends! {
                                 }
                                 3 => { say_in(app, BUSINESS, &id, "customer"); }
                                 _ => {
-                                    let c = str_of(&create_in(app, BUSINESS, i % 2 == 0)["id"]);
+                                    let c = str_of(&create_conversation(app, BUSINESS, i % 2 == 0)["id"]);
                                     known.push(c.clone());
                                     created.push(c);
                                 }
@@ -666,7 +635,7 @@ on_both_backends! {
             assert_eq!(got[0].2["data"]["message"], message);
         }
         // Another business's write never shows.
-        create_in(&app, OTHER_BUSINESS, true);
+        create_conversation(&app, OTHER_BUSINESS, true);
         stream.quiet(Duration::from_millis(300));
         drop(stream);
         // Written while disconnected.
@@ -894,7 +863,7 @@ on_both_backends! {
     after_below_the_oldest_kept_event_is_gone => |env: TestEnv| async move {
         let app = env.serve();
         for _ in 0..4 {
-            create_in(&app, BUSINESS, false); // 1..4
+            create_conversation(&app, BUSINESS, false); // 1..4
         }
         drop(app);
         // Events 1 and 2 occurred long ago; `serve` prunes at start.

@@ -21,13 +21,15 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use base64::Engine as _;
 use receiver::{Behaviour, Outcome, Receiver, Request};
 use serde_json::{Value, json};
-use support::{App, Backend, Reply, TestEnv, token_for, token_with_scope, write_token_for};
+use support::{
+    App, Backend, CONVERSATIONS, Reply, TestEnv, create_conversation, str_of, text, token_for,
+    token_with_scope, write_token_for,
+};
 
 const BUSINESS: &str = "b2c3d4e5-f6a7-4901-bcde-f12345678901";
 const OTHER_BUSINESS: &str = "0d0e0f10-1112-4314-9516-171819202122";
 const AGENT: &str = "a1b2c3d4-e5f6-4890-abcd-ef1234567890";
 const MISSING: &str = "99999999-9999-4999-8999-999999999999";
-const CONVERSATIONS: &str = "/api/v1/conversations";
 const EVENTS: &str = "/api/v1/events";
 const WEBHOOKS: &str = "/api/v1/webhooks";
 const ALL_TYPES: [&str; 4] = [
@@ -62,17 +64,6 @@ fn serve(env: &TestEnv, overrides: &[(&str, &str)]) -> App {
     let mut all: Vec<(&str, &str)> = FAST.to_vec();
     all.extend_from_slice(overrides);
     env.serve_with(&all)
-}
-
-fn text(reply: &Reply) -> String {
-    format!("{} {}", reply.status, String::from_utf8_lossy(&reply.body))
-}
-
-fn str_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a string: {value}"))
-        .to_owned()
 }
 
 fn string_set(value: &Value) -> BTreeSet<String> {
@@ -215,25 +206,6 @@ fn wait_delivered(
 }
 
 // ---- events ----
-
-fn create_conversation(app: &App, business: &str, with_message: bool) -> Value {
-    let mut body = json!({
-        "channel_type": "widget",
-        "customer": {"name": "Alex", "email": null, "phone": null, "external_id": null},
-    });
-    if with_message {
-        body["message"] = json!({"sender_type": "customer", "sender_id": null, "content": "Hello"});
-    }
-    let reply = app.send_json(
-        "POST",
-        CONVERSATIONS,
-        &write_token_for(business),
-        &[],
-        &body,
-    );
-    assert_eq!(reply.status, 201, "{}", text(&reply));
-    reply.json()
-}
 
 /// An agent message: one `message.created` event.
 fn say(app: &App, business: &str, conversation: &str, content: &str) {

@@ -11,14 +11,16 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{App, Backend, Reply, TestEnv, token_for, token_with_scope, write_token_for};
+use support::{
+    App, Backend, CONVERSATIONS, Reply, TestEnv, str_of, text, token_for, token_with_scope,
+    write_token_for,
+};
 
 const BUSINESS: &str = "b2c3d4e5-f6a7-4901-bcde-f12345678901";
 const OTHER_BUSINESS: &str = "0d0e0f10-1112-4314-9516-171819202122";
 const AGENT: &str = "a1b2c3d4-e5f6-4890-abcd-ef1234567890";
 const OTHER_AGENT: &str = "a1b2c3d4-e5f6-4890-abcd-ef1234567891";
 const MISSING: &str = "99999999-9999-4999-8999-999999999999";
-const CONVERSATIONS: &str = "/api/v1/conversations";
 
 fn conversation(id: &str) -> String {
     format!("{CONVERSATIONS}/{id}")
@@ -30,17 +32,6 @@ fn messages(id: &str) -> String {
 
 fn message(id: &str, mid: &str) -> String {
     format!("{CONVERSATIONS}/{id}/messages/{mid}")
-}
-
-fn text(reply: &Reply) -> String {
-    format!("{} {}", reply.status, String::from_utf8_lossy(&reply.body))
-}
-
-fn str_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("not a string: {value}"))
-        .to_owned()
 }
 
 fn etag(reply: &Reply) -> String {

@@ -545,3 +545,40 @@ impl Drop for OwnCluster {
             .status();
     }
 }
+
+/// The conversations collection.
+pub const CONVERSATIONS: &str = "/api/v1/conversations";
+
+/// A reply's status and body, for assertion messages.
+pub fn text(reply: &Reply) -> String {
+    format!("{} {}", reply.status, String::from_utf8_lossy(&reply.body))
+}
+
+/// A JSON string member's value (the test fails if it is not a string).
+pub fn str_of(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"))
+        .to_owned()
+}
+
+/// Opens a conversation of `business` with a described customer and, if asked, a
+/// first customer message (one or two events); returns its body.
+pub fn create_conversation(app: &App, business: &str, with_message: bool) -> Value {
+    let mut body = json!({
+        "channel_type": "widget",
+        "customer": {"name": "Alex", "email": null, "phone": null, "external_id": null},
+    });
+    if with_message {
+        body["message"] = json!({"sender_type": "customer", "sender_id": null, "content": "Hello"});
+    }
+    let reply = app.send_json(
+        "POST",
+        CONVERSATIONS,
+        &write_token_for(business),
+        &[],
+        &body,
+    );
+    assert_eq!(reply.status, 201, "{}", text(&reply));
+    reply.json()
+}
