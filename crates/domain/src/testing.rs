@@ -8,6 +8,10 @@
 //!     .build();
 //! ```
 //!
+//! A builder also starts from a value that exists (`ConversationBuilder::from(&stored)`),
+//! to state a variant of it by its differences. An optional field's setter takes the
+//! value or `None` (`.assignee(agent)`, `.assignee(None)`).
+//!
 //! Behind the `testing` feature, which the other crates enable for their tests only
 //! (`[dev-dependencies]`). A builder panics on a value the domain refuses: a test
 //! that builds something invalid is a broken test.
@@ -50,7 +54,8 @@ fn text(value: &str) -> Text {
 
 /// A conversation: by default open, on the `widget` channel, without customer,
 /// assignee, channel id, first response or messages, created and updated at
-/// [`DEFAULT_AT_MICROS`], with id `0xc0`.
+/// [`DEFAULT_AT_MICROS`], with id `0xc0`. From a conversation: the same value, not
+/// read from storage.
 #[must_use]
 pub struct ConversationBuilder {
     parts: ConversationParts,
@@ -82,13 +87,13 @@ impl ConversationBuilder {
         self
     }
 
-    pub fn customer(mut self, customer: Customer) -> Self {
-        self.parts.customer = Some(customer);
+    pub fn customer(mut self, customer: impl Into<Option<Customer>>) -> Self {
+        self.parts.customer = customer.into();
         self
     }
 
-    pub fn assignee(mut self, agent: AgentId) -> Self {
-        self.parts.assignee_id = Some(agent);
+    pub fn assignee(mut self, agent: impl Into<Option<AgentId>>) -> Self {
+        self.parts.assignee_id = agent.into();
         self
     }
 
@@ -102,8 +107,8 @@ impl ConversationBuilder {
         self
     }
 
-    pub fn channel_id(mut self, channel: ChannelId) -> Self {
-        self.parts.channel_id = Some(channel);
+    pub fn channel_id(mut self, channel: impl Into<Option<ChannelId>>) -> Self {
+        self.parts.channel_id = channel.into();
         self
     }
 
@@ -122,14 +127,20 @@ impl ConversationBuilder {
         self
     }
 
-    pub fn first_response_at(mut self, at: Timestamp) -> Self {
-        self.parts.first_response_at = Some(at);
+    pub fn first_response_at(mut self, at: impl Into<Option<Timestamp>>) -> Self {
+        self.parts.first_response_at = at.into();
         self
     }
 
     /// Adds a message (any order: the aggregate keeps history order).
     pub fn message(mut self, message: Message) -> Self {
         self.parts.messages.push(message);
+        self
+    }
+
+    /// Replaces the whole history with `messages` (any order).
+    pub fn messages(mut self, messages: impl IntoIterator<Item = Message>) -> Self {
+        self.parts.messages = messages.into_iter().collect();
         self
     }
 
@@ -144,6 +155,27 @@ impl ConversationBuilder {
         match self.read_at {
             Some(revision) => conversation.read_at(revision),
             None => conversation,
+        }
+    }
+}
+
+impl From<&Conversation> for ConversationBuilder {
+    fn from(conversation: &Conversation) -> Self {
+        Self {
+            parts: ConversationParts {
+                id: conversation.id(),
+                business_id: conversation.business_id(),
+                customer: conversation.customer().cloned(),
+                assignee_id: conversation.assignee_id(),
+                status: conversation.status(),
+                channel_type: conversation.channel_type().clone(),
+                channel_id: conversation.channel_id(),
+                created_at: conversation.created_at(),
+                updated_at: conversation.updated_at(),
+                first_response_at: conversation.first_response_at(),
+                messages: conversation.messages().to_vec(),
+            },
+            read_at: None,
         }
     }
 }
@@ -175,23 +207,23 @@ impl CustomerBuilder {
         self
     }
 
-    pub fn name(mut self, name: &str) -> Self {
-        self.parts.name = Some(text(name));
+    pub fn name<'a>(mut self, name: impl Into<Option<&'a str>>) -> Self {
+        self.parts.name = name.into().map(text);
         self
     }
 
-    pub fn email(mut self, email: &str) -> Self {
-        self.parts.email = Some(text(email));
+    pub fn email<'a>(mut self, email: impl Into<Option<&'a str>>) -> Self {
+        self.parts.email = email.into().map(text);
         self
     }
 
-    pub fn phone(mut self, phone: &str) -> Self {
-        self.parts.phone = Some(text(phone));
+    pub fn phone<'a>(mut self, phone: impl Into<Option<&'a str>>) -> Self {
+        self.parts.phone = phone.into().map(text);
         self
     }
 
-    pub fn external_id(mut self, external_id: &str) -> Self {
-        self.parts.external_id = Some(text(external_id));
+    pub fn external_id<'a>(mut self, external_id: impl Into<Option<&'a str>>) -> Self {
+        self.parts.external_id = external_id.into().map(text);
         self
     }
 
@@ -202,6 +234,22 @@ impl CustomerBuilder {
 
     pub fn build(self) -> Customer {
         Customer::new(self.parts)
+    }
+}
+
+impl From<&Customer> for CustomerBuilder {
+    fn from(customer: &Customer) -> Self {
+        Self {
+            parts: CustomerParts {
+                id: customer.id(),
+                business_id: customer.business_id(),
+                name: customer.name().cloned(),
+                email: customer.email().cloned(),
+                phone: customer.phone().cloned(),
+                external_id: customer.external_id().cloned(),
+                created_at: customer.created_at(),
+            },
+        }
     }
 }
 
@@ -254,6 +302,12 @@ impl MessageBuilder {
         self
     }
 
+    /// Replaces the attachments with `attachments`, in their order.
+    pub fn attachments(mut self, attachments: impl IntoIterator<Item = Attachment>) -> Self {
+        self.parts.attachments = attachments.into_iter().collect();
+        self
+    }
+
     pub fn created_at(mut self, at: Timestamp) -> Self {
         self.parts.created_at = at;
         self
@@ -261,6 +315,21 @@ impl MessageBuilder {
 
     pub fn build(self) -> Message {
         Message::new(self.parts)
+    }
+}
+
+impl From<&Message> for MessageBuilder {
+    fn from(message: &Message) -> Self {
+        Self {
+            parts: MessageParts {
+                id: message.id(),
+                sender_type: message.sender_type(),
+                sender_id: message.sender_id(),
+                content: message.content().clone(),
+                attachments: message.attachments().to_vec(),
+                created_at: message.created_at(),
+            },
+        }
     }
 }
 
@@ -320,6 +389,20 @@ impl AttachmentBuilder {
     }
 }
 
+impl From<&Attachment> for AttachmentBuilder {
+    fn from(attachment: &Attachment) -> Self {
+        Self {
+            parts: AttachmentParts {
+                id: attachment.id(),
+                file_name: attachment.file_name().clone(),
+                content_type: attachment.content_type().clone(),
+                byte_size: attachment.byte_size(),
+                url: attachment.url().clone(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +426,52 @@ mod tests {
         let ids: Vec<MessageId> = conversation.messages().iter().map(Message::id).collect();
         assert_eq!(ids, [id(1), id(2)]);
         assert_eq!(conversation.revision(), None);
+    }
+
+    #[test]
+    fn a_builder_from_a_value_rebuilds_it_and_clears_with_none() {
+        let business = id::<BusinessId>(0xb1);
+        let customer = CustomerBuilder::new(business)
+            .name("Ada")
+            .email("ada@example.com")
+            .build();
+        let message = MessageBuilder::new()
+            .attachment(AttachmentBuilder::new().build())
+            .build();
+        let full = ConversationBuilder::new(business)
+            .customer(customer.clone())
+            .assignee(id::<AgentId>(0xa1))
+            .channel_id(id::<ChannelId>(0xc1))
+            .first_response_at(at("2024-03-01T09:05:00Z"))
+            .message(message.clone())
+            .read_at(Revision::new(1, None))
+            .build();
+        assert_eq!(ConversationBuilder::from(&full).build(), full);
+        assert_eq!(ConversationBuilder::from(&full).build().revision(), None);
+        assert_eq!(CustomerBuilder::from(&customer).build(), customer);
+        assert_eq!(MessageBuilder::from(&message).build(), message);
+        let attachment = &message.attachments()[0];
+        assert_eq!(AttachmentBuilder::from(attachment).build(), *attachment);
+
+        let cleared = ConversationBuilder::from(&full)
+            .customer(None)
+            .assignee(None)
+            .channel_id(None)
+            .first_response_at(None)
+            .messages([])
+            .build();
+        assert_eq!(cleared, ConversationBuilder::new(business).build());
+        assert_eq!(
+            CustomerBuilder::from(&customer)
+                .name(None)
+                .email(None)
+                .build(),
+            CustomerBuilder::new(business).build()
+        );
+        assert_eq!(
+            MessageBuilder::from(&message).attachments([]).build(),
+            MessageBuilder::new().build()
+        );
     }
 
     #[test]
