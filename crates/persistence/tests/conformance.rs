@@ -6,14 +6,11 @@ use pingback_application::{
     ConversationBatches, ImportConflictOwner, ImportError, ImportSummary, ImportedEntity,
     SourceAborted, batches_of,
 };
-use pingback_domain::{
-    Attachment, AttachmentId, AttachmentParts, BusinessId, ChannelType, Conversation,
-    ConversationParts, Customer, CustomerParts, Message, Status, Text,
-};
+use pingback_domain::testing::{AttachmentBuilder, ConversationBuilder, CustomerBuilder};
+use pingback_domain::{AttachmentId, BusinessId, Conversation, Customer, Message, Status, Text};
 use pingback_persistence::testing::TestDatabase;
 use pingback_persistence::testing::fixtures::{
-    self, attachment, conversation, conversation_with, customer, id, id_from, message,
-    message_with, ts,
+    self, attachment, conversation, conversation_of, customer, id, id_from, message, message_of, ts,
 };
 use pingback_persistence::{Storage, migrate, revert_all};
 
@@ -88,39 +85,18 @@ fn batches(items: Vec<Result<Vec<Conversation>, SourceAborted>>) -> Conversation
     Box::pin(futures_util::stream::iter(items))
 }
 
-/// The parts `c` was made of.
-fn parts_of(c: &Conversation) -> ConversationParts {
-    ConversationParts {
-        id: c.id(),
-        business_id: c.business_id(),
-        customer: c.customer().cloned(),
-        assignee_id: c.assignee_id(),
-        status: c.status(),
-        channel_type: c.channel_type().clone(),
-        channel_id: c.channel_id(),
-        created_at: c.created_at(),
-        updated_at: c.updated_at(),
-        first_response_at: c.first_response_at(),
-        messages: c.messages().to_vec(),
-    }
-}
-
-/// `c` with new fields and messages, same id, business and customer.
+/// `c` with new fields, `customer` and `messages`; the same id, business, creation
+/// and first response.
 fn replaced(c: &Conversation, customer: Option<Customer>, messages: Vec<Message>) -> Conversation {
-    Conversation::new(ConversationParts {
-        id: c.id(),
-        business_id: c.business_id(),
-        customer,
-        assignee_id: None,
-        status: Status::Resolved,
-        channel_type: ChannelType::new("email").unwrap(),
-        channel_id: None,
-        created_at: c.created_at(),
-        updated_at: ts("2024-03-02T10:00:00Z"),
-        first_response_at: c.first_response_at(),
-        messages,
-    })
-    .unwrap()
+    ConversationBuilder::from(c)
+        .customer(customer)
+        .assignee(None)
+        .status(Status::Resolved)
+        .channel_type("email")
+        .channel_id(None)
+        .updated_at(ts("2024-03-02T10:00:00Z"))
+        .messages(messages)
+        .build()
 }
 
 mod cases {
@@ -181,10 +157,9 @@ mod cases {
         let business = id();
         let messages = ids
             .iter()
-            .map(|n| message_with(id_from(*n), at, "same instant", vec![]))
-            .chain([message(ts("2024-03-01T09:00:00.499999Z"), "just before")])
-            .collect();
-        let c = conversation_with(business, None, messages);
+            .map(|n| message_of(at, "same instant").id(id_from(*n)).build())
+            .chain([message(ts("2024-03-01T09:00:00.499999Z"), "just before")]);
+        let c = conversation_of(business).messages(messages).build();
         import(&storage, vec![c.clone()]).await;
         let found = find(&storage, &c).await.unwrap();
         let mut expected: Vec<u128> = ids.to_vec();
@@ -202,8 +177,9 @@ mod cases {
         let storage = db.storage();
         let business = id();
         let bare = fixtures::minimal_conversation(business);
-        let bare_customer =
-            conversation_with(business, Some(fixtures::bare_customer(business)), vec![]);
+        let bare_customer = conversation_of(business)
+            .customer(fixtures::bare_customer(business))
+            .build();
         import(&storage, vec![bare.clone(), bare_customer.clone()]).await;
 
         let found = find(&storage, &bare).await.unwrap();
@@ -224,11 +200,11 @@ mod cases {
             ts("0001-01-01T00:00:00Z"),
             ts("9999-12-31T23:59:59.999999Z"),
         );
-        let c = Conversation::new(ConversationParts {
-            created_at: first,
-            updated_at: last,
-            first_response_at: Some(ts("1969-12-31T23:59:59.999999Z")),
-            messages: vec![
+        let c = ConversationBuilder::from(&conversation(id()))
+            .created_at(first)
+            .updated_at(last)
+            .first_response_at(ts("1969-12-31T23:59:59.999999Z"))
+            .messages([
                 message(last, "last"),
                 message(first, "first"),
                 message(
@@ -236,10 +212,8 @@ mod cases {
                     "just after PostgreSQL's epoch",
                 ),
                 message(ts("1999-12-31T23:59:59.999999Z"), "just before it"),
-            ],
-            ..parts_of(&conversation(id()))
-        })
-        .unwrap();
+            ])
+            .build();
         import(&storage, vec![c.clone()]).await;
         let found = find(&storage, &c).await.unwrap();
         let contents: Vec<&str> = found
@@ -264,30 +238,18 @@ mod cases {
         // Descending ids: an adapter ordering attachments by id would reverse them.
         let mut ids: Vec<uuid::Uuid> = (0..6).map(|_| uuid::Uuid::new_v4()).collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
-        let attachments = ids
-            .into_iter()
-            .enumerate()
-            .map(|(n, id)| {
-                let a = attachment(&format!("part-{n}.bin"));
-                Attachment::new(AttachmentParts {
-                    id: AttachmentId::from_uuid(id),
-                    file_name: a.file_name().clone(),
-                    content_type: a.content_type().clone(),
-                    byte_size: a.byte_size(),
-                    url: a.url().clone(),
-                })
-            })
-            .collect();
-        let c = conversation_with(
-            id(),
-            None,
-            vec![message_with(
-                id(),
-                ts("2024-03-01T09:00:00Z"),
-                "files",
-                attachments,
-            )],
-        );
+        let attachments = ids.into_iter().enumerate().map(|(n, id)| {
+            AttachmentBuilder::from(&attachment(&format!("part-{n}.bin")))
+                .id(AttachmentId::from_uuid(id))
+                .build()
+        });
+        let c = conversation_of(id())
+            .message(
+                message_of(ts("2024-03-01T09:00:00Z"), "files")
+                    .attachments(attachments)
+                    .build(),
+            )
+            .build();
         import(&storage, vec![c.clone()]).await;
         let found = find(&storage, &c).await.unwrap();
         assert_eq!(
@@ -304,25 +266,16 @@ mod cases {
         let long: String = "Lorem ipsum ✓ ".repeat(Text::MAX_BYTES / 16);
         assert_eq!(long.len(), Text::MAX_BYTES);
         let long = long.as_str();
-        let mut customer = customer(business);
-        customer = Customer::new(CustomerParts {
-            id: customer.id(),
-            business_id: business,
-            name: Some(Text::new(unicode).unwrap()),
-            email: customer.email().cloned(),
-            phone: customer.phone().cloned(),
-            external_id: Some(Text::new("\u{1F600}").unwrap()),
-            created_at: customer.created_at(),
-        });
-        let c = conversation_with(
-            business,
-            Some(customer),
-            vec![
-                message(ts("2024-03-01T09:00:00Z"), unicode),
-                message(ts("2024-03-01T09:00:01Z"), long),
-                message(ts("2024-03-01T09:00:02Z"), ""),
-            ],
-        );
+        let customer = CustomerBuilder::from(&customer(business))
+            .name(unicode)
+            .external_id("\u{1F600}")
+            .build();
+        let c = conversation_of(business)
+            .customer(customer)
+            .message(message(ts("2024-03-01T09:00:00Z"), unicode))
+            .message(message(ts("2024-03-01T09:00:01Z"), long))
+            .message(message(ts("2024-03-01T09:00:02Z"), ""))
+            .build();
         import(&storage, vec![c.clone()]).await;
         let found = find(&storage, &c).await.unwrap();
         assert_eq!(found.messages()[1].content().as_str().len(), long.len());
@@ -357,15 +310,11 @@ mod cases {
         let kept = c.messages()[0].clone();
         let dropped: Vec<_> = c.messages()[1..].to_vec();
         let old_customer = c.customer().unwrap().clone();
-        let renamed = Customer::new(CustomerParts {
-            id: old_customer.id(),
-            business_id: business,
-            name: Some(Text::new("Renamed").unwrap()),
-            email: None,
-            phone: None,
-            external_id: None,
-            created_at: old_customer.created_at(),
-        });
+        let renamed = CustomerBuilder::new(business)
+            .id(old_customer.id())
+            .name("Renamed")
+            .created_at(old_customer.created_at())
+            .build();
         let new = replaced(
             &c,
             Some(renamed),
@@ -377,7 +326,7 @@ mod cases {
 
         // The removed messages and their attachments are gone: their ids are free for
         // another conversation of the business, which a stale row would refuse.
-        let reuse = conversation_with(business, None, dropped);
+        let reuse = conversation_of(business).messages(dropped).build();
         assert_eq!(
             reuse
                 .messages()
@@ -395,8 +344,8 @@ mod cases {
         let storage = db.storage();
         let business = id();
         let shared = customer(business);
-        let a = conversation_with(business, Some(shared.clone()), vec![]);
-        let alone = conversation_with(business, None, vec![]);
+        let a = conversation_of(business).customer(shared.clone()).build();
+        let alone = conversation_of(business).build();
         import(&storage, vec![a.clone(), alone.clone()]).await;
         let revision = |c: &Conversation| {
             let storage = storage.clone();
@@ -426,7 +375,7 @@ mod cases {
 
         // Another conversation of the same customer changes this one's body (the
         // embedded customer): its customer revision moves, its own does not.
-        let b = conversation_with(business, Some(shared), vec![]);
+        let b = conversation_of(business).customer(shared).build();
         import(&storage, vec![b]).await;
         let third = revision(&a).await.unwrap().revision;
         assert_eq!(third.conversation(), second.conversation());
@@ -456,21 +405,17 @@ mod cases {
         let storage = db.storage();
         let business = id();
         let customer = customer(business);
-        let a = conversation_with(business, Some(customer.clone()), vec![]);
-        let b = conversation_with(business, Some(customer.clone()), vec![]);
+        let a = conversation_of(business).customer(customer.clone()).build();
+        let b = conversation_of(business).customer(customer.clone()).build();
         let summary = import(&storage, vec![a.clone(), b.clone()]).await;
         assert_eq!((summary.conversations, summary.customers), (2, 1));
         // Across imports too: a later conversation updates the shared row.
-        let renamed = Customer::new(CustomerParts {
-            id: customer.id(),
-            business_id: business,
-            name: Some(Text::new("New name").unwrap()),
-            email: None,
-            phone: None,
-            external_id: None,
-            created_at: customer.created_at(),
-        });
-        let c = conversation_with(business, Some(renamed.clone()), vec![]);
+        let renamed = CustomerBuilder::new(business)
+            .id(customer.id())
+            .name("New name")
+            .created_at(customer.created_at())
+            .build();
+        let c = conversation_of(business).customer(renamed.clone()).build();
         import(&storage, vec![c.clone()]).await;
         for conversation in [&a, &b, &c] {
             let found = find(&storage, conversation).await.unwrap();
@@ -492,20 +437,12 @@ mod cases {
         let (first, second): (BusinessId, BusinessId) = (id(), id());
         let original = conversation(first);
         import(&storage, vec![original.clone()]).await;
-        let hijack = Conversation::new(ConversationParts {
-            id: original.id(),
-            business_id: second,
-            customer: None,
-            assignee_id: None,
-            status: Status::Open,
-            channel_type: ChannelType::new("sms").unwrap(),
-            channel_id: None,
-            created_at: original.created_at(),
-            updated_at: original.updated_at(),
-            first_response_at: None,
-            messages: vec![],
-        })
-        .unwrap();
+        let hijack = ConversationBuilder::new(second)
+            .id(original.id())
+            .channel_type("sms")
+            .created_at(original.created_at())
+            .updated_at(original.updated_at())
+            .build();
         let bystander = conversation(second);
         let found = conflicts(
             storage
@@ -530,16 +467,11 @@ mod cases {
         let original = conversation(first);
         import(&storage, vec![original.clone()]).await;
         let taken = original.customer().unwrap();
-        let stolen = Customer::new(CustomerParts {
-            id: taken.id(),
-            business_id: second,
-            name: None,
-            email: None,
-            phone: None,
-            external_id: None,
-            created_at: taken.created_at(),
-        });
-        let c = conversation_with(second, Some(stolen), vec![]);
+        let stolen = CustomerBuilder::new(second)
+            .id(taken.id())
+            .created_at(taken.created_at())
+            .build();
+        let c = conversation_of(second).customer(stolen).build();
         let found = conflicts(storage.importer.import(batches_of(vec![c.clone()])).await);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].entity, ImportedEntity::Customer);
@@ -554,17 +486,12 @@ mod cases {
         let storage = db.storage();
         let (first, second): (BusinessId, BusinessId) = (id(), id());
         let shared = customer(first);
-        let twin = Customer::new(CustomerParts {
-            id: shared.id(),
-            business_id: second,
-            name: None,
-            email: None,
-            phone: None,
-            external_id: None,
-            created_at: shared.created_at(),
-        });
-        let a = conversation_with(first, Some(shared.clone()), vec![]);
-        let b = conversation_with(second, Some(twin), vec![]);
+        let twin = CustomerBuilder::new(second)
+            .id(shared.id())
+            .created_at(shared.created_at())
+            .build();
+        let a = conversation_of(first).customer(shared.clone()).build();
+        let b = conversation_of(second).customer(twin).build();
         let found = conflicts(
             storage
                 .importer
@@ -584,7 +511,7 @@ mod cases {
         let original = conversation(business);
         import(&storage, vec![original.clone()]).await;
         let taken = original.messages()[0].clone();
-        let c = conversation_with(business, None, vec![taken.clone()]);
+        let c = conversation_of(business).message(taken.clone()).build();
         let found = conflicts(storage.importer.import(batches_of(vec![c.clone()])).await);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].entity, ImportedEntity::Message);
@@ -597,7 +524,7 @@ mod cases {
         assert_eq!(find(&storage, &c).await, None);
 
         // Another business is a conflict too, naming the business.
-        let elsewhere = conversation_with(id(), None, vec![taken]);
+        let elsewhere = conversation_of(id()).message(taken).build();
         let found = conflicts(storage.importer.import(batches_of(vec![elsewhere])).await);
         assert_eq!(found[0].owner, ImportConflictOwner::Business(business));
         assert_eq!(find(&storage, &original).await, Some(original));
@@ -615,16 +542,13 @@ mod cases {
             .next()
             .unwrap()
             .clone();
-        let c = conversation_with(
-            business,
-            None,
-            vec![message_with(
-                id(),
-                ts("2024-03-05T00:00:00Z"),
-                "mine now",
-                vec![taken.clone()],
-            )],
-        );
+        let c = conversation_of(business)
+            .message(
+                message_of(ts("2024-03-05T00:00:00Z"), "mine now")
+                    .attachment(taken.clone())
+                    .build(),
+            )
+            .build();
         let found = conflicts(storage.importer.import(batches_of(vec![c.clone()])).await);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].entity, ImportedEntity::Attachment);
@@ -644,28 +568,19 @@ mod cases {
         // One conversation of the other business reusing every kind of id.
         let messages = original.messages().to_vec();
         let attachment_ids = messages.iter().flat_map(|m| m.attachments()).count();
-        let thief = Conversation::new(ConversationParts {
-            id: original.id(),
-            business_id: second,
-            customer: Some(Customer::new(CustomerParts {
-                id: original.customer_id().unwrap(),
-                business_id: second,
-                name: None,
-                email: None,
-                phone: None,
-                external_id: None,
-                created_at: ts("2024-01-01T00:00:00Z"),
-            })),
-            assignee_id: None,
-            status: Status::Open,
-            channel_type: ChannelType::new("api").unwrap(),
-            channel_id: None,
-            created_at: original.created_at(),
-            updated_at: original.updated_at(),
-            first_response_at: None,
-            messages,
-        })
-        .unwrap();
+        let thief = ConversationBuilder::new(second)
+            .id(original.id())
+            .customer(
+                CustomerBuilder::new(second)
+                    .id(original.customer_id().unwrap())
+                    .created_at(ts("2024-01-01T00:00:00Z"))
+                    .build(),
+            )
+            .channel_type("api")
+            .created_at(original.created_at())
+            .updated_at(original.updated_at())
+            .messages(messages)
+            .build();
         let found = conflicts(storage.importer.import(batches_of(vec![thief])).await);
         assert_eq!(
             found.len(),
@@ -696,7 +611,9 @@ mod cases {
         let original = conversation(business);
         import(&storage, vec![original.clone()]).await;
         let fine = conversation(business);
-        let thief = conversation_with(business, None, vec![original.messages()[0].clone()]);
+        let thief = conversation_of(business)
+            .message(original.messages()[0].clone())
+            .build();
         let result = storage
             .importer
             .import(batches(vec![Ok(vec![fine.clone()]), Ok(vec![thief])]))

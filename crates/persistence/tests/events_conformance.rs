@@ -20,7 +20,7 @@ use pingback_domain::{
     Timestamp,
 };
 use pingback_persistence::testing::TestDatabase;
-use pingback_persistence::testing::fixtures::{conversation, conversation_with, id, ts};
+use pingback_persistence::testing::fixtures::{conversation, conversation_of, id, message_of, ts};
 use pingback_persistence::{EventWiring, Storage, connect};
 
 macro_rules! events_conformance {
@@ -517,16 +517,13 @@ mod cases {
         // Batch 1 is fine (and appends its events in the transaction); batch 2 steals a
         // message id of another conversation: the whole import is refused.
         let fine = conversation(a);
-        let thief = conversation_with(
-            a,
-            None,
-            vec![pingback_persistence::testing::fixtures::message_with(
-                first.messages()[0].id(),
-                ts("2024-03-01T09:00:00Z"),
-                "mine now",
-                vec![],
-            )],
-        );
+        let thief = conversation_of(a)
+            .message(
+                message_of(ts("2024-03-01T09:00:00Z"), "mine now")
+                    .id(first.messages()[0].id())
+                    .build(),
+            )
+            .build();
         let conflicting =
             futures_util::stream::iter([Ok(vec![fine.clone()]), Ok(vec![thief.clone()])]);
         let result = storage.importer.import(Box::pin(conflicting)).await;

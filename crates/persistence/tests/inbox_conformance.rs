@@ -8,17 +8,18 @@
 use std::collections::{HashMap, HashSet};
 
 use pingback_application::{Written, batches_of};
+use pingback_domain::testing::ConversationBuilder;
 use pingback_domain::{
     AgentId, AssigneeFilter, Attachment, AttachmentDraft, AttachmentId, BusinessId, ChannelType,
-    Conversation, ConversationDraft, ConversationId, ConversationParts, ConversationPatch,
-    ConversationSummary, Customer, CustomerChoice, CustomerDraft, CustomerId, InboxFilter,
-    InboxOrder, InboxPage, InboxPosition, InboxQuery, Message, MessageDraft, MessageId, MessageIds,
-    NewConversationIds, SenderType, Status, Timestamp,
+    Conversation, ConversationDraft, ConversationId, ConversationPatch, ConversationSummary,
+    Customer, CustomerChoice, CustomerDraft, CustomerId, InboxFilter, InboxOrder, InboxPage,
+    InboxPosition, InboxQuery, Message, MessageDraft, MessageId, MessageIds, NewConversationIds,
+    SenderType, Status, Timestamp,
 };
 use pingback_persistence::Storage;
 use pingback_persistence::testing::TestDatabase;
 use pingback_persistence::testing::fixtures::{
-    agent_message, attachment, bare_customer, customer, id, message, message_with, ts,
+    attachment, bare_customer, customer, id, message, message_of, ts,
 };
 
 macro_rules! inbox_conformance {
@@ -79,31 +80,14 @@ fn query(filter: InboxFilter, order: InboxOrder, limit: u16) -> InboxQuery {
     }
 }
 
-/// A conversation to import, with only what a listing cares about.
-struct Spec {
-    status: Status,
-    assignee: Option<AgentId>,
-    customer: Option<Customer>,
-    channel: &'static str,
-    updated_at: Timestamp,
-    messages: Vec<Message>,
-}
-
-fn build(business: BusinessId, spec: Spec) -> Conversation {
-    Conversation::new(ConversationParts {
-        id: id::<ConversationId>(),
-        business_id: business,
-        customer: spec.customer,
-        assignee_id: spec.assignee,
-        status: spec.status,
-        channel_type: channel(spec.channel),
-        channel_id: None,
-        created_at: ts("2024-01-01T00:00:00Z"),
-        updated_at: spec.updated_at,
-        first_response_at: None,
-        messages: spec.messages,
-    })
-    .unwrap()
+/// A conversation to import, created on 2024-01-01 and last updated at `updated_at`;
+/// open on `widget`, without customer, assignee, channel id, first response or
+/// messages until the caller sets what its listing is about.
+fn listed(business: BusinessId, updated_at: Timestamp) -> ConversationBuilder {
+    ConversationBuilder::new(business)
+        .id(id())
+        .created_at(ts("2024-01-01T00:00:00Z"))
+        .updated_at(updated_at)
 }
 
 async fn import(storage: &Storage, conversations: Vec<Conversation>) {
@@ -212,20 +196,7 @@ fn matches(c: &Conversation, filter: &InboxFilter) -> bool {
 
 /// The summary the inbox must show for a conversation read in full.
 fn summary_of(full: &Conversation) -> ConversationSummary {
-    let conversation = Conversation::new(ConversationParts {
-        id: full.id(),
-        business_id: full.business_id(),
-        customer: full.customer().cloned(),
-        assignee_id: full.assignee_id(),
-        status: full.status(),
-        channel_type: full.channel_type().clone(),
-        channel_id: full.channel_id(),
-        created_at: full.created_at(),
-        updated_at: full.updated_at(),
-        first_response_at: full.first_response_at(),
-        messages: Vec::new(),
-    })
-    .unwrap();
+    let conversation = ConversationBuilder::from(full).messages([]).build();
     ConversationSummary {
         conversation,
         message_count: full.messages().len() as u64,
@@ -404,36 +375,30 @@ mod cases {
         let channels = ["email", "widget", "sms"];
         let mut ours = Vec::new();
         for i in 0..48_i64 {
-            let spec = Spec {
-                status: statuses[i as usize % 4],
-                assignee: assignees[i as usize % 3],
-                customer: match i % 5 {
+            // Pairs share a timestamp (the id breaks the tie).
+            let at = at_second(10 * (i / 2));
+            let conversation = listed(business, at)
+                .status(statuses[i as usize % 4])
+                .assignee(assignees[i as usize % 3])
+                .customer(match i % 5 {
                     0 | 1 => Some(customers[0].clone()),
                     2 => Some(customers[1].clone()),
                     _ => None,
-                },
-                channel: channels[(i as usize / 2) % 3],
-                // Pairs share a timestamp (the id breaks the tie).
-                updated_at: at_second(10 * (i / 2)),
-                messages: vec![message(at_second(10 * (i / 2)), "hi")],
-            };
-            ours.push(build(business, spec));
+                })
+                .channel_type(channels[(i as usize / 2) % 3])
+                .message(message(at, "hi"));
+            ours.push(conversation.build());
         }
         let theirs_business: BusinessId = id();
         let their_customer = customer(theirs_business);
         let theirs: Vec<Conversation> = (0..24_i64)
             .map(|i| {
-                build(
-                    theirs_business,
-                    Spec {
-                        status: statuses[i as usize % 4],
-                        assignee: assignees[i as usize % 3],
-                        customer: Some(their_customer.clone()),
-                        channel: channels[i as usize % 3],
-                        updated_at: at_second(20 * i + 5),
-                        messages: vec![],
-                    },
-                )
+                listed(theirs_business, at_second(20 * i + 5))
+                    .status(statuses[i as usize % 4])
+                    .assignee(assignees[i as usize % 3])
+                    .customer(their_customer.clone())
+                    .channel_type(channels[i as usize % 3])
+                    .build()
             })
             .collect();
         let mut all = ours.clone();
@@ -624,17 +589,9 @@ mod cases {
         let conversations: Vec<Conversation> = (0..1_000_i64)
             .map(|i| {
                 let second = if i < 200 { i / 2 } else { i };
-                build(
-                    business,
-                    Spec {
-                        status: Status::Open,
-                        assignee: None,
-                        customer: None,
-                        channel: "widget",
-                        updated_at: at_second(second),
-                        messages: vec![message(at_second(second), "m")],
-                    },
-                )
+                listed(business, at_second(second))
+                    .message(message(at_second(second), "m"))
+                    .build()
             })
             .collect();
         import(&storage, conversations.clone()).await;
@@ -706,18 +663,10 @@ mod cases {
         let business: BusinessId = id();
         let conversations: Vec<Conversation> = (0..60_i64)
             .map(|i| {
-                build(
-                    business,
-                    Spec {
-                        status: Status::Open,
-                        assignee: None,
-                        customer: None,
-                        channel: "widget",
-                        // A few ties here too.
-                        updated_at: at_second(i - i % 2),
-                        messages: vec![message(at_second(0), "m")],
-                    },
-                )
+                // A few ties here too.
+                listed(business, at_second(i - i % 2))
+                    .message(message(at_second(0), "m"))
+                    .build()
             })
             .collect();
         import(&storage, conversations.clone()).await;
@@ -985,33 +934,27 @@ mod cases {
         ];
         let messages = vec![
             message(ts("2024-03-01T09:00:00Z"), "first"),
-            agent_message(ts("2024-03-01T09:00:10Z"), "second"),
-            message_with(tie_high, same, "high id, last", attachments.clone()),
-            message_with(tie_low, same, "low id", vec![attachment("low.pdf")]),
+            message_of(ts("2024-03-01T09:00:10Z"), "second")
+                .sender(SenderType::Agent, Some(id()))
+                .build(),
+            message_of(same, "high id, last")
+                .id(tie_high)
+                .attachments(attachments.clone())
+                .build(),
+            message_of(same, "low id")
+                .id(tie_low)
+                .attachment(attachment("low.pdf"))
+                .build(),
         ];
         let owner = customer(business);
-        let imported = build(
-            business,
-            Spec {
-                status: Status::Pending,
-                assignee: Some(agent(3)),
-                customer: Some(owner.clone()),
-                channel: "whatsapp",
-                updated_at: same,
-                messages: messages.clone(),
-            },
-        );
-        let without = build(
-            business,
-            Spec {
-                status: Status::Open,
-                assignee: None,
-                customer: None,
-                channel: "widget",
-                updated_at: ts("2024-02-01T00:00:00Z"),
-                messages: vec![],
-            },
-        );
+        let imported = listed(business, same)
+            .status(Status::Pending)
+            .assignee(agent(3))
+            .customer(owner.clone())
+            .channel_type("whatsapp")
+            .messages(messages.clone())
+            .build();
+        let without = listed(business, ts("2024-02-01T00:00:00Z")).build();
         import(&storage, vec![imported.clone(), without.clone()]).await;
         assert_summary_agrees(&storage, business, imported.id(), "import").await;
         assert_summary_agrees(&storage, business, without.id(), "import without messages").await;
@@ -1040,20 +983,11 @@ mod cases {
         assert_summary_agrees(&storage, business, imported.id(), "identical re-import").await;
 
         // Re-imported with fewer messages: the count and the last one follow.
-        let fewer = Conversation::new(ConversationParts {
-            id: imported.id(),
-            business_id: business,
-            customer: Some(owner.clone()),
-            assignee_id: Some(agent(3)),
-            status: Status::Open,
-            channel_type: channel("whatsapp"),
-            channel_id: None,
-            created_at: imported.created_at(),
-            updated_at: ts("2024-03-01T09:00:10Z"),
-            first_response_at: None,
-            messages: messages[..2].to_vec(),
-        })
-        .unwrap();
+        let fewer = ConversationBuilder::from(&imported)
+            .status(Status::Open)
+            .updated_at(ts("2024-03-01T09:00:10Z"))
+            .messages(messages[..2].to_vec())
+            .build();
         import(&storage, vec![fewer.clone()]).await;
         assert_summary_agrees(&storage, business, imported.id(), "re-import with fewer").await;
         let item = list(
@@ -1077,27 +1011,19 @@ mod cases {
         );
 
         // Re-imported with another message set, the last one with other attachments.
-        let replaced_last = message_with(
-            id(),
-            ts("2024-03-02T00:00:00Z"),
-            "new last",
-            vec![attachment("z.pdf"), attachment("y.pdf")],
-        );
-        let replaced = Conversation::new(ConversationParts {
-            messages: vec![messages[0].clone(), replaced_last.clone()],
-            updated_at: ts("2024-03-02T00:00:00Z"),
-            ..parts_of(&fewer)
-        })
-        .unwrap();
+        let replaced_last = message_of(ts("2024-03-02T00:00:00Z"), "new last")
+            .attachment(attachment("z.pdf"))
+            .attachment(attachment("y.pdf"))
+            .build();
+        let replaced = ConversationBuilder::from(&fewer)
+            .messages([messages[0].clone(), replaced_last.clone()])
+            .updated_at(ts("2024-03-02T00:00:00Z"))
+            .build();
         import(&storage, vec![replaced]).await;
         assert_summary_agrees(&storage, business, imported.id(), "re-import, new last").await;
 
         // Re-imported with no message at all.
-        let emptied = Conversation::new(ConversationParts {
-            messages: vec![],
-            ..parts_of(&fewer)
-        })
-        .unwrap();
+        let emptied = ConversationBuilder::from(&fewer).messages([]).build();
         import(&storage, vec![emptied]).await;
         assert_summary_agrees(&storage, business, imported.id(), "re-import, no messages").await;
 
@@ -1123,22 +1049,6 @@ mod cases {
         // And a re-import over written messages.
         import(&storage, vec![imported.clone()]).await;
         assert_summary_agrees(&storage, business, imported.id(), "re-import over writes").await;
-    }
-
-    fn parts_of(c: &Conversation) -> ConversationParts {
-        ConversationParts {
-            id: c.id(),
-            business_id: c.business_id(),
-            customer: c.customer().cloned(),
-            assignee_id: c.assignee_id(),
-            status: c.status(),
-            channel_type: c.channel_type().clone(),
-            channel_id: c.channel_id(),
-            created_at: c.created_at(),
-            updated_at: c.updated_at(),
-            first_response_at: c.first_response_at(),
-            messages: c.messages().to_vec(),
-        }
     }
 
     pub async fn another_business_never_appears(db: &TestDatabase) {
@@ -1239,19 +1149,7 @@ mod cases {
         let storage = db.storage();
         let business: BusinessId = id();
         let conversations: Vec<Conversation> = (0..10_i64)
-            .map(|i| {
-                build(
-                    business,
-                    Spec {
-                        status: Status::Open,
-                        assignee: None,
-                        customer: None,
-                        channel: "widget",
-                        updated_at: at_second(i),
-                        messages: vec![],
-                    },
-                )
-            })
+            .map(|i| listed(business, at_second(i)).build())
             .collect();
         import(&storage, conversations.clone()).await;
         for order in [InboxOrder::NewestFirst, InboxOrder::OldestFirst] {
