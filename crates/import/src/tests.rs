@@ -11,11 +11,14 @@ use pingback_application::{
     ImportConflict, ImportConflictOwner, ImportError, ImportSummary, ImportedEntity,
     MockConversationImporter, RepositoryError,
 };
+use pingback_domain::testing::{
+    AttachmentBuilder, ConversationBuilder, CustomerBuilder, MessageBuilder, at, id,
+};
 use pingback_domain::{BusinessId, ConversationId, SenderType, Status};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::testing::FakeImporter;
+use crate::testing::{FakeImporter, conversation_json};
 use crate::{ImportFileError, ImportOutcome, MAX_LISTED_ERRORS, NoProgress, import_file};
 
 /// The contract's original example, with its mistakes (integer customer ids, a
@@ -76,61 +79,64 @@ fn seed_fixed() -> String {
     .replace("g7b8c9d0", "07b8c9d0")
 }
 
+/// A distinct id number per (kind, n).
+fn key(kind: u128, n: u128) -> u128 {
+    (kind << 64) | n
+}
+
 /// A distinct id per (kind, n), lower-case.
 fn uid(kind: u128, n: u128) -> String {
-    Uuid::from_u128((kind << 64) | n).to_string()
+    Uuid::from_u128(key(kind, n)).to_string()
 }
 
 /// A valid conversation `n` with `messages` messages, the first one carrying an
-/// attachment, and customer `n`.
+/// attachment, and customer `n`, in the file's JSON shape.
 fn sample(n: u128, messages: usize) -> Value {
-    let conversation_id = uid(1, n);
-    let message_values: Vec<Value> = (0..messages)
-        .map(|m| {
-            let attachments = if m == 0 {
-                json!([{
-                    "id": uid(4, (n << 32) | m as u128),
-                    "file_name": "screenshot.png",
-                    "content_type": "image/png",
-                    "byte_size": 12345,
-                    "url": "https://files.example.com/screenshot.png",
-                }])
-            } else {
-                json!([])
-            };
-            json!({
-                "id": uid(3, (n << 32) | m as u128),
-                "conversation_id": conversation_id,
-                "sender_type": if m % 2 == 0 { "customer" } else { "agent" },
-                "sender_id": null,
-                "content": format!("message {m}"),
-                "attachments": attachments,
-                "created_at": format!("2024-03-01T09:{:02}:{:02}Z", (m / 60) % 60, m % 60),
-            })
-        })
-        .collect();
-    json!({
-        "id": conversation_id,
-        "business_id": BUSINESS,
-        "customer_id": uid(2, n),
-        "assignee_id": null,
-        "status": "open",
-        "channel_type": "email",
-        "channel_id": null,
-        "created_at": "2024-03-01T09:00:00Z",
-        "updated_at": "2024-03-01T09:20:00Z",
-        "first_response_at": null,
-        "customer": {
-            "id": uid(2, n),
-            "business_id": BUSINESS,
-            "name": "Zoë",
-            "email": null,
-            "phone": null,
-            "external_id": null,
-            "created_at": "2024-02-20T08:00:00Z",
-        },
-        "messages": message_values,
-    })
+    let business = BusinessId::parse(BUSINESS).unwrap();
+    let message = |m: usize| {
+        let sender = if m % 2 == 0 {
+            SenderType::Customer
+        } else {
+            SenderType::Agent
+        };
+        let message = MessageBuilder::new()
+            .id(id(key(3, (n << 32) | m as u128)))
+            .sender(sender, None)
+            .content(&format!("message {m}"))
+            .created_at(at(&format!(
+                "2024-03-01T09:{:02}:{:02}Z",
+                (m / 60) % 60,
+                m % 60
+            )));
+        if m == 0 {
+            message.attachment(
+                AttachmentBuilder::new()
+                    .id(id(key(4, (n << 32) | m as u128)))
+                    .file_name("screenshot.png")
+                    .content_type("image/png")
+                    .byte_size(12345)
+                    .url("https://files.example.com/screenshot.png")
+                    .build(),
+            )
+        } else {
+            message
+        }
+        .build()
+    };
+    let customer = CustomerBuilder::new(business)
+        .id(id(key(2, n)))
+        .name("Zoë")
+        .created_at(at("2024-02-20T08:00:00Z"))
+        .build();
+    let conversation = ConversationBuilder::new(business)
+        .id(id(key(1, n)))
+        .customer(customer)
+        .channel_type("email")
+        .created_at(at("2024-03-01T09:00:00Z"))
+        .updated_at(at("2024-03-01T09:20:00Z"))
+        .messages((0..messages).map(message))
+        .build();
+    conversation_json(&conversation)
 }
 
 async fn run_with(
