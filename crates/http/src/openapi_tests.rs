@@ -23,6 +23,7 @@ use pingback_application::{
     MockConversationRepository, MockConversationWriter, RepositoryError, Updated, WriteError,
     Written,
 };
+use pingback_domain::testing::MessageBuilder;
 use regex_automata::dfa::regex::Regex;
 use serde_json::{Value, json};
 
@@ -583,16 +584,10 @@ fn writer(error: Option<fn() -> WriteError>) -> MockConversationWriter {
             Some(error) => Err(error()),
             None => {
                 // The use case checks that the message is the one it asked for.
-                let m = example_message();
                 Ok(Written::Done(pingback_domain::MessageAppended {
-                    message: pingback_domain::Message::new(pingback_domain::MessageParts {
-                        id: ids.message,
-                        sender_type: m.sender_type(),
-                        sender_id: m.sender_id(),
-                        content: m.content().clone(),
-                        attachments: m.attachments().to_vec(),
-                        created_at: m.created_at(),
-                    }),
+                    message: MessageBuilder::from(&example_message())
+                        .id(ids.message)
+                        .build(),
                     previous_status: None,
                 }))
             }
