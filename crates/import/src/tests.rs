@@ -94,7 +94,7 @@ fn uid(kind: u128, n: u128) -> String {
 fn sample(n: u128, messages: usize) -> Value {
     let business = BusinessId::parse(BUSINESS).unwrap();
     let message = |m: usize| {
-        let sender = if m % 2 == 0 {
+        let sender = if m.is_multiple_of(2) {
             SenderType::Customer
         } else {
             SenderType::Agent
