@@ -2,14 +2,13 @@
 //! reading it back for the feed, pruning it, and (PostgreSQL) relaying commits of
 //! other processes to this one's waiting readers with `LISTEN`/`NOTIFY`.
 //!
-//! Ordering: appending is the last step of a write's transaction. It bumps the
-//! business's counter row (an upsert) and inserts the events with the ids it hands
-//! out; the row lock taken by the bump is held until commit. A concurrent writer of
-//! the same business waits at its own bump until this transaction commits, and then
-//! reads the committed value: ids are handed out in commit order, and a rolled-back
-//! transaction gives its ids back. The price is that writers of ONE business commit
-//! one at a time from the bump on (the rest of their transactions still overlap);
-//! different businesses never wait on each other. SQLite has one writer anyway.
+//! Ordering: ids come from the business's counter row, bumped by a transaction that
+//! holds the row's lock until it commits; the next bump reads the committed value, so
+//! ids are handed out in commit order and a rolled-back transaction gives its ids back.
+//! Who bumps: on SQLite (one writer at a time anyway) and for imports, the write's own
+//! transaction, as its last step; for PostgreSQL writes, the numbering that follows
+//! their commit (`crate::sequencer`), so writers of one business do not commit one at
+//! a time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +26,19 @@ use crate::schema::{DbUuid, Micros, events};
 pub struct EventWiring {
     pub encoder: Arc<dyn EventEncoder>,
     pub signals: EventSignals,
+    /// PostgreSQL: the numberings of pending events this process runs or waits for.
+    pub(crate) turns: Arc<crate::sequencer::Turns>,
+}
+
+impl EventWiring {
+    /// One per process: its workers' stores share its signals and numberings.
+    pub fn new(encoder: Arc<dyn EventEncoder>, signals: EventSignals) -> Self {
+        Self {
+            encoder,
+            signals,
+            turns: Arc::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for EventWiring {
@@ -95,6 +107,26 @@ pub(crate) struct NewEvent<'a> {
     data: &'a str,
 }
 
+impl<'a> NewEvent<'a> {
+    pub(crate) fn new(
+        business_id: DbUuid,
+        id: i64,
+        kind: EventType,
+        occurred_at: Micros,
+        conversation_id: DbUuid,
+        data: &'a str,
+    ) -> Self {
+        Self {
+            business_id,
+            id,
+            kind: kind.as_str(),
+            occurred_at,
+            conversation_id,
+            data,
+        }
+    }
+}
+
 /// The rows of `encoded`, numbered from `first`.
 pub(crate) fn rows(business: DbUuid, first: i64, encoded: &[Encoded]) -> Vec<NewEvent<'_>> {
     encoded
@@ -103,6 +135,32 @@ pub(crate) fn rows(business: DbUuid, first: i64, encoded: &[Encoded]) -> Vec<New
         .map(|(e, id)| NewEvent {
             business_id: business,
             id,
+            kind: e.kind.as_str(),
+            occurred_at: e.occurred_at,
+            conversation_id: e.conversation_id,
+            data: &e.data,
+        })
+        .collect()
+}
+
+/// An event staged by a PostgreSQL write, numbered after its commit
+/// (`crate::sequencer`).
+#[derive(diesel::Insertable)]
+#[diesel(table_name = crate::schema::pending_events)]
+pub(crate) struct NewPendingEvent<'a> {
+    business_id: DbUuid,
+    kind: &'static str,
+    occurred_at: Micros,
+    conversation_id: DbUuid,
+    data: &'a str,
+}
+
+/// The pending rows of `encoded`.
+pub(crate) fn pending_rows(business: DbUuid, encoded: &[Encoded]) -> Vec<NewPendingEvent<'_>> {
+    encoded
+        .iter()
+        .map(|e| NewPendingEvent {
+            business_id: business,
             kind: e.kind.as_str(),
             occurred_at: e.occurred_at,
             conversation_id: e.conversation_id,

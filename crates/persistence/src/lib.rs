@@ -39,6 +39,7 @@ mod postgres;
 mod postgres_write;
 mod rows;
 mod schema;
+mod sequencer;
 mod settings;
 mod snapshot_read;
 mod sqlite;
@@ -51,6 +52,7 @@ pub mod testing;
 
 pub use error::StorageError;
 pub use events::{EventWiring, relay_notifications};
+pub use sequencer::{settle_stragglers, sweep_pending_events};
 pub use settings::{Backend, DatabaseSettings};
 
 /// The ports, wired to one database.

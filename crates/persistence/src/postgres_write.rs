@@ -34,6 +34,9 @@ macro_rules! in_transaction {
         let store: &PostgresStore = $store;
         let budget = store.budget();
         let wiring = std::sync::Arc::clone(store.events());
+        // Whether the transaction staged events, to be numbered once it committed.
+        let staged = std::sync::atomic::AtomicBool::new(false);
+        let staged = &staged;
         let run = async {
             let object = store
                 .pool()
@@ -52,6 +55,7 @@ macro_rules! in_transaction {
                     let $sink = &mut PostgresSink {
                         conn,
                         events: &events,
+                        staged,
                     };
                     $body.await
                 })
@@ -63,9 +67,13 @@ macro_rules! in_transaction {
                 crate::error::DeadlineExceeded(budget),
             )))
         });
-        if result.is_ok() {
-            // Readers in this process learn of it at once; others through NOTIFY.
-            wiring.signals.notify($business);
+        if result.is_ok() && staged.load(std::sync::atomic::Ordering::SeqCst) {
+            // Committed: the write stands whatever happens next. Its events get their
+            // ids before it answers (so its client finds them in the feed); if that
+            // fails, the sweep of another moment numbers them (`crate::sequencer`).
+            if let Err(error) = store.settle_events($business).await {
+                tracing::warn!(%error, "numbering committed events failed; the sweep will");
+            }
         }
         result
     }};
@@ -122,6 +130,7 @@ impl PostgresStore {
 pub(crate) struct PostgresSink<'c> {
     conn: &'c mut AsyncPgConnection,
     events: &'c EventWiring,
+    staged: &'c std::sync::atomic::AtomicBool,
 }
 
 impl WriteSink for PostgresSink<'_> {
@@ -284,7 +293,16 @@ impl WriteSink for PostgresSink<'_> {
         business: DbUuid,
         events: Vec<ConversationEvent>,
     ) -> Result<(), WriteFailure> {
-        append_events(self.conn, self.events, business, &events).await
+        if events.is_empty() {
+            return Ok(());
+        }
+        let encoded = crate::events::encode(self.events.encoder.as_ref(), &events);
+        diesel::insert_into(crate::schema::pending_events::table)
+            .values(crate::events::pending_rows(business, &encoded))
+            .execute(self.conn)
+            .await?;
+        self.staged.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     async fn read(
@@ -300,8 +318,11 @@ impl WriteSink for PostgresSink<'_> {
     }
 }
 
-/// Appends events to a business's log inside the caller's transaction, and has
-/// PostgreSQL notify listeners when it commits (see `crate::events`).
+/// Appends numbered events to a business's log inside the caller's transaction (an
+/// import's: one transaction for many conversations, so it numbers its own events
+/// rather than stage them), and has PostgreSQL notify listeners when it commits. It
+/// holds the business's counter row until it commits, like a numbering does
+/// (`crate::sequencer`), which keeps the two in one order.
 pub(crate) async fn append_events(
     conn: &mut AsyncPgConnection,
     wiring: &EventWiring,

@@ -250,6 +250,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::{BigInt, Text};
+    use super::sql::{Instant, Uuid};
+
+    /// PostgreSQL only: events of committed writes not numbered yet.
+    pending_events (business_id, seq) {
+        business_id -> Uuid,
+        seq -> BigInt,
+        #[sql_name = "type"]
+        kind -> Text,
+        occurred_at -> Instant,
+        conversation_id -> Uuid,
+        data -> Text,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
     use super::sql::{Instant, Uuid};
 

@@ -45,10 +45,10 @@ impl pingback_application::EventEncoder for TestEncoder {
 
 /// The event wiring of adapter tests: the test encoder and signals of their own.
 pub fn events() -> EventWiring {
-    EventWiring {
-        encoder: std::sync::Arc::new(TestEncoder),
-        signals: pingback_application::EventSignals::new(Duration::from_secs(1)),
-    }
+    EventWiring::new(
+        std::sync::Arc::new(TestEncoder),
+        pingback_application::EventSignals::new(Duration::from_secs(1)),
+    )
 }
 
 /// The variable holding an admin URL of the test cluster (a database to connect to
@@ -694,6 +694,17 @@ pub mod citus {
             (
                 "event insert",
                 sql_of(&diesel::insert_into(crate::schema::events::table).values(&event_rows)),
+            ),
+            (
+                "pending event insert (a write's events)",
+                sql_of(
+                    &diesel::insert_into(crate::schema::pending_events::table)
+                        .values(crate::events::pending_rows(nil, &encoded)),
+                ),
+            ),
+            (
+                "pending events taken for numbering (sequencer::TAKE_PENDING)",
+                crate::sequencer::TAKE_PENDING.to_owned(),
             ),
             (
                 "message read (message_query!)",

@@ -70,10 +70,7 @@ pub fn event_wiring(settings: &Settings) -> EventWiring {
         Ok(pingback_persistence::Backend::Postgres) => Duration::from_secs(30),
         _ => Duration::from_secs(1),
     };
-    EventWiring {
-        encoder: Arc::new(JsonEvents),
-        signals: EventSignals::new(recheck),
-    }
+    EventWiring::new(Arc::new(JsonEvents), EventSignals::new(recheck))
 }
 
 impl Application {
@@ -154,7 +151,8 @@ impl Application {
 
     /// Runs until SIGTERM/SIGINT, then ends event streams, drains in-flight requests
     /// and lets webhook deliveries in flight finish. Beside the server: the relay of
-    /// PostgreSQL's event notifications, the hourly pruning of events past their
+    /// PostgreSQL's event notifications, the sweep that numbers events their writer's
+    /// process left pending, the hourly pruning of events past their
     /// retention, and webhook delivery.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Background {
@@ -171,6 +169,9 @@ impl Application {
             pingback_persistence::relay_notifications(&database, wiring.signals.clone())
         {
             tasks.push(relay);
+        }
+        if let Some(sweep) = pingback_persistence::sweep_pending_events(&database, &wiring) {
+            tasks.push(sweep);
         }
         let mut dispatcher = None;
         if let Ok(storage) = pingback_persistence::connect(&database, &wiring) {
