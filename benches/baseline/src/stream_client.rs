@@ -6,8 +6,9 @@
 //! reads each `id:` line, noting when every stream received every event id. Once all
 //! N streams are open it prints `open N` on stdout, waits `--hold` seconds (the
 //! harness samples the server's memory with the streams open and idle), then posts
-//! `--posts` messages one at a time, one every `1 / --rate` s, on a keep-alive
-//! connection of its own (`POST /api/v1/conversations/{id}/messages`). Each post's
+//! `--posts` messages, one every `1 / --rate` s whether or not the earlier ones were
+//! answered, on keep-alive connections of its own (`POST
+//! /api/v1/conversations/{id}/messages`). Each post's
 //! `message.created` event is the one whose `data:` carries the id of the message the
 //! POST answered with; its fan-out latency is the time from the POST's answer (read
 //! completely) to the moment the last of the N streams received it.
@@ -386,6 +387,9 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// A post's message id, when it was sent and when its answer was read; or why not.
+type PostOutcome = Result<(String, Instant, Instant), String>;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -418,48 +422,58 @@ async fn run(options: Options) -> serde_json::Value {
     say(&format!("open {opened}"));
     tokio::time::sleep(Duration::from_secs_f64(options.hold)).await;
 
-    // The posts, one at a time, one every 1/rate s.
-    let mut connection = None;
-    let mut posted = Vec::new();
-    let mut post_errors = 0_usize;
-    let mut first_post_error = None;
+    // The posts, one every 1/rate s whether or not the previous ones were answered
+    // (each on a keep-alive connection of a small pool, a new one when all are busy),
+    // so the rate holds even when a POST takes longer than the period.
+    let idle: Rc<RefCell<Vec<Option<Open>>>> = Rc::new(RefCell::new(Vec::new()));
+    let outcomes: Rc<RefCell<Vec<PostOutcome>>> = Rc::new(RefCell::new(Vec::new()));
+    let options = Rc::new(options);
     let period = Duration::from_secs_f64(1.0 / options.rate);
     let posts_started = tokio::time::Instant::now();
+    let mut in_flight = Vec::new();
     for n in 0..options.posts {
         tokio::time::sleep_until(posts_started + period * u32::try_from(n).unwrap_or(u32::MAX))
             .await;
-        let conversation = &options.conversations[n % options.conversations.len()];
-        let body = &options.bodies[n % options.bodies.len()];
-        let sent = Instant::now();
-        match post(&options, &mut connection, conversation, body).await {
-            Ok((201, answer, at)) => {
-                let id = serde_json::from_slice::<serde_json::Value>(&answer)
+        let (options, idle, outcomes) =
+            (Rc::clone(&options), Rc::clone(&idle), Rc::clone(&outcomes));
+        in_flight.push(tokio::task::spawn_local(async move {
+            let conversation = &options.conversations[n % options.conversations.len()];
+            let body = &options.bodies[n % options.bodies.len()];
+            let mut connection = idle.borrow_mut().pop().flatten();
+            let sent = Instant::now();
+            let outcome = match post(&options, &mut connection, conversation, body).await {
+                Ok((201, answer, at)) => serde_json::from_slice::<serde_json::Value>(&answer)
                     .ok()
-                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
-                match id {
-                    Some(id) => posted.push((id, sent, at)),
-                    None => {
-                        post_errors += 1;
-                        first_post_error
-                            .get_or_insert_with(|| "a 201 answer without an id".to_owned());
-                    }
-                }
-            }
-            Ok((status, answer, _)) => {
-                post_errors += 1;
-                first_post_error.get_or_insert_with(|| {
-                    format!(
-                        "HTTP {status}: {}",
-                        String::from_utf8_lossy(&answer[..answer.len().min(300)])
-                    )
-                });
-            }
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+                    .map(|id| (id, sent, at))
+                    .ok_or_else(|| "a 201 answer without an id".to_owned()),
+                Ok((status, answer, _)) => Err(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&answer[..answer.len().min(300)])
+                )),
+                Err(error) => Err(error),
+            };
+            idle.borrow_mut().push(connection);
+            outcomes.borrow_mut().push(outcome);
+        }));
+    }
+    for task in in_flight {
+        let _ = task.await;
+    }
+    let mut posted = Vec::new();
+    let mut post_errors = 0_usize;
+    let mut first_post_error = None;
+    for outcome in outcomes.borrow_mut().drain(..) {
+        match outcome {
+            Ok(post) => posted.push(post),
             Err(error) => {
                 post_errors += 1;
                 first_post_error.get_or_insert(error);
             }
         }
     }
+    // In the order they were sent.
+    posted.sort_by_key(|(_, sent, _)| *sent);
     let posting_seconds = posts_started.elapsed().as_secs_f64();
 
     // Wait until every posted message's event reached every open stream (or --wait).

@@ -170,6 +170,10 @@ impl EventSubscription {
             loop {
                 match self.receiver.recv().await {
                     Ok(b) if b == business || b == EVERYONE || business == EVERYONE => {
+                        // The signals queued behind it were sent before now, so the
+                        // read that follows sees their commits too: one wake-up for
+                        // all of them, not one each (a busy business signals often).
+                        while self.receiver.try_recv().is_ok() {}
                         return true;
                     }
                     Ok(_) => {}

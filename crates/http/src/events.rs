@@ -2,6 +2,7 @@
 //! written once when the event is appended), the feed `GET /api/v1/events` with long
 //! polling, and the Server-Sent Events stream `GET /api/v1/events/stream`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,10 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use pingback_application::{
     EventEncoder, EventFeed, EventsAfter, GetConversationError, MAX_WAIT, Principal, Scope,
+    StoredEvent,
 };
-use pingback_domain::ConversationEvent;
+use pingback_domain::{BusinessId, ConversationEvent};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -67,14 +71,116 @@ impl EventEncoder for JsonEvents {
     }
 }
 
-/// What the event routes share across every worker of the process.
+/// What the event routes of a worker need.
 #[derive(Clone)]
 pub struct EventRoutes {
-    pub feed: EventFeed,
-    /// One permit per open stream (`events.max_streams`).
-    pub streams: Arc<Semaphore>,
+    pub(crate) feed: EventFeed,
+    /// One permit per open stream (`events.max_streams`), shared by every worker.
+    pub(crate) streams: Arc<Semaphore>,
     /// Turns true when the server begins to shut down: streams end.
-    pub stopping: watch::Receiver<bool>,
+    pub(crate) stopping: watch::Receiver<bool>,
+    reads: Arc<StreamReads>,
+}
+
+impl EventRoutes {
+    pub fn new(feed: EventFeed, streams: Arc<Semaphore>, stopping: watch::Receiver<bool>) -> Self {
+        Self {
+            feed,
+            streams,
+            stopping,
+            reads: Arc::default(),
+        }
+    }
+}
+
+/// A read of the log by streams, as they send it.
+enum Chunk {
+    /// The SSE frames of the events read, and the last id among them.
+    Events {
+        frames: Bytes,
+        last: i64,
+    },
+    Empty,
+    Gone,
+}
+
+type SharedRead = Shared<BoxFuture<'static, Result<Arc<Chunk>, Arc<str>>>>;
+
+/// Streams of one business at one position share one read of the log and the frames
+/// made of it: one commit wakes every stream of its business, and 1,000 streams then
+/// cost one query and one formatting instead of 1,000 (the frames are reference
+/// counted, not copied). A read is shared only with streams woken before it started,
+/// so it cannot hide an event committed before their wake-up.
+#[derive(Default)]
+struct StreamReads {
+    reads: std::sync::Mutex<HashMap<(BusinessId, i64), (tokio::time::Instant, SharedRead)>>,
+}
+
+impl StreamReads {
+    /// Reads kept for sharing at most (older ones are dropped when there are more).
+    const KEPT: usize = 1024;
+
+    async fn read(
+        &self,
+        feed: &EventFeed,
+        principal: &Principal,
+        after: i64,
+        woken_at: tokio::time::Instant,
+    ) -> Result<Arc<Chunk>, Arc<str>> {
+        let key = (principal.business_id(), after);
+        let read = {
+            let mut reads = self
+                .reads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match reads.get(&key) {
+                Some((started, read)) if *started >= woken_at => read.clone(),
+                _ => {
+                    let now = tokio::time::Instant::now();
+                    if reads.len() >= Self::KEPT {
+                        reads.retain(|_, (started, _)| now - *started < KEEP_ALIVE);
+                    }
+                    let (feed, principal) = (feed.clone(), principal.clone());
+                    let read = async move {
+                        match feed
+                            .events_after(&principal, after, STREAM_BATCH, None)
+                            .await
+                        {
+                            Ok(EventsAfter::Events(events)) => Ok(Arc::new(frames(&events))),
+                            Ok(EventsAfter::Gone) => Ok(Arc::new(Chunk::Gone)),
+                            Err(error) => Err(Arc::<str>::from(error.to_string())),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    reads.insert(key, (now, read.clone()));
+                    read
+                }
+            }
+        };
+        read.await
+    }
+}
+
+/// The SSE frames of `events`.
+fn frames(events: &[StoredEvent]) -> Chunk {
+    let Some(last) = events.last() else {
+        return Chunk::Empty;
+    };
+    let mut frames = Vec::new();
+    for event in events {
+        frames.extend_from_slice(b"id: ");
+        frames.extend_from_slice(event.id.to_string().as_bytes());
+        frames.extend_from_slice(b"\nevent: ");
+        frames.extend_from_slice(event.kind.as_str().as_bytes());
+        frames.extend_from_slice(b"\ndata: ");
+        event.write_json(&mut frames);
+        frames.extend_from_slice(b"\n\n");
+    }
+    Chunk::Events {
+        frames: Bytes::from(frames),
+        last: last.id,
+    }
 }
 
 /// A keep-alive comment this often on a quiet stream (the contract asks for at least
@@ -85,6 +191,10 @@ pub struct EventRoutes {
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// Events a stream reads at once.
 const STREAM_BATCH: u16 = 500;
+/// After a wake-up, a stream waits this long before it reads: the commits of that
+/// moment then go out as one write per stream, and the streams of a business read
+/// together (see [`StreamReads`]). Well within the second an event may take.
+const COALESCE: Duration = Duration::from_millis(25);
 
 /// The feed's body.
 #[derive(Serialize, ToSchema)]
@@ -281,8 +391,12 @@ fn now_seconds() -> i64 {
 struct Stream {
     principal: Principal,
     feed: EventFeed,
+    reads: Arc<StreamReads>,
     after: i64,
     subscription: pingback_application::EventSubscription,
+    /// When the stream last learned the log may have changed: a read started before
+    /// then may not show it.
+    woken_at: tokio::time::Instant,
     stopping: watch::Receiver<bool>,
     ends_at: Option<tokio::time::Instant>,
     last_sent: tokio::time::Instant,
@@ -303,28 +417,18 @@ impl Stream {
             let expired = self
                 .ends_at
                 .is_some_and(|at| tokio::time::Instant::now() >= at);
-            match self
-                .feed
-                .events_after(&self.principal, self.after, STREAM_BATCH, None)
-                .await
-            {
-                Ok(EventsAfter::Events(events)) if !events.is_empty() => {
-                    let mut chunk = Vec::new();
-                    for event in &events {
-                        chunk.extend_from_slice(b"id: ");
-                        chunk.extend_from_slice(event.id.to_string().as_bytes());
-                        chunk.extend_from_slice(b"\nevent: ");
-                        chunk.extend_from_slice(event.kind.as_str().as_bytes());
-                        chunk.extend_from_slice(b"\ndata: ");
-                        event.write_json(&mut chunk);
-                        chunk.extend_from_slice(b"\n\n");
-                    }
-                    self.after = events.last().map_or(self.after, |e| e.id);
+            let read = self
+                .reads
+                .read(&self.feed, &self.principal, self.after, self.woken_at)
+                .await;
+            match read.as_deref() {
+                Ok(Chunk::Events { frames, last }) => {
+                    self.after = *last;
                     self.last_sent = tokio::time::Instant::now();
-                    return Some(Bytes::from(chunk));
+                    return Some(frames.clone());
                 }
-                Ok(EventsAfter::Events(_)) => {}
-                Ok(EventsAfter::Gone) => {
+                Ok(Chunk::Empty) => {}
+                Ok(Chunk::Gone) => {
                     self.done = true;
                     return Some(Bytes::from_static(
                         b"event: gone\ndata: {\"detail\":\"events were pruned; list again\"}\n\n",
@@ -345,15 +449,20 @@ impl Stream {
             let until = self.ends_at.map_or(keep_alive, |end| end.min(keep_alive));
             let left = until.saturating_duration_since(tokio::time::Instant::now());
             let business = self.principal.business_id();
-            tokio::select! {
-                _ = self.subscription.changed(business, left) => {}
+            let signalled = tokio::select! {
+                signalled = self.subscription.changed(business, left) => signalled,
                 changed = self.stopping.changed(), if !self.unwatched => {
                     self.unwatched = changed.is_err();
+                    false
                 }
-            }
+            };
+            self.woken_at = tokio::time::Instant::now();
             if tokio::time::Instant::now() >= keep_alive {
                 self.last_sent = tokio::time::Instant::now();
                 return Some(Bytes::from_static(b": keep-alive\n\n"));
+            }
+            if signalled && !*self.stopping.borrow() {
+                tokio::time::sleep(COALESCE).await;
             }
         }
     }
@@ -435,8 +544,10 @@ pub(crate) async fn stream_events(
     let stream = Stream {
         principal,
         feed: state.events.feed.clone(),
+        reads: Arc::clone(&state.events.reads),
         after,
         subscription,
+        woken_at: tokio::time::Instant::now(),
         stopping: state.events.stopping.clone(),
         ends_at,
         last_sent: tokio::time::Instant::now(),
@@ -457,4 +568,70 @@ pub(crate) async fn stream_events(
         // Proxies must not buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+#[cfg(test)]
+mod stream_reads_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pingback_application::{EventSignals, MockEventLog, Subject};
+    use pingback_domain::{ConversationId, EventType, Timestamp};
+
+    use super::*;
+
+    /// A log whose every read finds the event after `after`, counting the reads.
+    fn counting_log(reads: Arc<AtomicUsize>) -> MockEventLog {
+        let mut log = MockEventLog::new();
+        log.expect_events_after().returning(move |_, after, _| {
+            reads.fetch_add(1, Ordering::SeqCst);
+            Ok(EventsAfter::Events(vec![StoredEvent {
+                id: after + 1,
+                kind: EventType::MessageCreated,
+                occurred_at: Timestamp::now(),
+                conversation_id: ConversationId::from_uuid(uuid::Uuid::now_v7()),
+                data: b"{}".to_vec(),
+            }]))
+        });
+        log
+    }
+
+    fn principal(business: BusinessId) -> Principal {
+        Principal::new(business, Subject::new("reader").unwrap())
+    }
+
+    #[tokio::test]
+    async fn streams_woken_before_a_read_share_it_and_later_ones_read_again() {
+        let counted = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(counting_log(Arc::clone(&counted)));
+        let feed = EventFeed::new(log, EventSignals::new(Duration::from_secs(1)));
+        let reads = StreamReads::default();
+        let business = BusinessId::from_uuid(uuid::Uuid::now_v7());
+        let woken = tokio::time::Instant::now();
+        let principals: Vec<_> = (0..50).map(|_| principal(business)).collect();
+        let chunks = futures_util::future::join_all(
+            principals.iter().map(|p| reads.read(&feed, p, 7, woken)),
+        )
+        .await;
+        assert_eq!(counted.load(Ordering::SeqCst), 1, "50 streams, one read");
+        for chunk in &chunks {
+            let Ok(Chunk::Events { frames, last }) = chunk.as_deref() else {
+                panic!("events expected");
+            };
+            assert_eq!(*last, 8);
+            assert!(frames.starts_with(b"id: 8\nevent: message.created\ndata: "));
+        }
+        // Finished, and still shared with a stream woken before it started…
+        reads.read(&feed, &principals[0], 7, woken).await.unwrap();
+        assert_eq!(counted.load(Ordering::SeqCst), 1);
+        // …but not with one woken after: it may miss what woke that stream.
+        let later = tokio::time::Instant::now();
+        reads.read(&feed, &principals[0], 7, later).await.unwrap();
+        assert_eq!(counted.load(Ordering::SeqCst), 2);
+        // Another business, or another position, is another read.
+        let other = principal(BusinessId::from_uuid(uuid::Uuid::now_v7()));
+        reads.read(&feed, &other, 7, woken).await.unwrap();
+        reads.read(&feed, &principals[0], 8, woken).await.unwrap();
+        assert_eq!(counted.load(Ordering::SeqCst), 4);
+    }
 }

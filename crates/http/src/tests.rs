@@ -173,14 +173,14 @@ pub(crate) fn state_with_ports(
     // Leaked so the stream's shutdown signal stays `true`, never closed.
     std::mem::forget(stopping);
     ApiState {
-        events: crate::events::EventRoutes {
-            feed: pingback_application::EventFeed::new(
+        events: crate::events::EventRoutes::new(
+            pingback_application::EventFeed::new(
                 Arc::new(events),
                 pingback_application::EventSignals::new(std::time::Duration::from_secs(1)),
             ),
-            streams: Arc::new(tokio::sync::Semaphore::new(8)),
-            stopping: stopping_rx,
-        },
+            Arc::new(tokio::sync::Semaphore::new(8)),
+            stopping_rx,
+        ),
         commands: pingback_application::ConversationCommands::new(
             Arc::new(writer),
             conversations.clone(),

@@ -114,11 +114,11 @@ impl Application {
                     Arc::new(SystemClock),
                 ),
                 conversations,
-                events: EventRoutes {
-                    feed: EventFeed::new(ports.events, wiring.signals.clone()),
-                    streams: streams.clone(),
-                    stopping: stopping_rx.clone(),
-                },
+                events: EventRoutes::new(
+                    EventFeed::new(ports.events, wiring.signals.clone()),
+                    streams.clone(),
+                    stopping_rx.clone(),
+                ),
                 webhooks: WebhookService::new(
                     ports.webhooks,
                     Arc::new(client.clone()),
