@@ -1418,8 +1418,12 @@ def write_results(work, meta):
             return None
         # BEGIN and COMMIT aside: pg_stat_statements counts pgbench's prepared ones only
         # when they are prepared, once per client.
+        # The numbering of events runs in transactions of its own, shared by several
+        # writes (pingback's inserts as many rows as it numbers, a statement text per
+        # count; pgbench's numbering client does it in one statement): compared apart.
         return {s["queryid"] for s in v["statements"] if (s["calls_per_request"] or 0) >= 0.5
-                and s["query"].strip().upper() not in ("BEGIN", "COMMIT")}
+                and s["query"].strip().upper() not in ("BEGIN", "COMMIT")
+                and not any(n in s["query"] for n in NUMBERING_STATEMENTS)}
     pingback_ids, pgbench_ids = per_tx("pingback"), per_tx("pgbench")
     events_ids = per_tx("pgbench-events")
 
@@ -1452,6 +1456,12 @@ def write_results(work, meta):
         "event_data": event_data,
         "check": check,
     }
+
+
+# Statements of the numbering of pending events (crates/persistence/src/sequencer.rs,
+# benches/pgbench/number_events.sql).
+NUMBERING_STATEMENTS = ("business_event_counters", "DELETE FROM pending_events", 'INSERT INTO "events"',
+                        "INSERT INTO events", "pg_notify")
 
 
 def render_writes(wr):
@@ -1488,9 +1498,13 @@ def render_writes(wr):
       "per transaction among the `message.created` events pingback wrote in the check before the runs"
       + (f" ({fmt(wr['event_data'].get('events'))} events, {fmt(wr['event_data'].get('min_bytes'))}–"
          f"{fmt(wr['event_data'].get('max_bytes'))} bytes, median {fmt(wr['event_data'].get('median_bytes'), 0)})"
-         if wr.get("event_data") else "") + "; pingback, listening for the notifications, runs meanwhile.")
+         if wr.get("event_data") else "") + ". Meanwhile one more pgbench client numbers the staged events back to "
+      "back (`benches/pgbench/number_events.sql`, each a transaction: lock the business's counter row, move its "
+      "pending events into `events` with the next ids, raise the counter, `pg_notify`), as pingback's writers "
+      "have it done after their commit (pingback moves the rows in two statements, pgbench in one); pingback, "
+      "listening for the notifications, runs meanwhile.")
     w("- **pgbench, without events** — `benches/pgbench/post_message.sql`: the write's transaction as it was before "
-      "the event log: without its three statements, and with the head read taking only the customer's `revision` "
+      "the event log: without its statement, and with the head read taking only the customer's `revision` "
       "(pingback's head read now takes the whole customer row, which the event's conversation carries as the "
       "inbox lists it). Both pgbench variants run interleaved (same clients, durations, repeats, conversations and "
       "bodies); **the event log's cost = 1 − with / without**: the whole difference the log makes to the "
@@ -1547,20 +1561,24 @@ def render_writes(wr):
           f"{mark(met['event_log_cost'])}; per repeat: {per or '–'}). pingback, which runs them, "
           f"{fmt(pb.get('requests_per_second'))} req/s: {fmt(r['pingback_over_pgbench_events_rps'], 2, '×')} of "
           "pgbench with events.")
-        EVENTS_INSERT = 'INSERT INTO "events"'  # noqa: N806
+        PENDING_INSERT = 'INSERT INTO "pending_events"'  # noqa: N806
 
         def mean_ms(system, needle):
             q = [x for x in s.get(system, {}).get("statements", []) if needle in x["query"] and x["calls"]]
             return sum(x["total_ms"] for x in q) / sum(x["calls"] for x in q) if q else None
-        w(f"- Where it goes (pgbench with events, `pg_stat_statements` mean execution time per call): the counter "
-          f"bump {fmt(mean_ms('pgbench-events', 'business_event_counters'), 3)} ms — most of it waiting for the "
-          "business's counter row, which each writer holds from its bump to its commit, so the writers of one "
-          f"business (all of them here) are serialised through it — the events row "
-          f"{fmt(mean_ms('pgbench-events', EVENTS_INSERT), 3)} ms, `pg_notify` "
+        def calls_per_tx(system, needle):
+            q = [x for x in s.get(system, {}).get("statements", []) if needle in x["query"]]
+            return sum(x["calls_per_request"] or 0 for x in q) if q else None
+        w(f"- Where it goes (pgbench with events, `pg_stat_statements` mean execution time per call): the pending "
+          f"event's insert {fmt(mean_ms('pgbench-events', PENDING_INSERT), 3)} ms; the numbering "
+          f"ran {fmt(calls_per_tx('pgbench-events', 'DELETE FROM pending_events'), 2)} times per write (pingback: "
+          f"{fmt(calls_per_tx('pingback', 'DELETE FROM pending_events'), 2)}), its counter-row lock "
+          f"{fmt(mean_ms('pgbench-events', 'business_event_counters'), 3)} ms, the move "
+          f"{fmt(mean_ms('pgbench-events', 'DELETE FROM pending_events'), 3)} ms, `pg_notify` "
           f"{fmt(mean_ms('pgbench-events', 'pg_notify'), 3)} ms; core {st['server_cpu']} CPU per transaction "
           f"{fmt(s['pgbench'].get('server_core_cpu_ms_per_request'), 3)} ms without events, "
-          f"{fmt(e.get('server_core_cpu_ms_per_request'), 3)} ms with them. (pingback's bump: "
-          f"{fmt(mean_ms('pingback', 'business_event_counters'), 3)} ms.)")
+          f"{fmt(e.get('server_core_cpu_ms_per_request'), 3)} ms with them. Writers of one business no longer "
+          "wait for each other's commits: only the numberings take the counter row, one at a time.")
     if r.get("pingback_key_over_pgbench_rps") is not None:
         w(f"- With an Idempotency-Key: {fmt(r['pingback_key_over_pgbench_rps'], 2, '×')} of pgbench without events "
           f"(which runs the transaction without the key's two statements), "
@@ -2351,7 +2369,7 @@ def render_streams(sr):
       "`Accept: text/event-stream`) open on one business, held by `pingback-stream-client` "
       "(`benches/baseline/src/stream_client.rs`: hand-written HTTP/1.1 on tokio, one thread; it decodes the "
       "chunked bodies and notes when each stream receives each `id:`); then it posts "
-      f"{r['posts']} messages one at a time, {fmt(r['rate'], 0)} a second (`POST /api/v1/conversations/{{id}}/"
+      f"{r['posts']} messages, {fmt(r['rate'], 0)} a second whatever their answers take (`POST /api/v1/conversations/{{id}}/"
       "messages`), and times each one's `message.created` event (found by the message id in its `data:`) from the "
       "POST's answer to the last stream receiving it.")
     w("")
@@ -2376,8 +2394,8 @@ def render_streams(sr):
       f"working through the {r['opened']:,} copies); {r['events_timed']} of {r['posted']} events timed, "
       f"{fo['over_1s']} over 1 s. The first stream had it {fmt(first['p50'], 1, ' ms')} after the answer (p50; "
       f"p99 {fmt(first['p99'], 1, ' ms')}; negative: before the answer arrived). The POSTs themselves took "
-      f"p50 {fmt(post['p50'], 1, ' ms')}, p99 {fmt(post['p99'], 1, ' ms')} (each waits for the previous one's "
-      f"answer, so the {r['posted']} posts took {r['posting_seconds']:.1f} s: "
+      f"p50 {fmt(post['p50'], 1, ' ms')}, p99 {fmt(post['p99'], 1, ' ms')} (the {r['posted']} posts took "
+      f"{r['posting_seconds']:.1f} s: "
       f"{r['posted'] / r['posting_seconds'] if r['posting_seconds'] else 0:.1f} a second).")
     w(f"- **errors**: streams refused ({r['open_errors']}), streams ended or dropped before the end ({r['dropped']}), "
       f"POSTs not answered 201 ({r['post_errors']}), events some stream never received "
@@ -2401,10 +2419,10 @@ def render_streams(sr):
         w("")
         w("### The event counter under contention")
         w("")
-        w("The last step of every write's transaction bumps its business's event counter row (`INSERT … ON "
-          "CONFLICT DO UPDATE … RETURNING`, `crates/persistence/src/events.rs`) and holds that row's lock until "
-          "commit: writers of one business are serialised from the bump to the commit, writers of different "
-          "businesses never wait on each other. The write scenario's load (`benches/wrk/post_message.lua`, "
+        w("A write stages its events; after its commit the business's pending events are numbered in a short "
+          "transaction of their own that takes the business's counter row (`crates/persistence/src/sequencer.rs`): "
+          "numberings of one business run one at a time and are shared by the writers waiting for them, writers "
+          "never wait for each other's commits. The write scenario's load (`benches/wrk/post_message.lua`, "
           f"`wrk -c {st.get('connections')} -t {st.get('threads')}`, no `Idempotency-Key`) against "
           f"{c.get('conversations')} conversations of **one business**, and against one conversation in each of "
           f"**{c.get('businesses')} businesses** (each with its own token), interleaved, "

@@ -21,10 +21,11 @@
 # its own, without and with an Idempotency-Key, vs pgbench running the same SQL
 # transaction without the event log's statements (benches/pgbench/post_message.sql) and
 # with them (benches/pgbench/post_message_events.sql: pingback's transaction exactly —
-# the head read with the whole customer row the event carries, the counter bump, the
-# events row with the `data` of a real message.created event pingback wrote in the
-# check, and pg_notify); the two pgbench runs side by side give the event
-# log's cost (1 − with/without, target ≤ 15 %). A writes-only run replaces only the
+# the head read with the whole customer row the event carries and the pending event
+# with the `data` of a real message.created event pingback wrote in the check — while
+# one more client numbers the pending events back to back, benches/pgbench/
+# number_events.sql); the two pgbench runs side by side give the event log's cost
+# (1 − with/without, target ≤ 15 %). A writes-only run replaces only the
 # "Writes" section of docs/benchmarks.md and the "writes" key of results.json.
 #
 # List scenario (BENCH_SCENARIOS contains `list`): GET /api/v1/conversations?limit=25 on
@@ -67,8 +68,8 @@
 # Streams scenario (BENCH_SCENARIOS contains `streams`): BENCH_STREAMS (1,000) Server-Sent-
 # Event streams (GET /api/v1/events/stream) on one business, held by
 # pingback-stream-client (benches/baseline, on the load core), to pingback as shipped;
-# then BENCH_STREAM_POSTS (100) messages posted one at a time, BENCH_STREAM_RATE (10) a
-# second: each event's fan-out latency from the POST's answer to the last stream
+# then BENCH_STREAM_POSTS (500) messages posted BENCH_STREAM_RATE (100) a second (each
+# without waiting for the previous answer): each event's fan-out latency from the POST's answer to the last stream
 # receiving it (contract: within 1 s), pingback's RSS idle, with the streams open and at
 # its peak, errors. Then (BENCH_STREAM_CONTENTION=1, the default) the event counter under
 # contention: the write scenario's load to 100 conversations of one business vs one
@@ -134,8 +135,8 @@ CITUS_WRITE_BUSINESS=b0000000-0000-4000-c000-000000000002
 # Streams: how many, the posts and their rate, the idle hold with the streams open (s),
 # the conversations posted to; the contention table's businesses and conversations.
 STREAMS=${BENCH_STREAMS:-1000}
-STREAM_POSTS=${BENCH_STREAM_POSTS:-100}
-STREAM_RATE=${BENCH_STREAM_RATE:-10}
+STREAM_POSTS=${BENCH_STREAM_POSTS:-500}
+STREAM_RATE=${BENCH_STREAM_RATE:-100}
 STREAM_HOLD=4
 STREAM_CONVERSATIONS=20
 STREAM_BUSINESS=b0000000-0000-4000-d000-000000000001
@@ -165,6 +166,7 @@ LUA=$ROOT/benches/wrk/conversations.lua
 WRITE_LUA=$ROOT/benches/wrk/post_message.lua
 WRITE_PGBENCH=$ROOT/benches/pgbench/post_message.sql
 WRITE_EVENTS_PGBENCH=$ROOT/benches/pgbench/post_message_events.sql
+WRITE_NUMBERING_PGBENCH=$ROOT/benches/pgbench/number_events.sql
 LIST_LUA=$ROOT/benches/wrk/list.lua
 LIST_PGBENCH=$ROOT/benches/pgbench/list.sql
 WEBHOOK_BUSINESS=b0000000-0000-4000-b000-000000000001
@@ -626,13 +628,23 @@ write_wrk_run() {
 
 # write_pgbench_run SYSTEM SECONDS OUTPUT [LOGPREFIX]: SYSTEM pgbench (the transaction
 # without the event log's statements) or pgbench-events (with them, as pingback runs it).
+#   With events, one more client numbers the staged events meanwhile, back to back
+#   (benches/pgbench/number_events.sql), as pingback's writers have it done after commit.
 write_pgbench_run() {
-  local status=0 script=$WRITE_PGBENCH
-  [ "$1" = pgbench-events ] && script=$WRITE_EVENTS_PGBENCH
+  local status=0 script=$WRITE_PGBENCH numbering=""
+  if [ "$1" = pgbench-events ]; then
+    script=$WRITE_EVENTS_PGBENCH
+    PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c 1 -j 1 -T "$2" \
+      -D bid="$WRITE_BUSINESS" -f "$WRITE_NUMBERING_PGBENCH" "$DB_URL" >"$3.numbering" 2>&1 &
+    numbering=$!
+  fi
   PGOPTIONS="-c plan_cache_mode=force_generic_plan" taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$2" \
     -D conversations="$WRITE_CONVERSATIONS" -D bodies="$(wc -l <"$WORK/write-bodies.jsonl")" \
     -D events="$(cat "$WORK/write-events.txt")" \
     -f "$script" ${4:+-l --log-prefix="$4"} "$DB_URL" >"$3" 2>&1 || status=$?
+  if [ -n "$numbering" ]; then
+    wait "$numbering" || { cat "$3.numbering" >&2; status=1; }
+  fi
   return $status
 }
 

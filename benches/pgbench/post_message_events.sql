@@ -10,7 +10,5 @@ SELECT "messages"."created_at" FROM "messages" WHERE (("messages"."business_id" 
 \set count :h_message_count + 1
 INSERT INTO "messages" ("business_id", "id", "conversation_id", "sender_type", "sender_id", "content", "created_at") VALUES (:bid, :mid, :cid, :stype, :sender, :content, :at);
 UPDATE "conversations" SET "status" = :h_status, "assignee_id" = :h_assignee_id, "updated_at" = :at, "first_response_at" = :h_first_response_at, "message_count" = :count, "last_message_id" = :mid, "revision" = ("conversations"."revision" + :one) WHERE (("conversations"."business_id" = :bid) AND ("conversations"."id" = :cid));
-SELECT pg_notify('pingback_events', :bid);
-INSERT INTO business_event_counters (business_id, last_event_id) VALUES (:bid, :one) ON CONFLICT (business_id) DO UPDATE SET last_event_id = business_event_counters.last_event_id + excluded.last_event_id RETURNING last_event_id \gset e_
-INSERT INTO "events" ("business_id", "id", "type", "occurred_at", "conversation_id", "data") VALUES (:bid, :e_last_event_id, :etype, :at, :cid, :edata);
+INSERT INTO "pending_events" ("business_id", "type", "occurred_at", "conversation_id", "data") VALUES (:bid, :etype, :at, :cid, :edata);
 COMMIT;
