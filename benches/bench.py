@@ -385,15 +385,7 @@ def cmd_list_prepare(args):
         ts = psql_at(args.psql, args.db,
                      "SELECT to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
                      f"FROM conversations WHERE business_id = '{args.business}' AND id = '{last}'")
-        # pingback asks for the attachments of the latest messages of the page's rows
-        # (not the look-ahead row's): the same here.
-        mids = psql_at(args.psql, args.db,
-                       f"SELECT last_message_id FROM conversations WHERE business_id = '{args.business}' "
-                       f"AND last_message_id IS NOT NULL AND id IN (SELECT id FROM conversations "
-                       f"WHERE business_id = '{args.business}' ORDER BY updated_at DESC, id DESC "
-                       f"OFFSET {args.depth} LIMIT {args.limit})").split()
-        binds = {"bid": args.business, "cid": last, "ts": ts, "mids": "{" + ",".join(mids) + "}",
-                 "lim": str(args.limit + 1), "one": "1"}
+        binds = {"bid": args.business, "cid": last, "ts": ts, "lim": str(args.limit + 1)}
         result["binds"] = binds
         result["deep_attachments"] = sum(len(item["last_message"].get("attachments") or [])
                                          for item in deep["data"] if item.get("last_message"))
@@ -1681,7 +1673,7 @@ def section_of(markdown, heading):
 
 LIST_SYSTEMS = ("pingback-first", "pingback-deep", "pgbench")
 LIST_LABELS = {"pingback-first": "pingback, first page", "pingback-deep": "pingback, page 10,000 deep",
-               "pgbench": "pgbench (deep page's transaction)"}
+               "pgbench": "pgbench (deep page's statement)"}
 LIST_TARGETS = {"deep_over_first_cost_max": 1.2, "deep_over_pgbench_min": 0.75, "errors_max": 0}
 
 
@@ -1798,18 +1790,17 @@ def render_list(lr):
         w("> **Smoke run (`BENCH_QUICK=1`)**: one short run. These numbers only show that the harness works.")
         w("")
     w(f"`GET /api/v1/conversations?limit={limit}` — the inbox of one business with {st['conversations']:,} "
-      f"conversations ({st['messages_per_conversation']} messages each): per request one read-only REPEATABLE "
-      "READ transaction with the page statement (keyset on `(updated_at, id)`), the attachments of the listed "
-      "latest messages and the business's `last_event_id`.")
+      f"conversations ({st['messages_per_conversation']} messages each): per request ONE statement "
+      "(`crates/persistence/src/inbox_read.rs`), which is one snapshot without a transaction, on pingback's "
+      "shared read connections: the page (keyset on `(updated_at, id)`, joined with customers and the latest "
+      "message), each listed latest message's attachments as a column, and the business's `last_event_id`.")
     w("")
     w(f"- **pingback, first page** — `?limit={limit}`.")
     w(f"- **pingback, page {depth:,} deep** — `?limit={limit}&cursor=…`, the cursor after position {depth:,}, "
       f"got before the runs by following `next_cursor` with `limit={st.get('paging_limit')}` "
       f"{depth // (st.get('paging_limit') or 100)} times.")
-    w("- **pgbench** — `benches/pgbench/list.sql`: `BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY`, the three "
-      "statements pingback runs (texts from `pg_stat_statements`) with the deep page's bound values (for the "
-      "attachments, the latest messages of the page's 25 rows, as pingback asks), "
-      "`COMMIT`; "
+    w("- **pgbench** — `benches/pgbench/list.sql`: the statement pingback runs (text from `pg_stat_statements`) "
+      "with the deep page's bound values, no transaction around it, as pingback sends it; "
       "`-M prepared`, generic plans as pingback's connections. No HTTP, no JSON, no cursor: the database ceiling.")
     w("")
     w(f"- Date: {lr['generated_at']}; commit `{lr.get('git') or 'unknown'}`; {lr['machine'].get('postgresql')}.")
@@ -1851,9 +1842,7 @@ def render_list(lr):
       f"{st['connections']} connections (pgbench: per transaction over {st['pgbench_clients']} clients); CPU "
       "columns as for reads, over the steady state of each run, per request (executions of the page statement, "
       "`pg_stat_statements`); **DB exec ms/req**: PostgreSQL execution time of the statements per request; "
-      "**stmts/req**: statements per request, `BEGIN` and `COMMIT` included (pg_stat_statements counts pgbench's "
-      "prepared `BEGIN` and `COMMIT` only once per client, when they are prepared, so its count is 2 lower "
-      "although it runs them too).")
+      "**stmts/req**: statements per request (`BEGIN` and `COMMIT` would count too; there are none).")
     c = lr.get("check")
     if c:
         w(f"- Check before the runs: the first page answered 200 with {c.get('first_items')} items; paging with "

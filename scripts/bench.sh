@@ -31,8 +31,8 @@
 # List scenario (BENCH_SCENARIOS contains `list`): GET /api/v1/conversations?limit=25 on
 # a business of its own with BENCH_LIST_CONVERSATIONS (20,000) conversations: the first
 # page and the page BENCH_LIST_DEPTH (10,000) deep (its cursor got by paging the API with
-# limit=100), with benches/wrk/list.lua, vs pgbench running the same read-only REPEATABLE
-# READ transaction with the deep page's bound values (benches/pgbench/list.sql). A
+# limit=100), with benches/wrk/list.lua, vs pgbench running the same statement (one per
+# page, no transaction) with the deep page's bound values (benches/pgbench/list.sql). A
 # list-only run replaces only the "List" section and the "list" key of results.json.
 #
 # Webhook scenario (BENCH_SCENARIOS contains `webhooks`): delivery throughput to one

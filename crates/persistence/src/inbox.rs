@@ -1,6 +1,8 @@
 //! The inbox listing, shared by both adapters: one keyset-paged statement over the
-//! conversation rows (with their customer and latest message, joined by key), then the
-//! attachments of those latest messages. The adapter runs both in one snapshot.
+//! conversation rows (with their customer and latest message, joined by key). SQLite
+//! then reads the attachments of those latest messages and the last event id in the
+//! same transaction; PostgreSQL reads everything in ONE statement, this page with the
+//! attachments as a column of each row (`inbox_read`).
 //!
 //! The page starts at its cursor with `updated_at <= t AND (updated_at < t OR id < i)`
 //! (mirrored for the other order): the first conjunct is the index range's bound, so a
@@ -9,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use pingback_domain::{Attachment, ConversationSummary, InboxPage, InboxQuery, MessageId};
+use pingback_domain::{Attachment, ConversationSummary, InboxPage, InboxQuery};
 
 use crate::rows::{self, AttachmentRow, ConversationRow, CorruptRow, CustomerRow, MessageRow};
 use crate::schema::DbUuid;
@@ -27,8 +29,13 @@ pub(crate) type InboxAttachment = (DbUuid, AttachmentRow);
 
 /// The page statement for backend `$backend`, boxed (its filters are optional). It
 /// fetches one row more than the limit, which says whether another page follows.
+/// Selects an `InboxRecord`, then the `extra` expressions if any (`inbox_read`'s
+/// attachments).
 macro_rules! inbox_query {
-    ($backend:ty, $business:expr, $query:expr) => {{
+    ($backend:ty, $business:expr, $query:expr) => {
+        $crate::inbox::inbox_query!($backend, $business, $query, extra: [])
+    };
+    ($backend:ty, $business:expr, $query:expr, extra: [$($extra:expr),* $(,)?]) => {{
         use diesel::{
             BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
             QueryDsl, SelectableHelper,
@@ -55,6 +62,7 @@ macro_rules! inbox_query {
                 Option::<$crate::rows::CustomerRow>::as_select(),
                 Option::<$crate::rows::MessageRow>::as_select(),
                 c::message_count,
+                $($extra,)*
             ))
             .into_boxed::<$backend>();
         match filter.statuses.as_slice() {
@@ -139,31 +147,51 @@ pub(crate) fn latest_messages(query: &InboxQuery, records: &[InboxRecord]) -> Ve
         .collect()
 }
 
-/// The page from its rows: at most `query.limit` items, `has_more` from the extra row.
+/// The page from its rows (SQLite): at most `query.limit` items, `has_more` from the
+/// extra row, each latest message with its attachments.
 pub(crate) fn page(
     query: &InboxQuery,
-    mut records: Vec<InboxRecord>,
+    records: Vec<InboxRecord>,
     attachments: Vec<InboxAttachment>,
+    last_event_id: i64,
+) -> Result<InboxPage, CorruptRow> {
+    let mut by_message: HashMap<DbUuid, Vec<AttachmentRow>> = HashMap::new();
+    for (message, row) in attachments {
+        by_message.entry(message).or_default().push(row);
+    }
+    let records = records
+        .into_iter()
+        .map(|record| {
+            let own = record
+                .2
+                .as_ref()
+                .and_then(|m| by_message.remove(&m.id))
+                .unwrap_or_default();
+            (record, own)
+        })
+        .collect();
+    page_of(query, records, last_event_id)
+}
+
+/// The page from its rows, each with the attachments of its latest message in their
+/// order: at most `query.limit` items, `has_more` from the extra row.
+pub(crate) fn page_of(
+    query: &InboxQuery,
+    mut records: Vec<(InboxRecord, Vec<AttachmentRow>)>,
     last_event_id: i64,
 ) -> Result<InboxPage, CorruptRow> {
     let limit = usize::from(query.limit);
     let has_more = records.len() > limit;
     records.truncate(limit);
-    let mut by_message: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
-    for (message, row) in attachments {
-        by_message
-            .entry(MessageId::from(message))
-            .or_default()
-            .push(rows::attachment(row)?);
-    }
     let items = records
         .into_iter()
-        .map(|(conversation, customer, message, count)| {
+        .map(|((conversation, customer, message, count), attachments)| {
             let last_message = message
                 .map(|m| {
-                    let attachments = by_message
-                        .remove(&MessageId::from(m.id))
-                        .unwrap_or_default();
+                    let attachments = attachments
+                        .into_iter()
+                        .map(rows::attachment)
+                        .collect::<Result<Vec<Attachment>, _>>()?;
                     rows::message(m, attachments)
                 })
                 .transpose()?;

@@ -11,8 +11,9 @@
 //!   statement (the conversation with its customer, the history, the attachments, as
 //!   `UNION ALL` branches: see `snapshot_read`), which sees one snapshot without a
 //!   transaction, so a concurrent import is seen entirely or not at all; it runs on a
-//!   few read connections shared, pipelined, by concurrent reads. Writes, the inbox and
-//!   imports use the pool (on SQLite, everything does).
+//!   few read connections shared, pipelined, by concurrent reads. So does an inbox page
+//!   (one statement too: `inbox_read`). Writes, imports and the event feed use the
+//!   pool (on SQLite, everything does).
 //! - Every call is bounded by `pool_wait_timeout + statement_timeout`; waiting for the
 //!   pool, failing to connect, timeouts and lost connections are
 //!   [`RepositoryError::Unavailable`](pingback_application::RepositoryError), everything
@@ -33,6 +34,7 @@ mod error;
 mod events;
 mod import;
 mod inbox;
+mod inbox_read;
 mod migrations;
 mod pool;
 mod postgres;

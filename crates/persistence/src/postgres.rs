@@ -1,6 +1,6 @@
 //! The PostgreSQL adapter: diesel-async over tokio-postgres (no libpq). Reads share a
-//! few pipelined connections (readiness checks too); writes, inbox pages and imports
-//! use a deadpool pool.
+//! few pipelined connections (conversations, inbox pages, readiness checks); writes,
+//! imports and the event feed use a deadpool pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +27,7 @@ use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, Inbox
 use pingback_domain::{DeliveryState, SecretSeed, WebhookChange, WebhookEndpoint, WebhookId};
 
 use crate::events::{BUMP_POSTGRES, EventRecord, EventWiring, LastId, bump_query};
-use crate::inbox::{self, InboxAttachment, InboxRecord};
+use crate::inbox_read::{self, InboxRow};
 use crate::schema::webhook_endpoints;
 use crate::webhooks::{
     self, EndpointRow, Failure, LeasedRecord, count_query, delete_query, due_query, endpoint_query,
@@ -53,9 +53,9 @@ const IMPORT_LOCK: &str = "SELECT pg_advisory_xact_lock(7402471198346123286)";
 
 #[derive(Clone)]
 pub(crate) struct PostgresStore {
-    /// Writes, inbox pages and imports: a connection each, for as long as they need it.
+    /// Writes and imports: a connection each, for as long as they need it.
     pool: Pool<AsyncPgConnection>,
-    /// Conversation reads: shared, pipelined connections.
+    /// Conversation reads and inbox pages: shared, pipelined connections.
     reads: Arc<ReadConnections>,
     budget: Duration,
     events: Arc<EventWiring>,
@@ -121,15 +121,15 @@ async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncP
 
 type Lane = Mutex<Option<Arc<AsyncPgConnection>>>;
 
-/// The connections conversation reads share.
+/// The connections conversation reads and inbox pages share.
 ///
-/// A read is one statement (`snapshot_read`), so it needs no transaction and hence no
-/// connection of its own: concurrent reads on one connection are pipelined by
-/// tokio-postgres, and PostgreSQL serves them back to back from one backend. Compared
-/// with a pool of exclusive connections that saves the database a switch between
-/// backends per read, and both sides read and write many messages per system call
-/// (measured: `docs/performance.md`). It also bounds memory: a lane delivers one result
-/// at a time, so a worker holds few large results at once.
+/// A read is one statement (`snapshot_read`, `inbox_read`), so it needs no transaction
+/// and hence no connection of its own: concurrent reads on one connection are
+/// pipelined by tokio-postgres, and PostgreSQL serves them back to back from one
+/// backend. Compared with a pool of exclusive connections that saves the database a
+/// switch between backends per read, and both sides read and write many messages per
+/// system call (measured: `docs/performance.md`). It also bounds memory: a lane
+/// delivers one result at a time, so a worker holds few large results at once.
 ///
 /// Each lane holds one connection, opened on first use and replaced after a failure;
 /// reads take the lanes in turn.
@@ -297,49 +297,21 @@ impl ConversationRepository for PostgresStore {
         query: InboxQuery,
     ) -> Result<InboxPage, RepositoryError> {
         let business = DbUuid::from(business);
-        let run = async {
-            let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
-            let mut checkout = Checkout::new(object);
-            let Some(conn) = checkout.connection() else {
-                return Err(RepositoryError::internal("pooled connection missing"));
-            };
-            // One snapshot for the page and its attachments.
-            let query = &query;
-            let result = conn
-                .build_transaction()
-                .read_only()
-                .repeatable_read()
-                .run(async move |conn| {
-                    let records = inbox::inbox_query!(diesel::pg::Pg, business, query)
-                        .load::<InboxRecord>(conn)
-                        .await?;
-                    let latest = inbox::latest_messages(query, &records);
-                    let attachments = if latest.is_empty() {
-                        Vec::new()
-                    } else {
-                        inbox::inbox_attachments_query!(business, &latest)
-                            .load::<InboxAttachment>(conn)
-                            .await?
-                    };
-                    let last_event_id = crate::events::last_event_query!(business)
-                        .first::<i64>(conn)
+        // One statement (`inbox_read`): one snapshot for the page, its attachments and
+        // the last event id, on a shared read lane.
+        let query = Arc::new(query);
+        let rows = self
+            .on_read_lane(|conn| {
+                let query = Arc::clone(&query);
+                Box::pin(async move {
+                    let mut conn = conn;
+                    inbox_read::statement(business, &query)
+                        .load::<InboxRow>(&mut conn)
                         .await
-                        .optional()?;
-                    Ok::<_, diesel::result::Error>((records, attachments, last_event_id))
                 })
-                .await;
-            match result {
-                Ok((records, attachments, last_event_id)) => {
-                    checkout.release();
-                    inbox::page(query, records, attachments, last_event_id.unwrap_or(0))
-                        .map_err(RepositoryError::internal)
-                }
-                Err(error) => Err(classify(error)),
-            }
-        };
-        tokio::time::timeout(self.budget, run)
-            .await
-            .unwrap_or_else(|_| Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))))
+            })
+            .await?;
+        inbox_read::page(&query, rows).map_err(RepositoryError::internal)
     }
 
     /// Ready means reads work: the read itself, for an id that cannot exist, on a read

@@ -70,7 +70,7 @@ pub(crate) struct ConversationRead {
     pub id: DbUuid,
 }
 
-type ConversationSql = (
+pub(crate) type ConversationSql = (
     Uuid,
     Uuid,
     Nullable<Uuid>,
@@ -83,7 +83,7 @@ type ConversationSql = (
     Nullable<Instant>,
     BigInt,
 );
-type CustomerSql = (
+pub(crate) type CustomerSql = (
     Uuid,
     Uuid,
     Nullable<Text>,
@@ -93,7 +93,7 @@ type CustomerSql = (
     Instant,
     BigInt,
 );
-type MessageSql = (Uuid, Text, Nullable<Uuid>, Text, Instant);
+pub(crate) type MessageSql = (Uuid, Text, Nullable<Uuid>, Text, Instant);
 type AttachmentSql = (Uuid, Integer, (Uuid, Text, Text, BigInt, Text));
 
 impl Query for ConversationRead {
@@ -136,7 +136,7 @@ pub(crate) enum ReadRow {
 }
 
 /// How many result columns a SQL type takes (a tuple: the sum of its members).
-trait Width {
+pub(crate) trait Width {
     const WIDTH: usize;
 }
 
@@ -162,6 +162,7 @@ macro_rules! tuple_width {
 }
 tuple_width!(A, B, C);
 tuple_width!(A, B, C, D, E);
+tuple_width!(A, B, C, D, E, F);
 tuple_width!(A, B, C, D, E, F, G, H);
 tuple_width!(A, B, C, D, E, F, G, H, I, J, K);
 
@@ -176,47 +177,11 @@ impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
     fn build_from_row<'a>(row: &impl Row<'a, Pg>) -> deserialize::Result<Self> {
         match row.get_value::<Integer, i32, _>(0)? {
             0 => {
-                let c = |i| CONVERSATION + i;
-                let conversation = ConversationRow {
-                    business_id: row.get_value::<Uuid, _, _>(c(0))?,
-                    id: row.get_value::<Uuid, _, _>(c(1))?,
-                    customer_id: row.get_value::<Nullable<Uuid>, _, _>(c(2))?,
-                    assignee_id: row.get_value::<Nullable<Uuid>, _, _>(c(3))?,
-                    status: row.get_value::<Text, _, _>(c(4))?,
-                    channel_type: row.get_value::<Text, _, _>(c(5))?,
-                    channel_id: row.get_value::<Nullable<Uuid>, _, _>(c(6))?,
-                    created_at: row.get_value::<Instant, _, _>(c(7))?,
-                    updated_at: row.get_value::<Instant, _, _>(c(8))?,
-                    first_response_at: row.get_value::<Nullable<Instant>, _, _>(c(9))?,
-                    revision: row.get_value::<BigInt, _, _>(c(10))?,
-                };
-                let c = |i| CUSTOMER + i;
-                // The customer's primary key is NULL exactly when there is no customer.
-                let customer = match row.get_value::<Nullable<Uuid>, Option<DbUuid>, _>(c(1))? {
-                    None => None,
-                    Some(id) => Some(CustomerRow {
-                        business_id: row.get_value::<Uuid, _, _>(c(0))?,
-                        id,
-                        name: row.get_value::<Nullable<Text>, _, _>(c(2))?,
-                        email: row.get_value::<Nullable<Text>, _, _>(c(3))?,
-                        phone: row.get_value::<Nullable<Text>, _, _>(c(4))?,
-                        external_id: row.get_value::<Nullable<Text>, _, _>(c(5))?,
-                        created_at: row.get_value::<Instant, _, _>(c(6))?,
-                        revision: row.get_value::<BigInt, _, _>(c(7))?,
-                    }),
-                };
+                let conversation = conversation_at(row, CONVERSATION)?;
+                let customer = customer_at(row, CUSTOMER)?;
                 Ok(Self::Conversation(Box::new((conversation, customer))))
             }
-            1 => {
-                let c = |i| MESSAGE + i;
-                Ok(Self::Message(MessageRow {
-                    id: row.get_value::<Uuid, _, _>(c(0))?,
-                    sender_type: row.get_value::<Text, _, _>(c(1))?,
-                    sender_id: row.get_value::<Nullable<Uuid>, _, _>(c(2))?,
-                    content: row.get_value::<Text, _, _>(c(3))?,
-                    created_at: row.get_value::<Instant, _, _>(c(4))?,
-                }))
-            }
+            1 => Ok(Self::Message(message_at(row, MESSAGE)?)),
             2 => {
                 let c = |i| ATTACHMENT + i;
                 Ok(Self::Attachment(Box::new(PlacedAttachmentRow {
@@ -234,6 +199,65 @@ impl FromSqlRow<<ConversationRead as Query>::SqlType, Pg> for ReadRow {
             part => Err(format!("conversation read: unexpected part {part}").into()),
         }
     }
+}
+
+/// The conversation columns (`ConversationSql`) from column `start` on.
+pub(crate) fn conversation_at<'a>(
+    row: &impl Row<'a, Pg>,
+    start: usize,
+) -> deserialize::Result<ConversationRow> {
+    let c = |i| start + i;
+    Ok(ConversationRow {
+        business_id: row.get_value::<Uuid, _, _>(c(0))?,
+        id: row.get_value::<Uuid, _, _>(c(1))?,
+        customer_id: row.get_value::<Nullable<Uuid>, _, _>(c(2))?,
+        assignee_id: row.get_value::<Nullable<Uuid>, _, _>(c(3))?,
+        status: row.get_value::<Text, _, _>(c(4))?,
+        channel_type: row.get_value::<Text, _, _>(c(5))?,
+        channel_id: row.get_value::<Nullable<Uuid>, _, _>(c(6))?,
+        created_at: row.get_value::<Instant, _, _>(c(7))?,
+        updated_at: row.get_value::<Instant, _, _>(c(8))?,
+        first_response_at: row.get_value::<Nullable<Instant>, _, _>(c(9))?,
+        revision: row.get_value::<BigInt, _, _>(c(10))?,
+    })
+}
+
+/// The customer columns (`CustomerSql`) from column `start` on; `None` when they are
+/// NULL (a left join that found no customer).
+pub(crate) fn customer_at<'a>(
+    row: &impl Row<'a, Pg>,
+    start: usize,
+) -> deserialize::Result<Option<CustomerRow>> {
+    let c = |i| start + i;
+    // The customer's primary key is NULL exactly when there is no customer.
+    let Some(id) = row.get_value::<Nullable<Uuid>, Option<DbUuid>, _>(c(1))? else {
+        return Ok(None);
+    };
+    Ok(Some(CustomerRow {
+        business_id: row.get_value::<Uuid, _, _>(c(0))?,
+        id,
+        name: row.get_value::<Nullable<Text>, _, _>(c(2))?,
+        email: row.get_value::<Nullable<Text>, _, _>(c(3))?,
+        phone: row.get_value::<Nullable<Text>, _, _>(c(4))?,
+        external_id: row.get_value::<Nullable<Text>, _, _>(c(5))?,
+        created_at: row.get_value::<Instant, _, _>(c(6))?,
+        revision: row.get_value::<BigInt, _, _>(c(7))?,
+    }))
+}
+
+/// The message columns (`MessageSql`) from column `start` on.
+pub(crate) fn message_at<'a>(
+    row: &impl Row<'a, Pg>,
+    start: usize,
+) -> deserialize::Result<MessageRow> {
+    let c = |i| start + i;
+    Ok(MessageRow {
+        id: row.get_value::<Uuid, _, _>(c(0))?,
+        sender_type: row.get_value::<Text, _, _>(c(1))?,
+        sender_id: row.get_value::<Nullable<Uuid>, _, _>(c(2))?,
+        content: row.get_value::<Text, _, _>(c(3))?,
+        created_at: row.get_value::<Instant, _, _>(c(4))?,
+    })
 }
 
 /// The aggregate from the statement's rows; `None` when the conversation is not in the

@@ -396,7 +396,8 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// The inbox page statement as PostgreSQL runs it, for plan tests: the same
-/// `inbox_query!` the adapter loads, rendered or explained with its binds.
+/// `inbox_read::statement` the adapter loads (the page with its attachments and the
+/// last event id), rendered or explained with its binds.
 pub mod inbox_plan {
     use diesel::QueryResult;
     use diesel::pg::Pg;
@@ -404,26 +405,26 @@ pub mod inbox_plan {
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
     use pingback_domain::{BusinessId, InboxQuery};
 
-    use crate::inbox::inbox_query;
+    use crate::inbox_read::statement;
     use crate::schema::DbUuid;
 
-    /// The page statement's SQL and binds, as `diesel::debug_query` prints them.
+    /// The statement's SQL and binds, as `diesel::debug_query` prints them.
     pub fn inbox_sql(business: BusinessId, query: &InboxQuery) -> String {
         let business = DbUuid(business.into_uuid());
-        let statement = inbox_query!(Pg, business, query);
-        diesel::debug_query::<Pg, _>(&statement).to_string()
+        diesel::debug_query::<Pg, _>(&statement(business, query)).to_string()
     }
 
-    /// `EXPLAIN (FORMAT JSON)` of the page statement, sent with its binds exactly as
-    /// the adapter sends them (so the planner sees the values, as for a custom plan).
+    /// `EXPLAIN (FORMAT JSON)` of the statement, sent with its binds exactly as the
+    /// adapter sends them (so the planner sees the values, as for a custom plan).
     pub async fn explain_inbox(
         conn: &mut AsyncPgConnection,
         business: BusinessId,
         query: &InboxQuery,
     ) -> QueryResult<String> {
         let business = DbUuid(business.into_uuid());
-        let statement = inbox_query!(Pg, business, query);
-        Explain(statement).get_result::<String>(conn).await
+        Explain(statement(business, query))
+            .get_result::<String>(conn)
+            .await
     }
 
     /// `EXPLAIN (FORMAT JSON)` in front of a statement, binds kept.
@@ -713,8 +714,9 @@ pub mod citus {
         ]
     }
 
-    /// The inbox (first page and a deep, filtered page; its attachments) and the event
-    /// feed (the page, the last id, the oldest id).
+    /// The inbox (first page and a deep, filtered page: one statement each, with the
+    /// attachments and the last event id) and the event feed (the page, the last id,
+    /// the oldest id).
     fn list_and_feed_statements() -> Vec<(&'static str, String)> {
         use pingback_domain::{
             AssigneeFilter, InboxFilter, InboxOrder, InboxPosition, InboxQuery, Status,
@@ -739,19 +741,14 @@ pub mod citus {
             }),
             limit: 25,
         };
-        let messages = vec![nil];
         vec![
             (
-                "inbox first page (inbox_query!)",
-                sql_of(&crate::inbox::inbox_query!(Pg, nil, &first)),
+                "inbox first page (inbox_read::statement)",
+                sql_of(&crate::inbox_read::statement(nil, &first)),
             ),
             (
-                "inbox deep filtered page (inbox_query!)",
-                sql_of(&crate::inbox::inbox_query!(Pg, nil, &deep)),
-            ),
-            (
-                "inbox attachments (inbox_attachments_query!)",
-                sql_of(&crate::inbox::inbox_attachments_query!(nil, &messages)),
+                "inbox deep filtered page (inbox_read::statement)",
+                sql_of(&crate::inbox_read::statement(nil, &deep)),
             ),
             (
                 "event feed (events_query!)",

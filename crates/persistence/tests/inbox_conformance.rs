@@ -2,7 +2,8 @@
 //! alone and combined, both orders, key-based paging (each item once, in order, even
 //! while items move), the summaries (`message_count`, `last_message`) against the full
 //! read after every kind of write and import, and the tenant boundary. PostgreSQL only:
-//! the page statement's plan is an index range scan at any depth.
+//! the page statement's plan is an index range scan at any depth, with the attachments
+//! of each listed latest message read in their order from an index.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,7 @@ macro_rules! inbox_conformance {
                 summaries_agree_after_import_and_reimport,
                 another_business_never_appears,
                 limit_is_honoured_and_has_more_is_exact,
+                each_item_has_its_own_latest_attachments_and_every_page_the_last_event_id,
             );
         }
     };
@@ -1212,6 +1214,140 @@ mod cases {
             assert!(beyond.items.is_empty() && !beyond.has_more, "{order:?}");
         }
     }
+
+    /// One page lists several latest messages with attachments: each item gets its own
+    /// latest message's, in their order (not an older message's, not its neighbour's),
+    /// whatever the page size and order, the look-ahead row's included; a conversation
+    /// without messages and one whose latest message has none get none. Every page,
+    /// an empty one too, carries the business's last event id.
+    pub async fn each_item_has_its_own_latest_attachments_and_every_page_the_last_event_id(
+        db: &TestDatabase,
+    ) {
+        const ODD: &str = "ä,{b}\"c\"\\d(é).png";
+        let storage = db.storage();
+        let business: BusinessId = id();
+        let at = |s: i64| ts("2025-03-01T10:00:00Z").plus_micros(s * 1_000_000);
+        let customer = |content: &str, files: &[&str]| {
+            Some(draft_message(SenderType::Customer, content, files))
+        };
+        let mut conversations = vec![create(&storage, business, None, at(0)).await];
+        conversations.push(create(&storage, business, customer("plain", &[]), at(1)).await);
+        conversations.push(create(&storage, business, customer("one", &["one.pdf"]), at(2)).await);
+        let three = create(&storage, business, customer("older", &["old.pdf"]), at(3)).await;
+        // Its latest message has three attachments, listed in position order (their
+        // ids descend: `message_ids`), not the older message's; names as arrays and
+        // records would quote them.
+        append(
+            &storage,
+            business,
+            three.id(),
+            draft_message(SenderType::Agent, "latest", &["c.png", ODD, "b.png"]),
+            at(4),
+        )
+        .await;
+        conversations.push(three);
+        conversations.push(
+            create(
+                &storage,
+                business,
+                customer("two", &["y.pdf", "x.pdf"]),
+                at(5),
+            )
+            .await,
+        );
+        // Another business's conversation, with attachments, newer than all of them.
+        create(&storage, id(), customer("theirs", &["theirs.pdf"]), at(6)).await;
+
+        let mut want = Vec::new();
+        for c in &conversations {
+            let full = storage
+                .repository
+                .find_conversation(business, c.id())
+                .await
+                .unwrap()
+                .unwrap();
+            want.push(summary_of(&full));
+        }
+        let files = |s: &ConversationSummary| -> Vec<String> {
+            s.last_message
+                .iter()
+                .flat_map(|m| m.attachments())
+                .map(|a| a.file_name().as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            want.iter().map(files).collect::<Vec<_>>(),
+            [
+                vec![],
+                vec![],
+                vec!["one.pdf".to_owned()],
+                vec!["c.png".to_owned(), ODD.to_owned(), "b.png".to_owned()],
+                vec!["y.pdf".to_owned(), "x.pdf".to_owned()],
+            ],
+            "the full reads"
+        );
+
+        let all = list(
+            &storage,
+            business,
+            query(InboxFilter::default(), InboxOrder::NewestFirst, 100),
+        )
+        .await;
+        let last_event_id = all.last_event_id;
+        assert!(last_event_id > 0, "a business with events: {last_event_id}");
+        for order in [InboxOrder::NewestFirst, InboxOrder::OldestFirst] {
+            let mut want = want.clone();
+            if order == InboxOrder::NewestFirst {
+                want.reverse();
+            }
+            for limit in 1..=6_u16 {
+                let mut got = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = list(
+                        &storage,
+                        business,
+                        InboxQuery {
+                            after,
+                            ..query(InboxFilter::default(), order, limit)
+                        },
+                    )
+                    .await;
+                    assert!(
+                        page.last_event_id >= last_event_id,
+                        "{order:?} limit {limit}: last_event_id {}",
+                        page.last_event_id
+                    );
+                    after = page.next();
+                    got.extend(page.items);
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "{order:?} limit {limit}");
+            }
+        }
+        // A page with nothing on it still says where the business's events are.
+        let empty = list(
+            &storage,
+            business,
+            query(
+                InboxFilter {
+                    channel_type: Some(channel("sms")),
+                    ..InboxFilter::default()
+                },
+                InboxOrder::NewestFirst,
+                10,
+            ),
+        )
+        .await;
+        assert!(empty.items.is_empty() && !empty.has_more);
+        assert!(
+            empty.last_event_id >= last_event_id,
+            "an empty page's last_event_id {} (the business's: {last_event_id})",
+            empty.last_event_id
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1244,9 +1380,10 @@ mod postgres_plan {
         CustomerId::from_uuid(uuid::Uuid::from_u128(prefix | n as u128))
     }
 
-    /// 20,000 conversations of `business` (one message each; mostly closed or
-    /// resolved, 5% open; 18 agents and 10% unassigned; 2,000 customers; 5% sms)
-    /// and as many spread over 100 other businesses; then ANALYZE.
+    /// 20,000 conversations of `business` (one message each, a tenth of them with two
+    /// attachments; mostly closed or resolved, 5% open; 18 agents and 10% unassigned;
+    /// 2,000 customers; 5% sms) and as many spread over 100 other businesses; then
+    /// ANALYZE.
     async fn load(conn: &mut AsyncPgConnection, business: BusinessId) {
         let conversation = uuid_sql("c0000000-0000-4000-8000-", "i");
         let other_conversation = uuid_sql("c1000000-0000-4000-8000-", "i");
@@ -1261,6 +1398,8 @@ mod postgres_plan {
                        ELSE 'widget' END";
         let at = "timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second'";
         let other_business = uuid_sql("b0000000-0000-4000-8000-", "i % 100");
+        let attachment = uuid_sql("aa000000-0000-4000-8000-", "i * 2 + k");
+        let other_attachment = uuid_sql("ab000000-0000-4000-8000-", "i * 2 + k");
         let sql = format!(
             "INSERT INTO customers (business_id, id, name, created_at)
                SELECT '{business}', {customer_row}, 'customer ' || i, timestamptz '2024-01-01'
@@ -1286,9 +1425,35 @@ mod postgres_plan {
                SELECT {other_business}, {other_message}, {other_conversation}, 'agent',
                       'hello', {at}
                FROM generate_series(1, {CONVERSATIONS}) i;
+             INSERT INTO attachments (business_id, id, conversation_id, message_id, position,
+                    file_name, content_type, byte_size, url)
+               SELECT '{business}', {attachment}, {conversation}, {message}, k, 'f.pdf',
+                      'application/pdf', 1, 'https://files.example/f.pdf'
+               FROM generate_series(1, {CONVERSATIONS}) i, generate_series(0, 1) k
+               WHERE i % 10 = 4;
+             INSERT INTO attachments (business_id, id, conversation_id, message_id, position,
+                    file_name, content_type, byte_size, url)
+               SELECT {other_business}, {other_attachment}, {other_conversation},
+                      {other_message}, k, 'f.pdf', 'application/pdf', 1,
+                      'https://files.example/f.pdf'
+               FROM generate_series(1, {CONVERSATIONS}) i, generate_series(0, 1) k
+               WHERE i % 10 = 4;
              ANALYZE;"
         );
         conn.batch_execute(&sql).await.unwrap();
+    }
+
+    /// A table's or index's name without the `_<shard id>` Citus gives its shards (a
+    /// worker's plan under Citus' Custom Scan names the shards).
+    fn unsharded(name: String) -> String {
+        match name.rsplit_once('_') {
+            Some((base, shard))
+                if !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                base.to_owned()
+            }
+            _ => name,
+        }
     }
 
     /// The nodes of a JSON plan: (node type, relation, index name, scan direction), in
@@ -1310,8 +1475,8 @@ mod postgres_plan {
                 };
                 [
                     field(own, "Node Type"),
-                    field(own, "Relation Name"),
-                    field(own, "Index Name"),
+                    field(own, "Relation Name").map(unsharded),
+                    field(own, "Index Name").map(unsharded),
                     field(own, "Scan Direction"),
                 ]
             })
@@ -1332,7 +1497,9 @@ mod postgres_plan {
     }
 
     /// Why the plan is not an index range scan of `index` over the conversations (in
-    /// `order`), with no sort; `None` when it is.
+    /// `order`), with no sort, and the attachments of each listed latest message read
+    /// in their order from the `(business_id, message_id, position)` index; `None`
+    /// when it is.
     fn refuse(plan: &str, index: &str, order: InboxOrder) -> Option<String> {
         let nodes = nodes(plan);
         let mut reasons = Vec::new();
@@ -1346,6 +1513,16 @@ mod postgres_plan {
             {
                 reasons.push(format!(
                     "conversations read by {node} {}",
+                    index_name.as_deref().unwrap_or_default()
+                ));
+            }
+            if relation.as_deref() == Some("attachments")
+                && (node != "Index Scan"
+                    || index_name.as_deref()
+                        != Some("attachments_business_id_message_id_position_key"))
+            {
+                reasons.push(format!(
+                    "attachments read by {node} {}",
                     index_name.as_deref().unwrap_or_default()
                 ));
             }
