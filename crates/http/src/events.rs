@@ -117,8 +117,12 @@ struct StreamReads {
 }
 
 impl StreamReads {
-    /// Reads kept for sharing at most (older ones are dropped when there are more).
-    const KEPT: usize = 1024;
+    /// Past this many reads kept, those older than `SHARED_FOR` are dropped: a read is
+    /// shared by the streams one wake-up woke, which all read within a moment, and
+    /// keeping more only holds frames in memory (at 100 events a second, about 40
+    /// positions a second, each with its frames).
+    const KEPT: usize = 16;
+    const SHARED_FOR: Duration = Duration::from_secs(1);
 
     async fn read(
         &self,
@@ -138,7 +142,7 @@ impl StreamReads {
                 _ => {
                     let now = tokio::time::Instant::now();
                     if reads.len() >= Self::KEPT {
-                        reads.retain(|_, (started, _)| now - *started < KEEP_ALIVE);
+                        reads.retain(|_, (started, _)| now - *started < Self::SHARED_FOR);
                     }
                     let (feed, principal) = (feed.clone(), principal.clone());
                     let read = async move {

@@ -73,6 +73,23 @@ struct Straggling {
     business_id: DbUuid,
 }
 
+/// `rows` in chunks whose sizes are powers of two, largest first: a multi-row insert
+/// is one statement text per row count, and PostgreSQL (`pg_stat_statements`) and
+/// each connection's cache of prepared statements keep one entry per text, so this
+/// bounds them to 10 (`BATCH` < 2¹⁰ rows) instead of one per count.
+fn power_of_two_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = 1 << rest.len().ilog2();
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 pub(crate) use turns::Turns;
 
 /// Kept apart from the SQL: diesel's `load` would shadow the atomics'.
@@ -286,17 +303,30 @@ impl PostgresStore {
                                 ))
                             })
                             .collect::<Result<Vec<_>, diesel::result::Error>>()?;
-                        diesel::insert_into(crate::schema::events::table)
-                            .values(&rows)
-                            .execute(conn)
-                            .await?;
-                        bump_query!(BUMP_POSTGRES, business, count)
-                            .get_result::<LastId>(conn)
-                            .await?;
-                        diesel::sql_query(NOTIFY_POSTGRES)
-                            .bind::<diesel::sql_types::Text, _>(business.0.to_string())
-                            .execute(conn)
-                            .await?;
+                        // One round trip for the rest: the rows, the counter, NOTIFY.
+                        let shared = &*conn;
+                        let inserts = power_of_two_chunks(&rows).map(|chunk| async move {
+                            diesel::insert_into(crate::schema::events::table)
+                                .values(chunk)
+                                .execute(&mut &*shared)
+                                .await
+                        });
+                        let notify = business.0.to_string();
+                        futures_util::future::try_join3(
+                            futures_util::future::try_join_all(inserts),
+                            async {
+                                bump_query!(BUMP_POSTGRES, business, count)
+                                    .get_result::<LastId>(&mut &*shared)
+                                    .await
+                            },
+                            async {
+                                diesel::sql_query(NOTIFY_POSTGRES)
+                                    .bind::<diesel::sql_types::Text, _>(&notify)
+                                    .execute(&mut &*shared)
+                                    .await
+                            },
+                        )
+                        .await?;
                         Ok(count)
                     })
                     .await
@@ -383,4 +413,18 @@ pub fn sweep_pending_events(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn chunks_are_powers_of_two_largest_first_and_cover_every_row() {
+        for n in 0..=1_000_usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::power_of_two_chunks(&rows).collect();
+            assert_eq!(chunks.concat(), rows);
+            assert!(chunks.iter().all(|c| c.len().is_power_of_two()));
+            assert!(chunks.windows(2).all(|w| w[0].len() > w[1].len()));
+        }
+    }
 }

@@ -211,3 +211,28 @@ async fn events_a_dead_writer_left_pending_are_numbered_by_the_sweep() {
     assert_eq!(log(&storage, business).await.len(), 4);
     assert_eq!(settle_stragglers(&db.settings(), &wiring).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_backlog_is_numbered_in_batches_in_its_order() {
+    let db = TestDatabase::postgres().await;
+    let (storage, wiring) = process(&db);
+    let business: BusinessId = id();
+    let conversation = create(&storage, business).await;
+    // More than one numbering transaction holds (1,000), in chunks of every size.
+    db.execute(&format!(
+        "INSERT INTO pending_events (business_id, type, occurred_at, conversation_id, data) \
+         SELECT '{business}', 'message.created', now() - interval '1 minute', '{conversation}', \
+         'n' || g FROM generate_series(1, 1501) g ORDER BY g"
+    ))
+    .await;
+    assert_eq!(settle_stragglers(&db.settings(), &wiring).await.unwrap(), 1);
+    let events = log(&storage, business).await;
+    assert_eq!(events.len(), 1 + 1501);
+    for (n, event) in events.iter().skip(1).enumerate() {
+        assert_eq!(
+            event.data,
+            format!("n{}", n + 1).into_bytes(),
+            "in seq order"
+        );
+    }
+}
