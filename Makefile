@@ -44,8 +44,9 @@ audit:
 	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny
 	$(CARGO) deny check bans licenses sources
 
-# Throughput and latency of GET /api/v1/conversations/{id} against a hand-written
-# baseline and pgbench, on a throw-away PostgreSQL; rewrites docs/benchmarks.md.
+# Throughput and latency of GET /api/v1/conversations/{id}: pingback as shipped against
+# two hand-written baselines and pgbench (and the other scenarios), on a throw-away
+# PostgreSQL; rewrites docs/benchmarks.md.
 # BENCH_QUICK=1 for a short smoke run.
 .PHONY: bench
 bench:

@@ -5,6 +5,7 @@
   window ...                     the same counters (and conversation reads) at two points inside a run
   settle ...                     waits until the servers and PostgreSQL are idle
   check ...                      the servers answer 200 with the same body for a few ids
+  server-info ...                a server's actix worker threads (and pingback's read connections)
   pgbench-script ...             the pgbench transaction from the baseline's statement
   record ...                     one measured run (wrk or pgbench) -> one JSON line
   peak ...                       a server's peak RSS (VmHWM) -> one JSON line
@@ -34,7 +35,13 @@ import urllib.error
 import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SYSTEMS = ("pingback", "baseline", "pgbench")
+# The read scenario's systems, in the order of their rows; the first four are HTTP
+# servers (scripts/bench.sh READ_HTTP_SYSTEMS), pgbench the database ceiling.
+SYSTEMS = ("pingback", "pingback-warn", "baseline", "handwritten", "pgbench")
+LABELS = {"pingback": "pingback (shipped)", "pingback-warn": "pingback, log warn", "baseline": "baseline (same SQL)",
+          "handwritten": "hand-written", "pgbench": "pgbench"}
+# The systems running pingback's own statement (their SELECTs must share a queryid).
+SAME_SQL_SYSTEMS = ("pingback", "pingback-warn", "baseline", "pgbench")
 
 
 # --- counters -------------------------------------------------------------------
@@ -140,6 +147,42 @@ def cmd_settle(args):
         print(f"bench: the server or PostgreSQL still busy after {args.max} s", file=sys.stderr)
 
 
+def cmd_server_info(args):
+    """What a server process runs with: its actix worker threads and, for pingback, the
+    read connections its /metrics reports configured. One JSON line on stdout. In an
+    actix System (all three servers) each worker is an arbiter thread named
+    `actix-rt|system:0|arbiter:N` (`actix-rt|system` in /proc, 15 characters; the
+    System's own arbiter is the main thread, named after the program); without one,
+    `actix-server worker N`."""
+    workers, deadline = None, time.monotonic() + 3
+    while time.monotonic() < deadline:
+        names = []
+        for task in glob.glob(f"/proc/{args.pid}/task/*/comm"):
+            try:
+                with open(task) as f:
+                    names.append(f.read().strip())
+            except OSError:
+                pass
+        count = sum(1 for name in names if name.startswith(("actix-rt|system", "actix-server wo")))
+        if count and count == workers:
+            break  # two equal counts in a row: all started
+        workers = count or None
+        time.sleep(0.2)
+    with open(f"/proc/{args.pid}/status") as f:
+        allowed = next((line.split(":", 1)[1].strip() for line in f if line.startswith("Cpus_allowed_list:")), None)
+    info = {"name": args.name, "size": args.size, "pid": args.pid, "workers": workers, "cpus_allowed": allowed}
+    if args.metrics:
+        try:
+            with urllib.request.urlopen(args.metrics, timeout=10) as response:
+                text = response.read().decode()
+            match = re.search(r'^pingback_db_read_connections\{state="configured"\} (\d+)', text, re.M)
+            info["read_connections"] = int(match.group(1)) if match else None
+        except (OSError, urllib.error.URLError):
+            info["read_connections"] = None
+    json.dump(info, sys.stdout)
+    print()
+
+
 def cmd_peak(args):
     peak = None
     with open(f"/proc/{args.pid}/status") as f:
@@ -163,14 +206,21 @@ def fetch(url, token):
 
 
 def cmd_check(args):
-    """Both servers: 200, `size` messages, the same JSON (and bytes) for a few ids."""
+    """pingback and each reference (`--baseline`, and `--handwritten`, `--warn` when
+    given): 200, `size` messages, the same JSON (and bytes, and ETag) for a few ids. The
+    top-level `identical_*` flags compare pingback with `--baseline`; `references` has
+    them per reference."""
     with open(args.ids) as f:
         ids = [line.strip() for line in f if line.strip()]
+    others = [(name, url) for name, url in (("baseline", args.baseline), ("handwritten", args.handwritten),
+                                            ("pingback-warn", args.warn)) if url]
     result = {"size": args.size, "ids_checked": 0, "identical_json": True, "identical_bytes": True,
-              "identical_etag": True, "body_bytes": None, "problems": []}
+              "identical_etag": True, "body_bytes": None, "problems": [],
+              "references": {name: {"identical_json": True, "identical_bytes": True, "identical_etag": True,
+                                    "body_bytes": None} for name, _ in others}}
     for conversation in ids[: args.count]:
         bodies = {}
-        for name, base in (("pingback", args.pingback), ("baseline", args.baseline)):
+        for name, base in (("pingback", args.pingback), *others):
             status, body, headers = fetch(f"{base}/api/v1/conversations/{conversation}", args.token)
             if status != 200:
                 result["problems"].append(f"{name}: {conversation}: HTTP {status}: {body[:300]!r}")
@@ -180,21 +230,42 @@ def cmd_check(args):
                 result["problems"].append(
                     f"{name}: {conversation}: {len(document.get('messages', []))} messages, expected {args.size}")
             bodies[name] = (body, document, headers.get("ETag") or headers.get("Etag"))
-        if len(bodies) == 2:
-            (pb, pd, pe), (bb, bd, be) = bodies["pingback"], bodies["baseline"]
-            result["identical_json"] &= pd == bd
-            result["identical_bytes"] &= pb == bb
-            result["identical_etag"] &= pe == be
-            result["body_bytes"] = len(pb)
+            if name == "pingback":
+                # What the compared bytes held: the characters JSON escapes, attachments.
+                cover = result.setdefault("covered", {"messages": 0, "attachments": 0, "quotes": 0, "newlines": 0,
+                                                      "backslashes": 0, "non_ascii": 0})
+                for message in document.get("messages", []):
+                    text = message.get("content") or ""
+                    cover["messages"] += 1
+                    cover["attachments"] += len(message.get("attachments") or [])
+                    cover["quotes"] += '"' in text
+                    cover["newlines"] += "\n" in text
+                    cover["backslashes"] += "\\" in text
+                    cover["non_ascii"] += not text.isascii()
+        for name, _ in others:
+            if "pingback" not in bodies or name not in bodies:
+                continue
+            (pb, pd, pe), (bb, bd, be) = bodies["pingback"], bodies[name]
+            ref = result["references"][name]
+            ref["identical_json"] &= pd == bd
+            ref["identical_bytes"] &= pb == bb
+            ref["identical_etag"] &= pe == be
+            ref["body_bytes"] = len(pb)
             if pd != bd:
-                result["problems"].append(f"bodies differ for {conversation}: {first_difference(pd, bd)}")
+                result["problems"].append(f"bodies differ for {conversation} ({name}): {first_difference(pd, bd)}")
+            elif pb != bb:
+                at = next((i for i, (x, y) in enumerate(zip(pb, bb)) if x != y), min(len(pb), len(bb)))
+                result["problems"].append(f"bytes differ for {conversation} ({name}) at byte {at}: "
+                                          f"{pb[max(0, at - 40):at + 40]!r} vs {bb[max(0, at - 40):at + 40]!r}")
+        if "baseline" in result["references"]:
+            result.update({k: v for k, v in result["references"]["baseline"].items()})
         result["ids_checked"] += 1
     with open(args.out, "a") as f:
         f.write(json.dumps(result) + "\n")
     for problem in result["problems"]:
         print(f"bench: check: {problem}", file=sys.stderr)
     # A server that does not answer 200 with the full history makes the numbers meaningless.
-    fatal = [p for p in result["problems"] if not p.startswith("bodies differ")]
+    fatal = [p for p in result["problems"] if not p.startswith(("bodies differ", "bytes differ"))]
     return 1 if fatal else 0
 
 
@@ -937,6 +1008,17 @@ def ratio(a, b, digits=2):
 
 def cmd_report(args):
     meta = read_json(args.meta)
+    # What pingback ran with, as counted when each server started (bench.py
+    # server-info): every scenario's renderer says "N actix worker".
+    servers = read_lines(os.path.join(args.work, "servers.jsonl"))
+    counted = sorted({v["workers"] for v in servers if v["name"].startswith("pingback") and v.get("workers")})
+    lanes = sorted({v["read_connections"] for v in servers
+                    if v["name"].startswith("pingback") and v.get("read_connections")})
+    meta["workers"] = (counted[0] if len(counted) == 1 else f"{counted[0]}–{counted[-1]}") if counted \
+        else "its default number of"
+    meta["pingback_workers"] = meta["workers"] if counted else None
+    meta["pingback_read_connections"] = (lanes[0] if len(lanes) == 1 else f"{lanes[0]}–{lanes[-1]}") if lanes else None
+    meta["servers"] = servers
     writes = write_results(args.work, meta) if args.writes else None
     listing = list_results(args.work, meta) if args.list else None
     webhooks = webhook_results(args.work, meta) if args.webhooks else None
@@ -1042,16 +1124,26 @@ def cmd_report(args):
             }
         s = row["systems"]
         rps = {k: v["requests_per_second"] for k, v in s.items()}
+        over = lambda a, b: rps[a] / rps[b] if rps.get(a) and rps.get(b) else None  # noqa: E731
+        p99 = {k: v["p99_ms"] for k, v in s.items()}
         row["ratios"] = {
-            "pingback_over_baseline_rps": rps["pingback"] / rps["baseline"] if rps.get("pingback") and rps.get("baseline") else None,
-            "pingback_over_pgbench_rps": rps["pingback"] / rps["pgbench"] if rps.get("pingback") and rps.get("pgbench") else None,
-            "baseline_over_pgbench_rps": rps["baseline"] / rps["pgbench"] if rps.get("baseline") and rps.get("pgbench") else None,
+            "shipped_over_handwritten_rps": over("pingback", "handwritten"),
+            "shipped_over_handwritten_p99": p99["pingback"] / p99["handwritten"]
+            if p99.get("pingback") is not None and p99.get("handwritten") else None,
+            # 1 − shipped ÷ warn: the share of throughput the shipped log level costs.
+            "logging_cost": 1 - over("pingback", "pingback-warn") if over("pingback", "pingback-warn") else None,
+            "pingback_over_baseline_rps": over("pingback", "baseline"),
+            "warn_over_handwritten_rps": over("pingback-warn", "handwritten"),
+            "pingback_over_pgbench_rps": over("pingback", "pgbench"),
+            "baseline_over_pgbench_rps": over("baseline", "pgbench"),
+            "handwritten_over_pgbench_rps": over("handwritten", "pgbench"),
         }
         row["check"] = checks.get(size)
-        # The same SQL everywhere: the read statement of every system has the same queryid.
+        # The same SQL where it should be: pingback's statement has one queryid in every
+        # system that runs it (the hand-written server runs its own).
         selects = {
             system: {st["queryid"] for st in v["statements"] if st["query"].lstrip().upper().startswith("SELECT")}
-            for system, v in s.items()
+            for system, v in s.items() if system in SAME_SQL_SYSTEMS
         }
         row["same_select_statements"] = len({frozenset(v) for v in selects.values()}) == 1 and all(
             len(v) == 1 for v in selects.values())
@@ -1063,6 +1155,8 @@ def cmd_report(args):
         "git": meta.get("git"),
         "settings": {k: v for k, v in meta.items() if k not in ("date", "git", "postgresql")},
         "results": results,
+        "targets": [t | {"target": t["target"].replace("{connections}", str(meta.get("connections")))}
+                    for t in read_targets(results)],
     }
     if writes or previous.get("writes"):
         document["writes"] = writes or previous["writes"]
@@ -1107,6 +1201,8 @@ def cmd_report(args):
         with open(args.doc, "w") as f:
             f.write(markdown)
     print(summary_table(results))
+    print()
+    print(targets_table(results, meta.get("connections")))
     if writes:
         print(write_summary(writes))
     if listing:
@@ -1119,22 +1215,101 @@ def cmd_report(args):
         print(stream_summary(streams))
 
 
+READ_SIZES = (10, 100, 1000, 10000)
+READ_TARGETS = {"shipped_over_handwritten_min": 1.0, "p99_over_handwritten_max": 1.0,
+                "logging_cost_max": 0.03, "logging_cost_at": 10, "peak_rss_mib_max": 40.0, "peak_rss_at": 10000}
+
+
+def read_targets(results):
+    """Issue 18's targets on this run's medians: [{target, measured, met}] (met None when
+    the size was not measured)."""
+    by_size = {row["messages"]: row for row in results}
+    rows = []
+    for size in READ_SIZES:
+        row = by_size.get(size)
+        s = row["systems"] if row else {}
+        pb, hw = s.get("pingback") or {}, s.get("handwritten") or {}
+        r = (row or {}).get("ratios") or {}
+        over = r.get("shipped_over_handwritten_rps")
+        rows.append({
+            "target": f"pingback (shipped) ≥ {READ_TARGETS['shipped_over_handwritten_min']:.1f}× hand-written "
+                      f"throughput at {size:,} messages",
+            "measured": (f"{over:.2f}× ({fmt(pb.get('requests_per_second'))} vs "
+                         f"{fmt(hw.get('requests_per_second'))} req/s)") if over is not None else "not measured",
+            "met": None if over is None else over >= READ_TARGETS["shipped_over_handwritten_min"],
+        })
+    for size in READ_SIZES:
+        row = by_size.get(size)
+        s = row["systems"] if row else {}
+        pb, hw = (s.get("pingback") or {}).get("p99_ms"), (s.get("handwritten") or {}).get("p99_ms")
+        known = pb is not None and hw is not None
+        rows.append({
+            "target": f"p99 ≤ hand-written's at {size:,} messages",
+            "measured": f"{pb:,.2f} vs {hw:,.2f} ms ({pb / hw:.2f}×)" if known and hw else "not measured",
+            "met": (pb <= hw * READ_TARGETS["p99_over_handwritten_max"]) if known else None,
+        })
+    at = READ_TARGETS["logging_cost_at"]
+    row = by_size.get(at)
+    cost = ((row or {}).get("ratios") or {}).get("logging_cost")
+    s = row["systems"] if row else {}
+    rows.append({
+        "target": f"logging cost ≤ {READ_TARGETS['logging_cost_max'] * 100:.0f} % at {at:,} messages",
+        "measured": (f"{cost * 100:.1f} % ({fmt((s.get('pingback') or {}).get('requests_per_second'))} req/s "
+                     f"shipped vs {fmt((s.get('pingback-warn') or {}).get('requests_per_second'))} with the log "
+                     "at warn)") if cost is not None else "not measured",
+        "met": None if cost is None else cost <= READ_TARGETS["logging_cost_max"],
+    })
+    at = READ_TARGETS["peak_rss_at"]
+    row = by_size.get(at)
+    rss = (((row or {}).get("systems") or {}).get("pingback") or {}).get("peak_rss_mib")
+    hw_rss = (((row or {}).get("systems") or {}).get("handwritten") or {}).get("peak_rss_mib")
+    rows.append({
+        "target": f"peak RSS at {at:,} messages × {{connections}} ≤ {READ_TARGETS['peak_rss_mib_max']:.0f} MiB",
+        "measured": (f"{rss:.1f} MiB (hand-written {fmt(hw_rss)} MiB)") if rss is not None else "not measured",
+        "met": None if rss is None else rss <= READ_TARGETS["peak_rss_mib_max"],
+    })
+    return rows
+
+
+def met_text(met):
+    return "not measured" if met is None else ("met" if met else "**not met**")
+
+
 def summary_table(results):
     lines = [
-        "| messages | pingback req/s | baseline req/s | pgbench tx/s | pingback / baseline | pingback / pgbench | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| messages | " + " | ".join(f"{LABELS[system]} {'tx/s' if system == 'pgbench' else 'req/s'}"
+                                     for system in SYSTEMS)
+        + " | shipped ÷ hand-written | p99 ms shipped / hand-written | logging cost | peak RSS MiB shipped / "
+        "hand-written | errors |",
+        "|---:|" + "---:|" * len(SYSTEMS) + "---:|---:|---:|---:|---:|",
     ]
     for row in results:
-        s = row["systems"]
+        s, r = row["systems"], row["ratios"]
         get = lambda system, key: s.get(system, {}).get(key)  # noqa: E731
         errors = sum(v["errors"] for v in s.values())
+        cost = r.get("logging_cost")
         lines.append(
-            f"| {row['messages']:,} | {fmt(get('pingback', 'requests_per_second'))} | "
-            f"{fmt(get('baseline', 'requests_per_second'))} | {fmt(get('pgbench', 'requests_per_second'))} | "
-            f"{ratio(get('pingback', 'requests_per_second'), get('baseline', 'requests_per_second'))} | "
-            f"{ratio(get('pingback', 'requests_per_second'), get('pgbench', 'requests_per_second'))} | {errors} |"
+            f"| {row['messages']:,} | "
+            + " | ".join(fmt(get(system, "requests_per_second")) for system in SYSTEMS)
+            + f" | **{fmt(r.get('shipped_over_handwritten_rps'), 2, '×')}** | "
+            f"{fmt(get('pingback', 'p99_ms'), 2)} / {fmt(get('handwritten', 'p99_ms'), 2)} "
+            f"({fmt(r.get('shipped_over_handwritten_p99'), 2, '×')}) | "
+            f"{fmt(cost * 100 if cost is not None else None, 1, ' %')} | "
+            f"{fmt(get('pingback', 'peak_rss_mib'))} / {fmt(get('handwritten', 'peak_rss_mib'))} | {errors} |"
         )
     return "\n".join(lines)
+
+
+def targets_table(results, connections):
+    lines = ["| target (issue 18) | measured (medians) | |", "|---|---|---|"]
+    for t in read_targets(results):
+        lines.append(f"| {t['target'].replace('{connections}', str(connections))} | {t['measured']} | "
+                     f"{met_text(t['met'])} |")
+    return "\n".join(lines)
+
+
+def pct(value, digits=0):
+    return fmt(value * 100 if value is not None else None, digits, " %")
 
 
 def render_markdown(doc):
@@ -1150,17 +1325,44 @@ def render_markdown(doc):
         w("> **Smoke run (`BENCH_QUICK=1`)**: one short run per size on small data. These numbers only show "
           "that the harness works; run `make bench` for real ones.")
         w("")
+    workers = st.get("pingback_workers")
+    lanes = st.get("pingback_read_connections")
     w("`GET /api/v1/conversations/{id}` — one conversation, its customer and its complete history — "
-      "served by three systems from the same PostgreSQL database, under the same load, in the same run:")
+      "served by five systems from the same PostgreSQL database, under the same load, in the same run "
+      "(issue 18, \"fast as shipped\"):")
     w("")
-    w("- **pingback** — `pingback serve` (release build): JWT authentication, the application service with "
-      "its tenant re-check, the Diesel/diesel-async PostgreSQL adapter (its read statement pipelined on "
-      "shared connections), the domain aggregate, the JSON representation, request ids, ETag.")
-    w("- **baseline** — `benches/baseline` (`pingback-baseline`): the same endpoint written by hand on the same "
-      "stack (actix-web, tokio-postgres, jsonwebtoken, serde_json): the same token check, the same statement "
-      "prepared once on one connection per worker (concurrent reads pipelined on it), the same JSON body (checked byte for byte "
-      "below) with an ETag made the same way (from the stored revisions), serialized straight from the rows. The lower bound of this stack.")
-    w("- **pgbench** — PostgreSQL's own client running the same statement for random conversations "
+    w("- **pingback (shipped)** — `pingback serve` (release build) as shipped: only the database URL, the bind "
+      "address and the JWT secret set; everything else is `config/default.toml`'s — the log level `info` (an "
+      "access-log line per request, written off the request path by its background writer to stderr, here a "
+      "file), the default worker count (one per core the process may run on: "
+      + (f"{workers} actix worker thread{'s' if workers != 1 else ''} counted under `taskset`" if workers
+         else "not counted") + "), "
+      + (f"{lanes} pipelined read connection{'s' if lanes != 1 else ''} per worker" if lanes
+         else "its default read connections per worker")
+      + ". JWT authentication, the application service with its tenant re-check, the Diesel/diesel-async "
+      "PostgreSQL adapter, the domain aggregate, the JSON representation, request ids, ETag.")
+    w("- **pingback, log warn** — the same binary with only `PINGBACK__LOG__LEVEL=warn` added (no access-log "
+      "line per request): **logging cost = 1 − shipped ÷ warn throughput**.")
+    w("- **baseline (same SQL)** — `benches/baseline` (`pingback-baseline`): pingback's endpoint written by hand "
+      "on the same stack (actix-web, tokio-postgres, jsonwebtoken, serde_json) running **pingback's own "
+      "statement on pingback's own schema**: the same token check, the same statement prepared once on one "
+      "connection per worker (concurrent reads pipelined on it), the same JSON body (checked byte for byte "
+      "below) with an ETag made the same way (from the stored revisions), serialized straight from the rows. "
+      "The lower bound of pingback's SQL and schema on this stack.")
+    w("- **hand-written** — `pingback-handwritten` (`benches/baseline/src/handwritten.rs`): the endpoint as a "
+      "user would write it by hand, on actix-web + tokio-postgres and **its own natural schema** (PostgreSQL "
+      "schema `handwritten`, `benches/baseline/handwritten.sql`): conversations carrying what the endpoint "
+      "needs, customers, and messages whose attachments are a JSONB array on the message row — loaded from "
+      "pingback's tables after generation (`INSERT … SELECT`, the attachments aggregated with `jsonb_agg` in "
+      "position order) and `VACUUM ANALYZE`d with them; keyed by the ids alone, the tenant checked on the "
+      "conversation row. Two statements per request, pipelined on one "
+      "connection per worker and prepared once: the conversation joined with its customer, and the messages "
+      "with their attachments ordered by `created_at, id` (outside a transaction: each its own snapshot; "
+      "PostgreSQL's default plan cache mode). The JSON body written by hand straight from the rows (the "
+      "attachments decoded from the JSONB and written in the API's field order; the same bytes as pingback's, "
+      "checked below), the same token check and ETag as the baseline, **no logging**. Issue 18's reference: "
+      "pingback as shipped must be at least as fast.")
+    w("- **pgbench** — PostgreSQL's own client running pingback's statement for random conversations "
       "(prepared protocol), no HTTP, no JSON: the database ceiling.")
     w("")
     w("## Machine and settings")
@@ -1173,15 +1375,28 @@ def render_markdown(doc):
       f"{st['load_cpu']}, picking conversation ids at random (`benches/wrk/conversations.lua`, a valid token, "
       f"every non-2xx response counted as an error); pgbench `-c {st['pgbench_clients']} -j 1 -M prepared` "
       f"on the same core.")
-    w(f"- Server under test and PostgreSQL share core {st['server_cpu']} (`taskset`); both HTTP servers run "
-      f"{st['workers']} actix worker; pingback's reads share {st['pingback_pool']} pipelined connections per "
-      f"worker (its default), the baseline's one. All three run with `plan_cache_mode = force_generic_plan` "
-      f"(pingback sets it on its connections). PostgreSQL 15 with `fsync=off`, `shared_buffers=128MB`, "
-      f"`pg_stat_statements`; data `VACUUM ANALYZE`d before the runs.")
+    w(f"- Server under test and PostgreSQL share core {st['server_cpu']} (`taskset`). pingback (both rows) runs "
+      "its default worker count — "
+      + (f"{workers} under `taskset`, counted from its threads" if workers else "not counted")
+      + " — and its default read connections per worker"
+      + (f" ({lanes}, from its `/metrics`)" if lanes else "")
+      + f"; the two references run {st.get('reference_workers', 1)} actix worker with one connection each. "
+      "pingback, the baseline and pgbench run with `plan_cache_mode = force_generic_plan` (pingback sets it on "
+      "its connections); the hand-written server leaves PostgreSQL's default. PostgreSQL 15 with `fsync=off`, "
+      "`shared_buffers=128MB`, `pg_stat_statements`; data `VACUUM ANALYZE`d before the runs.")
     w(f"- Each system: a {st['warmup_s']} s warm-up, then {st['repeats']} run(s) of {st['duration_s']} s, "
-      f"interleaved (pingback, baseline, pgbench, pingback, …); the tables give medians.")
+      "interleaved (pingback, pingback log warn, baseline, hand-written, pgbench, pingback, …); a fresh process "
+      "of each server per size; the tables give medians.")
     conv = ", ".join(f"{int(k):,} messages × {v}" for k, v in sorted(st["conversations"].items(), key=lambda kv: int(kv[0])))
-    w(f"- Data (`pingback generate`, one business per size): {conv} conversations.")
+    w(f"- Data (`pingback generate --style long`, one business per size): {conv} conversations.")
+    d = st.get("data")
+    if d:
+        w(f"- The messages (issue 18's histories: 20–400 characters of text with some non-ASCII, newlines and "
+          f"quotes, attachments on 10 % of them): {fmt(d.get('messages'))} messages of "
+          f"{fmt(d.get('min_chars'))}–{fmt(d.get('max_chars'))} characters (median {fmt(d.get('median_chars'), 0)}); "
+          f"{pct(d.get('non_ascii'))} with non-ASCII text, {pct(d.get('newlines'))} with line breaks, "
+          f"{pct(d.get('quotes'))} with double quotes; {pct(d.get('with_attachments'), 1)} with attachments "
+          f"({fmt(d.get('attachments'))} in all).")
     foreign = [v["server_core_foreign_share_max"] for r in doc["results"] for v in r["systems"].values()
                if v.get("server_core_foreign_share_max") is not None]
     if foreign:
@@ -1192,9 +1407,17 @@ def render_markdown(doc):
     w("")
     w("## Summary")
     w("")
-    w("Throughput, medians. A ratio below 1 means pingback serves fewer requests per second.")
+    w("Throughput, medians. **shipped ÷ hand-written** below 1 means pingback as shipped serves fewer requests per "
+      "second than the hand-written server; **logging cost** = 1 − shipped ÷ log-warn throughput; peak RSS: "
+      f"the server's `VmHWM` after its runs at that size ({st['connections']} concurrent reads).")
     w("")
     w(summary_table(doc["results"]))
+    w("")
+    w("### Targets")
+    w("")
+    w("Issue 18's targets, on this run's medians:")
+    w("")
+    w(targets_table(doc["results"], st["connections"]))
     w("")
     w("## Per size")
     w("")
@@ -1207,11 +1430,12 @@ def render_markdown(doc):
       f"**core {st['server_cpu']} busy**: its utilisation (near 100 % means that core is the bottleneck). "
       f"All three over the steady state of each run — from {st.get('skip_s', 1)} s after its start to "
       f"{st.get('skip_s', 1)} s before its end, divided by the conversation reads PostgreSQL executed meanwhile "
-      "(`pg_stat_statements`) — so neither the ramp-up nor the requests cut off when wrk stops skew them; "
-      "the whole-run figures (CPU delta / completed requests) are in `results.json`. Before every run the "
-      "harness waits until the servers and PostgreSQL are idle.")
+      "(`pg_stat_statements`: executions of the statement joining the customers) — so neither the ramp-up nor "
+      "the requests cut off when wrk stops skew them; the whole-run figures (CPU delta / completed requests) are "
+      "in `results.json`. Before every run the harness waits until the servers and PostgreSQL are idle.")
     w("- **stmts/req**: statements executed per conversation read, from `pg_stat_statements` (pgbench's random "
-      "id pick in `bench_ids` excluded): one statement, hence one round trip and one snapshot, per read.")
+      "id pick in `bench_ids` excluded): pingback and the baseline one statement (one round trip, one "
+      "snapshot), the hand-written server two (pipelined).")
     w("")
     for row in doc["results"]:
         s = row["systems"]
@@ -1225,28 +1449,49 @@ def render_markdown(doc):
             if not v:
                 continue
             util = v["server_core_utilisation"]
-            w(f"| {system} | {fmt(v['requests_per_second'])} | {fmt(v['p50_ms'], 2)} | {fmt(v['p99_ms'], 2)} | "
+            w(f"| {LABELS[system]} | {fmt(v['requests_per_second'])} | {fmt(v['p50_ms'], 2)} | {fmt(v['p99_ms'], 2)} | "
               f"{v['errors']} | {fmt(v['peak_rss_mib'])} | {fmt(v['server_cpu_ms_per_request'], 3)} | "
               f"{fmt(v['server_core_cpu_ms_per_request'], 3)} | {fmt(util * 100 if util is not None else None, 0, ' %')} | "
               f"{fmt(v['statements_per_request'], 2)} |")
         r = row["ratios"]
-        pb, bl = s.get("pingback", {}), s.get("baseline", {})
+        pb, hw, bl = s.get("pingback", {}), s.get("handwritten", {}), s.get("baseline", {})
         w("")
-        parts = [
-            f"pingback / baseline: **{fmt(r['pingback_over_baseline_rps'], 2, '×')}** throughput",
-            f"{ratio(pb.get('p50_ms'), bl.get('p50_ms'))} p50 latency",
-            f"{ratio(pb.get('server_cpu_ms_per_request'), bl.get('server_cpu_ms_per_request'))} server CPU per request",
-        ]
-        w("- " + ", ".join(parts) + ".")
-        w(f"- pingback / pgbench: **{fmt(r['pingback_over_pgbench_rps'], 2, '×')}** throughput; "
-          f"baseline / pgbench: {fmt(r['baseline_over_pgbench_rps'], 2, '×')}.")
+        w(f"- pingback (shipped) ÷ hand-written: **{fmt(r.get('shipped_over_handwritten_rps'), 2, '×')}** "
+          f"throughput, {ratio(pb.get('p50_ms'), hw.get('p50_ms'))} p50 and "
+          f"{ratio(pb.get('p99_ms'), hw.get('p99_ms'))} p99 latency, "
+          f"{ratio(pb.get('server_cpu_ms_per_request'), hw.get('server_cpu_ms_per_request'))} server CPU and "
+          f"{ratio(pb.get('server_core_cpu_ms_per_request'), hw.get('server_core_cpu_ms_per_request'))} core "
+          f"{st['server_cpu']} CPU per request.")
+        cost = r.get("logging_cost")
+        w(f"- Logging cost: **{fmt(cost * 100 if cost is not None else None, 1, ' %')}** (1 − shipped ÷ log warn: "
+          f"{fmt(pb.get('requests_per_second'))} vs {fmt(s.get('pingback-warn', {}).get('requests_per_second'))} "
+          f"req/s; server CPU per request {fmt(pb.get('server_cpu_ms_per_request'), 3)} vs "
+          f"{fmt(s.get('pingback-warn', {}).get('server_cpu_ms_per_request'), 3)} ms).")
+        w(f"- pingback (shipped) ÷ baseline (same SQL): {fmt(r.get('pingback_over_baseline_rps'), 2, '×')} "
+          f"throughput, {ratio(pb.get('server_cpu_ms_per_request'), bl.get('server_cpu_ms_per_request'))} server "
+          "CPU per request; ÷ pgbench: "
+          f"{fmt(r.get('pingback_over_pgbench_rps'), 2, '×')} (baseline {fmt(r.get('baseline_over_pgbench_rps'), 2, '×')}, "
+          f"hand-written {fmt(r.get('handwritten_over_pgbench_rps'), 2, '×')}).")
         c = row.get("check")
         if c:
-            same = "identical bytes" if c["identical_bytes"] else ("the same JSON" if c["identical_json"] else "**different bodies**")
+            refs = c.get("references") or {"baseline": c}
+            parts = []
+            for name in ("baseline", "handwritten", "pingback-warn"):
+                ref = refs.get(name)
+                if not ref:
+                    continue
+                same = ("identical bytes" if ref["identical_bytes"] else
+                        ("the same JSON, **other bytes**" if ref["identical_json"] else "**different bodies**"))
+                etag = "" if ref.get("identical_etag", True) else ", **another ETag**"
+                parts.append(f"{LABELS.get(name, name)}: {same}{etag}")
+            cover = c.get("covered")
+            held = (f" Their {cover['messages']:,} messages held {cover['attachments']:,} attachments; "
+                    f"{cover['quotes']:,} texts with double quotes, {cover['newlines']:,} with line breaks, "
+                    f"{cover['backslashes']:,} with backslashes, {cover['non_ascii']:,} with non-ASCII "
+                    "characters.") if cover else ""
             w(f"- Check before the runs: {c['ids_checked']} conversations answered 200 with {row['messages']:,} "
-              f"messages by both servers, {same}"
-              + (f" ({c['body_bytes']:,} bytes)" if c.get("body_bytes") else "")
-              + ".")
+              f"messages by every server; compared with pingback's answer — " + "; ".join(parts)
+              + (f" (the last one {c['body_bytes']:,} bytes)" if c.get("body_bytes") else "") + "." + held)
             for p in c["problems"][:3]:
                 w(f"  - {p}")
         w("")
@@ -1259,10 +1504,11 @@ def render_markdown(doc):
         same = all(r.get("same_select_statements") for r in doc["results"])
         w("The baseline's statement is the text pingback's adapter sends (`ConversationRead`); pgbench runs it "
           "with `:bid`/`:cid` for the business and conversation ids. " + (
-              "At every size, the SELECT of all three systems has the same `queryid`: PostgreSQL "
-              "ran the same statement." if same else
-              "**The SELECTs of the three systems do not have the same `queryid` at every size**: see "
-              "`results.json`."))
+              "At every size, the SELECT of pingback (both rows), the baseline and pgbench has the same "
+              "`queryid`: PostgreSQL ran the same statement." if same else
+              "**The SELECTs of pingback, the baseline and pgbench do not have the same `queryid` at every "
+              "size** (pgbench sends the constant columns as parameters): see `results.json`.")
+          + " The hand-written server runs its own two statements on its own schema.")
         w("")
     if doc["results"]:
         last = doc["results"][-1]
@@ -1270,7 +1516,7 @@ def render_markdown(doc):
             v = last["systems"].get(system)
             if not v:
                 continue
-            w(f"**{system}**")
+            w(f"**{LABELS[system]}**")
             w("")
             for s in v["statements"]:
                 if (s["calls_per_request"] or 0) < 0.001:
@@ -1294,9 +1540,11 @@ def render_markdown(doc):
     w("Caveats: the load generator and the system under test share one machine (separate cores). The pgbench "
       "\"ceiling\" is PostgreSQL's cost under pgbench's protocol: one extra primary-key lookup per transaction "
       "(`bench_ids`, to pick a random conversation; excluded from stmts/req) and results in text format, where "
-      "both servers read binary (PostgreSQL formats every uuid and timestamp as text for pgbench) — so on small "
-      "conversations the baseline can come close to it or pass it. Medians of a few short runs are indicative, "
-      "not precise to the percent; the interference line above says whether the machine was quiet.")
+      "the servers read binary (PostgreSQL formats every uuid and timestamp as text for pgbench) — so on small "
+      "conversations the servers can come close to it or pass it. pingback as shipped writes its access log to "
+      "a file here; a slower log sink (a terminal, a pipe to a collector) costs more, or drops lines (counted in "
+      "`/metrics`) rather than blocking requests. Medians of a few short runs are indicative, not precise to "
+      "the percent; the interference line above says whether the machine was quiet.")
     w("")
     return "\n".join(out)
 
@@ -2483,6 +2731,13 @@ def main():
     p.add_argument("--max", type=float, default=60)
     p.set_defaults(func=cmd_settle)
 
+    p = sub.add_parser("server-info")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--size", required=True)
+    p.add_argument("--metrics", help="pingback's /metrics URL")
+    p.set_defaults(func=cmd_server_info)
+
     p = sub.add_parser("peak")
     p.add_argument("--out", required=True)
     p.add_argument("--system", required=True)
@@ -2494,6 +2749,8 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--pingback", required=True)
     p.add_argument("--baseline", required=True)
+    p.add_argument("--handwritten", help="also compare the hand-written baseline's answers")
+    p.add_argument("--warn", help="also compare pingback's with the log level at warn")
     p.add_argument("--ids", required=True)
     p.add_argument("--token", required=True)
     p.add_argument("--size", type=int, required=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: pingback vs a hand-written baseline vs pgbench, on the same data, in
-# the same run. Writes docs/benchmarks.md and bench-results/results.json.
+# `make bench`: pingback as shipped vs hand-written references vs pgbench, on the same
+# data, in the same run. Writes docs/benchmarks.md and bench-results/results.json.
 #
 #   make bench                 # full run (a few minutes)
 #   BENCH_QUICK=1 make bench   # smoke test: small data, one 3 s run per size
@@ -11,10 +11,32 @@
 #   BENCH_SCENARIOS=streams make bench  # 1,000 Server-Sent-Event streams: fan-out latency, memory
 #
 # Steps: release build → throw-away PostgreSQL (scripts/test-postgres.sh) with
-# pg_stat_statements, pinned to the server core → migrate → `pingback generate` per
-# size → per size: start pingback and the baseline (server core), check they answer
-# the same bodies, then interleaved runs of wrk (load core) against each and pgbench
-# (load core) against the database → medians, ratios, report.
+# pg_stat_statements, pinned to the server core → migrate → `pingback generate --style
+# long` per size (issue 18's data: every message 20–400 characters with some non-ASCII
+# text, quotes and line breaks, 10 % with attachments) → the hand-written baseline's
+# schema loaded from pingback's tables (benches/baseline/handwritten.sql) → per size:
+# start the four HTTP servers (server core), check the references answer pingback's
+# bytes, then interleaved runs of wrk (load core) against each and pgbench (load core)
+# against the database → medians, ratios, targets, report.
+#
+# Read scenario (issue 18: "fast as shipped"), five systems:
+#   pingback       `pingback serve` as shipped: only the database URL, the bind address
+#                  and the JWT secret set (PINGBACK__DATABASE__URL, PINGBACK__SERVER__BIND,
+#                  PINGBACK__AUTH__JWT_SECRET); everything else config/default.toml's
+#                  (log level info: one access-log line per request, on stderr, here a
+#                  file; workers = one per core the process may run on, i.e. 1 under
+#                  taskset — the harness counts its worker threads and reports them).
+#   pingback-warn  the same binary with only PINGBACK__LOG__LEVEL=warn added: logging
+#                  cost = 1 − shipped / warn throughput.
+#   baseline       pingback-baseline: pingback's own SQL on pingback's schema, the body
+#                  serialized straight from the rows ("baseline (same SQL)").
+#   handwritten    pingback-handwritten: its own natural schema (schema `handwritten`,
+#                  attachments as a JSONB array on the message row), two pipelined
+#                  statements, the body written by hand, no logging ("hand-written").
+#   pgbench        the same-SQL statement run by pgbench: the database ceiling.
+# Every other scenario also runs pingback as shipped (the shipped log level included);
+# the CLI commands that prepare data (migrate, generate, token) run with the shipped
+# defaults too.
 #
 # Write scenario (BENCH_SCENARIOS contains `writes`): POST /api/v1/conversations/{id}/
 # messages (benches/wrk/post_message.lua) to 100 writable conversations of a business of
@@ -146,8 +168,7 @@ CONTENTION_CONVERSATIONS=100
 CONTENTION_ONE_BUSINESS=b0000000-0000-4000-d100-000000000001
 LOAD_CPU=${BENCH_LOAD_CPU:-0}           # wrk, pgbench
 SERVER_CPU=${BENCH_SERVER_CPU:-1}       # the HTTP server under test and PostgreSQL
-WORKERS=1                               # one core for the server: one actix worker
-PINGBACK_READ_CONNECTIONS=1             # pingback's default read connections per worker
+WORKERS=1                               # the references' actix workers (one core: one)
 SEED=7
 # CPU per request is measured between SKIP s after the start and SKIP s before the end
 # of each run (steady state; see benches/bench.py window).
@@ -159,6 +180,8 @@ WORK=$OUT/work
 DOC=$ROOT/docs/benchmarks.md
 PINGBACK=$ROOT/target/release/pingback
 BASELINE=$ROOT/target/release/pingback-baseline
+HANDWRITTEN=$ROOT/target/release/pingback-handwritten
+HANDWRITTEN_SQL=$ROOT/benches/baseline/handwritten.sql
 SINK=$ROOT/target/release/pingback-webhook-sink
 STREAM_CLIENT=$ROOT/target/release/pingback-stream-client
 HELPER=$ROOT/benches/bench.py
@@ -185,7 +208,7 @@ if ! command -v wrk >/dev/null; then
     || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >&2; }
 fi
 
-log "building (cargo build --release --locked -p pingback-server -p pingback-baseline: pingback, the baseline, the webhook sink, the stream client)…"
+log "building (cargo build --release --locked -p pingback-server -p pingback-baseline: pingback, the two baselines, the webhook sink, the stream client)…"
 cargo build --release --locked -p pingback-server -p pingback-baseline >&2
 
 rm -rf "$WORK"
@@ -249,10 +272,12 @@ psql_admin -c "CREATE DATABASE pingback_bench"
 psql_bench -c "CREATE EXTENSION pg_stat_statements"
 PG_VERSION=$(psql_bench -At -c "SHOW server_version")
 
+# pingback as shipped: the database URL and the secret (and, per server, the bind
+# address) are all the configuration it gets; no log level, no worker count.
 export PINGBACK__DATABASE__URL=$DB_URL
 export PINGBACK__AUTH__JWT_SECRET=$SECRET
-export PINGBACK__LOG__LEVEL=warn
-unset PINGBACK_ENV RUST_LOG
+while read -r name; do unset "$name"; done < <(env | sed -n 's/^\(PINGBACK__[A-Z0-9_]*\)=.*/\1/p' | grep -v -e '^PINGBACK__DATABASE__URL$' -e '^PINGBACK__AUTH__JWT_SECRET$')
+unset PINGBACK_ENV PINGBACK_CONFIG_DIR RUST_LOG
 
 log "migrating…"
 "$PINGBACK" migrate >&2
@@ -271,7 +296,7 @@ for spec in $SIZES; do
   log "generating $count conversations of $size messages (business $business)…"
   start=$(date +%s.%N)
   "$PINGBACK" generate --business-id "$business" --conversations "$count" --messages "$size" --seed "$((SEED + size))" \
-    | grep -E '^[0-9a-fA-F-]{36}$' >"$WORK/ids-$size.txt" || die "pingback generate failed"
+    --style long | grep -E '^[0-9a-fA-F-]{36}$' >"$WORK/ids-$size.txt" || die "pingback generate failed"
   got=$(wc -l <"$WORK/ids-$size.txt")
   [ "$got" -eq "$count" ] || die "pingback generate printed $got ids, expected $count"
   log "  done in $(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')") s"
@@ -282,6 +307,16 @@ for spec in $SIZES; do
   CONVERSATIONS_JSON+="\"$size\": $count, "
 done
 CONVERSATIONS_JSON="${CONVERSATIONS_JSON%, }}"
+DATA_JSON=null
+if [ "$RUN_READS" = 1 ]; then
+  # The hand-written baseline's own schema, loaded from pingback's rows (attachments
+  # aggregated into a JSONB array per message, in position order).
+  log "loading the hand-written baseline's schema (benches/baseline/handwritten.sql)…"
+  psql_bench -f "$HANDWRITTEN_SQL"
+  # What the data is like (issue 18: 20–400 characters, some non-ASCII, newlines,
+  # quotes; attachments on 10 % of the messages).
+  DATA_JSON=$(psql_bench -At -c "SELECT json_build_object('messages', count(*), 'min_chars', min(char_length(content)), 'median_chars', percentile_cont(0.5) WITHIN GROUP (ORDER BY char_length(content)), 'max_chars', max(char_length(content)), 'non_ascii', avg((octet_length(content) > char_length(content))::int), 'newlines', avg((strpos(content, E'\\n') > 0)::int), 'quotes', avg((strpos(content, '\"') > 0)::int), 'with_attachments', avg((attachments <> '[]')::int), 'attachments', sum(jsonb_array_length(attachments))) FROM handwritten.messages")
+fi
 
 # Writes: a business of their own; `pingback generate` makes ~20 % of its conversations
 # closed (they refuse messages) and leaves some unassigned, so generate more and keep
@@ -440,6 +475,7 @@ log "VACUUM ANALYZE…"
 psql_bench -c "VACUUM ANALYZE"
 
 "$BASELINE" --print-sql >"$WORK/statements.sql"
+"$HANDWRITTEN" --print-sql >"$WORK/handwritten-statements.sql"
 python3 "$HELPER" pgbench-script --sql "$WORK/statements.sql" >"$WORK/pgbench.sql"
 
 # --- servers ---------------------------------------------------------------------
@@ -455,13 +491,22 @@ start_server() {
   out=$WORK/$name-$size
   case $name in
     pingback)
-      PINGBACK__SERVER__BIND=127.0.0.1:$port PINGBACK__SERVER__WORKERS=$WORKERS \
-        PINGBACK__DATABASE__READ_CONNECTIONS=$PINGBACK_READ_CONNECTIONS \
+      # As shipped: the bind address is all this adds to the URL and the secret.
+      PINGBACK__SERVER__BIND=127.0.0.1:$port \
+        taskset -c "$SERVER_CPU" "$PINGBACK" serve >"$out.out" 2>"$out.err" &
+      ;;
+    pingback-warn)
+      # The same, the log level at warn (no access-log line per request).
+      PINGBACK__SERVER__BIND=127.0.0.1:$port PINGBACK__LOG__LEVEL=warn \
         taskset -c "$SERVER_CPU" "$PINGBACK" serve >"$out.out" 2>"$out.err" &
       ;;
     baseline)
       DATABASE_URL=$DB_URL BIND=127.0.0.1:$port JWT_SECRET=$SECRET WORKERS=$WORKERS \
         taskset -c "$SERVER_CPU" "$BASELINE" >"$out.out" 2>"$out.err" &
+      ;;
+    handwritten)
+      DATABASE_URL=$DB_URL BIND=127.0.0.1:$port JWT_SECRET=$SECRET WORKERS=$WORKERS \
+        taskset -c "$SERVER_CPU" "$HANDWRITTEN" >"$out.out" 2>"$out.err" &
       ;;
   esac
   SERVER_PID=$!
@@ -469,6 +514,9 @@ start_server() {
   for i in $(seq 1 300); do
     if grep -q '^listening on http://' "$out.out" 2>/dev/null; then
       SERVER_URL=$(grep -m 1 -o 'http://[^ ]*' "$out.out")
+      # What the process runs with: its actix worker threads, pingback's read lanes.
+      python3 "$HELPER" server-info --pid "$SERVER_PID" --name "$name" --size "$size" \
+        $([ "${name%-warn}" = pingback ] && echo --metrics "$SERVER_URL/metrics") >>"$WORK/servers.jsonl" || true
       return 0
     fi
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$out.err" >&2; die "$name exited during start-up"; }
@@ -533,6 +581,9 @@ window() {
     --duration "$DURATION" --skip "$SKIP" --out "$1" || log "warning: no steady-state sample ($1)"
 }
 
+# The read scenario's HTTP servers, in the order their runs interleave (then pgbench).
+READ_HTTP_SYSTEMS="pingback pingback-warn baseline handwritten"
+
 # measure_http SYSTEM PID URL SIZE REPEAT
 measure_http() {
   local system=$1 pid=$2 url=$3 size=$4 repeat=$5 base
@@ -581,39 +632,42 @@ for spec in $SIZES; do
   size=${spec%%:*}
   count=${spec##*:}
   log "size $size: starting servers…"
-  start_server pingback "$size"
-  PB_PID=$SERVER_PID PB_URL=$SERVER_URL
-  start_server baseline "$size"
-  BL_PID=$SERVER_PID BL_URL=$SERVER_URL
-  alive pingback "$PB_PID" "$size"
-  alive baseline "$BL_PID" "$size"
-  python3 "$HELPER" check --out "$WORK/checks.jsonl" --pingback "$PB_URL" --baseline "$BL_URL" \
+  declare -A READ_PID=() READ_URL=()
+  for system in $READ_HTTP_SYSTEMS; do
+    start_server "$system" "$size"
+    READ_PID[$system]=$SERVER_PID READ_URL[$system]=$SERVER_URL
+  done
+  for system in $READ_HTTP_SYSTEMS; do alive "$system" "${READ_PID[$system]}" "$size"; done
+  # Both references must answer pingback's bytes (and pingback with the log at warn
+  # too: the same binary).
+  python3 "$HELPER" check --out "$WORK/checks.jsonl" --pingback "${READ_URL[pingback]}" \
+    --baseline "${READ_URL[baseline]}" --handwritten "${READ_URL[handwritten]}" --warn "${READ_URL[pingback-warn]}" \
     --ids "$WORK/ids-$size.txt" --token "$(cat "$WORK/token-$size.txt")" --size "$size" \
     || die "size $size: the servers do not answer as expected (see above)"
 
   log "size $size: warming up (${WARMUP} s each)…"
-  settle
-  wrk_run "$PB_URL" "$size" "$WARMUP" "$WORK/warmup-pingback-$size.wrk"
-  wrk_wait "$WORK/warmup-pingback-$size.wrk"
-  settle
-  wrk_run "$BL_URL" "$size" "$WARMUP" "$WORK/warmup-baseline-$size.wrk"
-  wrk_wait "$WORK/warmup-baseline-$size.wrk"
+  for system in $READ_HTTP_SYSTEMS; do
+    settle
+    wrk_run "${READ_URL[$system]}" "$size" "$WARMUP" "$WORK/warmup-$system-$size.wrk"
+    wrk_wait "$WORK/warmup-$system-$size.wrk"
+  done
   settle
   pgbench_run "$size" "$count" "$WARMUP" "$WORK/warmup-pgbench-$size.out" \
     || { cat "$WORK/warmup-pgbench-$size.out" >&2; die "pgbench failed"; }
 
   for repeat in $(seq 1 "$REPEATS"); do
-    measure_http pingback "$PB_PID" "$PB_URL" "$size" "$repeat"
-    measure_http baseline "$BL_PID" "$BL_URL" "$size" "$repeat"
+    for system in $READ_HTTP_SYSTEMS; do
+      measure_http "$system" "${READ_PID[$system]}" "${READ_URL[$system]}" "$size" "$repeat"
+    done
     measure_pgbench "$size" "$count" "$repeat"
-    alive pingback "$PB_PID" "$size"
-    alive baseline "$BL_PID" "$size"
+    for system in $READ_HTTP_SYSTEMS; do alive "$system" "${READ_PID[$system]}" "$size"; done
   done
 
-  python3 "$HELPER" peak --out "$WORK/peaks.jsonl" --system pingback --size "$size" --pid "$PB_PID"
-  python3 "$HELPER" peak --out "$WORK/peaks.jsonl" --system baseline --size "$size" --pid "$BL_PID"
-  stop_server "$PB_PID"
-  stop_server "$BL_PID"
+  for system in $READ_HTTP_SYSTEMS; do
+    python3 "$HELPER" peak --out "$WORK/peaks.jsonl" --system "$system" --size "$size" --pid "${READ_PID[$system]}"
+  done
+  for system in $READ_HTTP_SYSTEMS; do stop_server "${READ_PID[$system]}"; done
+  unset READ_PID READ_URL
 done
 
 # --- writes ----------------------------------------------------------------------
@@ -1075,8 +1129,8 @@ cat >"$WORK/meta.json" <<EOF
   "pgbench_clients": $PGBENCH_CLIENTS,
   "load_cpu": $LOAD_CPU,
   "server_cpu": $SERVER_CPU,
-  "workers": $WORKERS,
-  "pingback_pool": $PINGBACK_READ_CONNECTIONS,
+  "reference_workers": $WORKERS,
+  "data": $DATA_JSON,
   "conversations": $CONVERSATIONS_JSON,
   "scenarios": "$SCENARIOS",
   "write_conversations": $WRITE_CONVERSATIONS,

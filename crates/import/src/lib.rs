@@ -48,5 +48,5 @@ mod tests;
 pub use batches::BATCH_MESSAGES;
 pub use error::{ImportFileError, ImportIssue, ImportOutcome, MAX_LISTED_ERRORS};
 pub use file::import_file;
-pub use generate::{GenerateError, Generator, generate, generate_into};
+pub use generate::{GenerateError, GenerateStyle, Generator, generate, generate_into};
 pub use progress::{NoProgress, Progress};

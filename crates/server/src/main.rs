@@ -62,6 +62,12 @@ enum Command {
         /// Varies the data; the same seed gives the same data.
         #[arg(long, value_name = "S", default_value_t = 1)]
         seed: u64,
+        /// What the messages look like: `chat` (mostly short lines, 5 % with
+        /// attachments) or `long` (every message 20–400 characters with some non-ASCII
+        /// text, quotes and line breaks, 10 % with attachments: what `make bench` reads).
+        /// The ids are the same in either style.
+        #[arg(long, value_enum, value_name = "STYLE", default_value_t = Style::Chat)]
+        style: Style,
     },
     /// Print a signed access token for the configured key.
     Token {
@@ -132,7 +138,8 @@ fn main() -> ExitCode {
             conversations,
             messages,
             seed,
-        } => generate(&settings, business_id, conversations, messages, seed),
+            style,
+        } => generate(&settings, business_id, conversations, messages, seed, style),
         Command::Token {
             business_id,
             sub,
@@ -266,15 +273,27 @@ fn summary_line(done: &[String], not_done: &[String]) -> String {
     format!("imported: {}; not imported: {}", list(done), list(not_done))
 }
 
+/// `pingback generate --style`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Style {
+    Chat,
+    Long,
+}
+
 fn generate(
     settings: &Settings,
     business: BusinessId,
     conversations: usize,
     messages: usize,
     seed: u64,
+    style: Style,
 ) -> Result<(), Failure> {
-    use pingback_import::{GenerateError, generate_into};
+    use pingback_import::{GenerateError, GenerateStyle, generate_into};
 
+    let style = match style {
+        Style::Chat => GenerateStyle::Chat,
+        Style::Long => GenerateStyle::Long,
+    };
     tokio_runtime()?.block_on(async {
         let importer = storage(settings)?.importer;
         let started = std::time::Instant::now();
@@ -285,6 +304,7 @@ fn generate(
             conversations,
             messages,
             seed,
+            style,
             bar.clone(),
         )
         .await;

@@ -1,5 +1,8 @@
 //! What generated conversations say and where they come from: message texts in several
 //! languages, names, attachments, channels and statuses, with their weights.
+//!
+//! Two styles of message ([`GenerateStyle`](super::GenerateStyle)): `content` (chat:
+//! mostly short lines) and `long_content` (every message 20–400 characters).
 
 use pingback_domain::{SenderType, Status};
 
@@ -75,6 +78,27 @@ const AGENT_SENTENCES: &[&str] = &[
     "Let me know if there's anything else I can do.",
     "Nous avons bien reçu votre demande.",
     "Hemos enviado el artículo que faltaba.",
+];
+
+/// More sentences for `long_content`: quotes, a backslash, other scripts, emoji.
+const CUSTOMER_EXTRA: &[&str] = &[
+    "The error says \"Payment declined\" every time I try.",
+    "I clicked \"Confirm order\" but nothing happened.",
+    "Your site says \"out of stock\" — is that right?",
+    "The log is in C:\\Users\\me\\AppData\\Local\\Shop\\error.log if you need it.",
+    "日本語のサポートはありますか？",
+    "Спасибо, но проблема всё ещё есть.",
+    "It's the order from last Tuesday (the one for 49,90 €).",
+    "Thanks a lot 😊 that was quick!",
+];
+
+const AGENT_EXTRA: &[&str] = &[
+    "Please choose \"Forgot password\" on the sign-in page.",
+    "Under Settings → Notifications, switch off \"Marketing e-mails\".",
+    "You'll see the status \"Refunded\" within a day.",
+    "Bitte prüfen Sie auch Ihren Spam-Ordner.",
+    "ご不便をおかけして申し訳ありません。",
+    "Our team is on it 👍 I'll update you as soon as I hear back.",
 ];
 
 /// Display name and its ASCII form (for e-mail addresses).
@@ -165,3 +189,42 @@ pub(super) fn content(rng: &mut Rng, sender: SenderType) -> String {
         }
     }
 }
+
+/// Message text as issue 18 measured reads on: 20–400 characters (uniform), sentences
+/// of the sender's side with some non-ASCII text, quotes, line and paragraph breaks,
+/// cut at the drawn length.
+pub(super) fn long_content(rng: &mut Rng, sender: SenderType) -> String {
+    let (sentences, extra) = match sender {
+        SenderType::Customer => (CUSTOMER_SENTENCES, CUSTOMER_EXTRA),
+        SenderType::Agent => (AGENT_SENTENCES, AGENT_EXTRA),
+    };
+    let length = usize::try_from(rng.between(LONG_MIN_CHARS, LONG_MAX_CHARS)).unwrap_or(20);
+    let mut text = String::with_capacity(length * 2);
+    let mut chars = 0;
+    while chars < length {
+        if chars > 0 {
+            let separator = match rng.below(100) {
+                0..8 => "\n\n",
+                8..16 => "\n",
+                _ => " ",
+            };
+            text.push_str(separator);
+            chars += separator.len();
+        }
+        let sentence = if rng.percent(25) {
+            rng.pick(extra)
+        } else {
+            rng.pick(sentences)
+        };
+        text.push_str(sentence);
+        chars += sentence.chars().count();
+    }
+    match text.char_indices().nth(length) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text,
+    }
+}
+
+/// The length range of `long_content`, in characters.
+pub(super) const LONG_MIN_CHARS: u64 = 20;
+pub(super) const LONG_MAX_CHARS: u64 = 400;

@@ -16,7 +16,7 @@ use pingback_domain::{
 
 use self::content::{
     AGENTS, ATTACHMENT_KINDS, BASE_MICROS, CHANNEL_TYPES, CHANNELS, DOMAINS, FIRST_NAMES,
-    LAST_NAMES, SECOND, STATUSES, content,
+    LAST_NAMES, SECOND, STATUSES, content, long_content,
 };
 use self::random::{
     KIND_AGENT, KIND_ATTACHMENT, KIND_CHANNEL, KIND_CONVERSATION, KIND_CUSTOMER, KIND_CUSTOMER_RNG,
@@ -39,6 +39,20 @@ pub enum GenerateError {
     Import(#[from] ImportError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What generated messages look like. The ids do not depend on it: the same business,
+/// counts and seed give the same ids in either style.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GenerateStyle {
+    /// Chat: mostly short lines, some a few sentences, a few several paragraphs; 5 % of
+    /// the messages carry attachments (a fifth of those no text). Demos and tests.
+    #[default]
+    Chat,
+    /// Every message 20–400 characters of text (uniform), with some non-ASCII text,
+    /// quotes, line and paragraph breaks; 10 % carry attachments (1–3). The histories
+    /// issue 18 measured reads on; `make bench`'s read scenario uses it.
+    Long,
 }
 
 /// Synthetic conversations of `business`: `conversations` of them, each holding exactly
@@ -65,6 +79,7 @@ pub fn generate(
         customers: 0,
         clock: BASE_MICROS,
         rng: Rng(mix(key, KIND_SEQUENCE, &[])),
+        style: GenerateStyle::Chat,
         error: None,
     }
 }
@@ -83,10 +98,18 @@ pub struct Generator {
     /// The last conversation's start, in microseconds since the epoch.
     clock: i64,
     rng: Rng,
+    style: GenerateStyle,
     error: Option<GenerateError>,
 }
 
 impl Generator {
+    /// The same conversations (same ids) with messages in `style`.
+    #[must_use]
+    pub fn with_style(mut self, style: GenerateStyle) -> Self {
+        self.style = style;
+        self
+    }
+
     /// Why the iteration ended early, if it did.
     pub fn take_error(&mut self) -> Option<GenerateError> {
         self.error.take()
@@ -126,6 +149,7 @@ pub async fn generate_into(
     conversations: usize,
     messages: usize,
     seed: u64,
+    style: GenerateStyle,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<ConversationId>, GenerateError> {
     let cancel = Arc::new(AtomicBool::new(false));
@@ -133,7 +157,7 @@ pub async fn generate_into(
     let (mut sender, batches) = batch_channel(cancel);
 
     let producer = tokio::task::spawn_blocking(move || {
-        let mut generator = generate(business, conversations, messages, seed);
+        let mut generator = generate(business, conversations, messages, seed).with_style(style);
         let mut ids = Vec::with_capacity(conversations.min(1 << 20));
         let mut written = 0u64;
         for conversation in generator.by_ref() {
@@ -366,18 +390,22 @@ impl Generator {
         sender_id: Option<SenderId>,
         micros: i64,
     ) -> Result<Message, GenerateError> {
-        let attachments = if rng.percent(5) {
+        let with_attachments = match self.style {
+            GenerateStyle::Chat => 5,
+            GenerateStyle::Long => 10,
+        };
+        let attachments = if rng.percent(with_attachments) {
             (0..rng.between(1, 3))
                 .map(|a| self.attachment(rng, [i, j, a]))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             Vec::new()
         };
-        // An attachment may come alone.
-        let body = if !attachments.is_empty() && rng.percent(20) {
-            String::new()
-        } else {
-            content(rng, sender)
+        let body = match self.style {
+            // An attachment may come alone.
+            GenerateStyle::Chat if !attachments.is_empty() && rng.percent(20) => String::new(),
+            GenerateStyle::Chat => content(rng, sender),
+            GenerateStyle::Long => long_content(rng, sender),
         };
         let created_at = at(micros)?;
         Ok(Message::new(MessageParts {
@@ -584,6 +612,48 @@ mod tests {
     }
 
     #[test]
+    fn the_long_style_is_what_issue_18_measured_on() {
+        let chat = all(200, 20, 13);
+        let mut generator = generate(business(1), 200, 20, 13).with_style(GenerateStyle::Long);
+        let long: Vec<Conversation> = generator.by_ref().collect();
+        assert!(generator.take_error().is_none());
+        // The same conversations and messages (ids, times, senders); other texts.
+        assert_eq!(long.len(), chat.len());
+        for (l, c) in long.iter().zip(&chat) {
+            assert_eq!(l.id(), c.id());
+            assert_eq!(l.created_at(), c.created_at());
+            let ids = |c: &Conversation| c.messages().iter().map(Message::id).collect::<Vec<_>>();
+            assert_eq!(ids(l), ids(c));
+        }
+        let messages: Vec<&Message> = long.iter().flat_map(|c| c.messages()).collect();
+        let lengths: Vec<usize> = messages
+            .iter()
+            .map(|m| m.content().as_str().chars().count())
+            .collect();
+        assert!(
+            lengths.iter().all(|n| (20..=400).contains(n)),
+            "{lengths:?}"
+        );
+        assert!(lengths.iter().any(|&n| n < 60) && lengths.iter().any(|&n| n > 360));
+        let with_attachments = messages
+            .iter()
+            .filter(|m| !m.attachments().is_empty())
+            .count();
+        let share = with_attachments * 1000 / messages.len();
+        assert!((80..=120).contains(&share), "{share}‰ with attachments");
+        let having =
+            |f: fn(&str) -> bool| messages.iter().filter(|m| f(m.content().as_str())).count();
+        assert!(having(|t| !t.is_ascii()) > messages.len() / 4);
+        assert!(having(|t| t.contains('\n')) > messages.len() / 4);
+        assert!(having(|t| t.contains('"')) > messages.len() / 10);
+        assert!(having(|t| t.contains('\\')) > 0);
+        // It survives the import parser too.
+        let json = Value::Array(long.iter().map(conversation_json).collect());
+        let parsed = parse_all(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!(parsed, long);
+    }
+
+    #[test]
     fn generated_data_survives_the_import_parser() {
         let conversations = all(60, 900, 5);
         let json = Value::Array(conversations.iter().map(conversation_json).collect());
@@ -601,6 +671,7 @@ mod tests {
             50,
             12_000,
             9,
+            GenerateStyle::Chat,
             Arc::new(NoProgress),
         )
         .await
@@ -618,6 +689,7 @@ mod tests {
             50,
             12_000,
             9,
+            GenerateStyle::Chat,
             Arc::new(NoProgress),
         )
         .await
@@ -642,6 +714,7 @@ mod tests {
             5,
             50,
             1,
+            GenerateStyle::Chat,
             Arc::new(NoProgress),
         )
         .await
