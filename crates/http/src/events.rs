@@ -193,8 +193,12 @@ fn frames(events: &[StoredEvent]) -> Chunk {
 /// how long a dead stream keeps its place under `events.max_streams` (and keeps
 /// reading the log). 1,000 quiet streams cost 500 tiny writes a second.
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
-/// Events a stream reads at once.
-const STREAM_BATCH: u16 = 500;
+/// Events a stream reads, and sends as one chunk, at most. Small on purpose: actix
+/// copies each chunk into the connection's write buffer, which keeps that capacity, so
+/// with 1,000 streams a chunk of 500 events (~800 KB) could hold most of a gigabyte
+/// for clients that fall behind; 32 events (~50 KB) keep it near 50 MB at worst, and a
+/// stream that is behind catches up in more, still shared, reads.
+const STREAM_BATCH: u16 = 32;
 /// After a wake-up, a stream waits this long before it reads: the commits of that
 /// moment then go out as one write per stream, and the streams of a business read
 /// together (see [`StreamReads`]). Well within the second an event may take.
