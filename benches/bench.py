@@ -2647,7 +2647,8 @@ def render_streams(sr):
       f"reads the log once when it opens). While posting: pingback {fmt(p['pingback_core_share'] * 100, 0, ' %')} "
       f"of a core ({fmt(p['pingback_cpu_ms_per_event'], 1)} ms per event, i.e. per {r['opened']:,} deliveries), "
       f"PostgreSQL {fmt(p['postgres_core_share'] * 100, 0, ' %')} ({fmt(p['postgres_cpu_ms_per_event'], 1)} ms per "
-      "event: every stream reads the new event from the log when notified).")
+      "event: the streams a commit wakes wait 25 ms, then share one read of the log and its frames, "
+      "`crates/http/src/events.rs`).")
     c = sr.get("contention")
     if c:
         s = c["systems"]
