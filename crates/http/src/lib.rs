@@ -5,6 +5,7 @@
 //! [`Server`], and [`block_on`] gives the binary the runtime the server runs on.
 
 pub mod auth;
+mod body_writer;
 mod docs_types;
 mod envelope;
 mod etag;

@@ -263,6 +263,17 @@ fn the_body_is_byte_for_byte_what_the_hand_written_serializer_wrote() {
 }
 
 #[test]
+fn the_body_writer_writes_what_serde_writes_of_the_documented_type() {
+    for (name, conversation) in samples() {
+        assert_eq!(
+            String::from_utf8(representation::to_json(&conversation).unwrap()).unwrap(),
+            String::from_utf8(representation::to_json_by_serde(&conversation)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn real_bodies_conform_to_the_documented_schema() {
     let document = document();
     let validator = Validator { root: &document };

@@ -1,9 +1,11 @@
 //! The 200 body of `GET /api/v1/conversations/{id}`: borrowed views of the domain
-//! aggregate. Their derived `Serialize` writes the body (no intermediate values; ids
-//! and timestamps are formatted on the stack) and their derived `ToSchema` documents
-//! it, so the OpenAPI document and the bytes come from one definition. The few
-//! hand-written pieces (the id and timestamp formats, the enums, the two sequences)
-//! are checked against the serializer's output by `openapi_tests`.
+//! aggregate. Their derived `ToSchema` documents it and their derived `Serialize`
+//! defines its bytes (no intermediate values; ids and timestamps are formatted on the
+//! stack); the conversation body itself is served by `crate::body_writer`, which
+//! writes the same bytes faster and is held equal to this `Serialize` by
+//! `openapi_tests` and its own property tests. The few hand-written pieces (the id
+//! and timestamp formats, the enums, the two sequences) are checked against the
+//! serializer's output by `openapi_tests`.
 
 use std::borrow::Cow;
 
@@ -25,10 +27,18 @@ pub fn estimated_len(conversation: &Conversation) -> usize {
     })
 }
 
+/// The body, written by [`crate::body_writer`]: the bytes serde_json makes of
+/// [`ConversationBody`] (`openapi_tests` holds them equal), made faster.
 pub fn to_json(conversation: &Conversation) -> Result<Vec<u8>, serde_json::Error> {
     let mut buffer = Vec::with_capacity(estimated_len(conversation));
-    serde_json::to_writer(&mut buffer, &ConversationBody::new(conversation))?;
+    crate::body_writer::conversation(conversation, &mut buffer);
     Ok(buffer)
+}
+
+/// The body as serde_json writes it from the documented type.
+#[cfg(test)]
+pub fn to_json_by_serde(conversation: &Conversation) -> Vec<u8> {
+    serde_json::to_vec(&ConversationBody::new(conversation)).unwrap_or_default()
 }
 
 /// The body of one message (`POST …/messages`, `GET …/messages/{id}`).
@@ -202,6 +212,9 @@ pub struct ConversationBody<'a> {
     messages: Messages<'a>,
 }
 
+/// Built only to hold the fast writer to what serde_json makes of this type; the API
+/// serves [`crate::body_writer`]'s bytes.
+#[cfg(test)]
 impl<'a> ConversationBody<'a> {
     pub fn new(c: &'a Conversation) -> Self {
         Self {
