@@ -1740,7 +1740,9 @@ def render_writes(wr):
          if wr.get("event_data") else "") + ". Meanwhile one more pgbench client numbers the staged events back to "
       "back (`benches/pgbench/number_events.sql`, each a transaction: lock the business's counter row, move its "
       "pending events into `events` with the next ids, raise the counter, `pg_notify`), as pingback's writers "
-      "have it done after their commit (pingback moves the rows in two statements, pgbench in one); pingback, "
+      "have it done after their commit (pingback takes the rows with `DELETE … RETURNING` and inserts them; "
+      "pgbench, which cannot carry rows between statements, copies them with `INSERT … SELECT` and deletes them, "
+      "in one REPEATABLE READ snapshot); pingback, "
       "listening for the notifications, runs meanwhile.")
     w("- **pgbench, without events** — `benches/pgbench/post_message.sql`: the write's transaction as it was before "
       "the event log: without its statement, and with the head read taking only the customer's `revision` "
@@ -2368,6 +2370,15 @@ def citus_results(work, meta):
         return None
     checks = read_lines(os.path.join(work, "citus-check.jsonl"))
     out["check"] = checks[-1] if checks else None
+    pgbench_path = os.path.join(work, "citus-pgbench.jsonl")
+    if os.path.exists(pgbench_path):
+        runs = read_lines(pgbench_path)
+        tps = {system: median([r["tps"] for r in runs if r["system"] == system and r["tps"] is not None])
+               for system in ("pgbench", "pgbench-events")}
+        out["event_log"] = tps | {
+            "per_repeat": {system: [r["tps"] for r in runs if r["system"] == system] for system in tps},
+            "cost": (1 - tps["pgbench-events"] / tps["pgbench"]) if tps["pgbench"] and tps["pgbench-events"] else None,
+        }
     explain_path = os.path.join(work, "citus-explain.txt")
     if os.path.exists(explain_path):
         with open(explain_path) as f:
@@ -2464,6 +2475,17 @@ def render_citus(ct):
           f"{fmt(get('single-node', 'server_core_cpu_ms_per_request'), 3)} / "
           f"{fmt(get('citus', 'server_core_cpu_ms_per_request'), 3)} ms | {errors} |")
     w("")
+    ev = ct.get("event_log")
+    if ev:
+        w(f"- **The event log's cost on the cluster**, under contention (one business, {st.get('repeats')} × "
+          f"{st.get('duration_s')} s interleaved, pgbench `-c` as in the write scenario, on the coordinator): the "
+          "write scenario's transaction without the event statement (`benches/pgbench/post_message.sql`) "
+          f"{fmt(ev['pgbench'], 1)} tx/s; with it, while one more client numbers the staged events "
+          f"(`post_message_events.sql` + `number_events.sql`), {fmt(ev['pgbench-events'], 1)} tx/s: "
+          f"**{fmt(ev['cost'] * 100 if ev['cost'] is not None else None, 1, ' %')}** (per repeat, without / with: "
+          f"{', '.join(fmt(v, 0) for v in ev['per_repeat']['pgbench'])} / "
+          f"{', '.join(fmt(v, 0) for v in ev['per_repeat']['pgbench-events'])}). Writers stage their event on "
+          "their own shard; only the numbering takes the business's counter row, one at a time.")
     w("- **Citus ÷ single-node**: the median req/s on the cluster over the median on the single node (below 1: "
       "slower). **server core CPU/request**: the busy time of the server core (pingback and every PostgreSQL "
       "instance on it) over each whole run ÷ the requests completed; the core is saturated in both, so the "

@@ -1099,6 +1099,52 @@ if [ "$RUN_CITUS" = 1 ]; then
     alive pingback "$SN_PID" citus-single
     alive pingback "$CT_PID" citus-cluster
   done
+  # The event log's cost on the cluster, under contention: the write scenario's two
+  # pgbench transactions (without the event statement; with it, while one more client
+  # numbers the staged events) on the coordinator, against the write business's
+  # conversations, interleaved. The helper tables are local to the coordinator.
+  log "citus: the event log's cost on the cluster (pgbench with and without events)…"
+  awk -v business="$CITUS_WRITE_BUSINESS" '{ printf "%d,%s,%s\n", NR, business, $1 }' "$WORK/citus-write-ids.txt" \
+    >"$WORK/citus-write-ids.csv"
+  psql_node coordinator -d pingback_bench \
+    -c "CREATE TABLE write_bench_ids (n integer PRIMARY KEY, business_id uuid NOT NULL, id uuid NOT NULL)" \
+    -c "CREATE TABLE write_bench_bodies (n integer PRIMARY KEY, sender_id uuid NOT NULL, content text NOT NULL)" \
+    -c "\\copy write_bench_ids FROM '$WORK/citus-write-ids.csv' WITH (FORMAT csv)" \
+    -c "\\copy write_bench_bodies FROM '$WORK/citus-write-bodies.csv' WITH (FORMAT csv)" \
+    -c "CREATE TABLE write_bench_events (n integer PRIMARY KEY, data text NOT NULL)" >/dev/null
+  psql_node coordinator -d pingback_bench -At -c "SELECT data FROM events WHERE business_id = '$CITUS_WRITE_BUSINESS' AND type = 'message.created' LIMIT 200" \
+    | python3 -c 'import csv, sys; w = csv.writer(sys.stdout); [w.writerow((n, l.rstrip("\n"))) for n, l in enumerate(sys.stdin, 1)]' \
+    >"$WORK/citus-write-events.csv"
+  psql_node coordinator -d pingback_bench -c "\\copy write_bench_events FROM '$WORK/citus-write-events.csv' WITH (FORMAT csv)" >/dev/null
+  citus_events=$(wc -l <"$WORK/citus-write-events.csv")
+  [ "$citus_events" -gt 0 ] || die "citus: pingback wrote no message.created event on the cluster"
+  citus_pgbench() { # SYSTEM SECONDS OUTPUT: pgbench or pgbench-events, on the coordinator
+    local numbering="" status=0 script=$WRITE_PGBENCH
+    if [ "$1" = pgbench-events ]; then
+      script=$WRITE_EVENTS_PGBENCH
+      taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c 1 -j 1 -T "$2" -D bid="$CITUS_WRITE_BUSINESS" \
+        -f "$WRITE_NUMBERING_PGBENCH" "$CITUS_DB_URL" >"$3.numbering" 2>&1 &
+      numbering=$!
+    fi
+    taskset -c "$LOAD_CPU" "$PG_BIN/pgbench" -n -M prepared -c "$PGBENCH_CLIENTS" -j 1 -T "$2" \
+      -D conversations="$(wc -l <"$WORK/citus-write-ids.txt")" -D bodies="$(wc -l <"$WORK/citus-write-bodies.csv")" \
+      -D events="$citus_events" -f "$script" "$CITUS_DB_URL" >"$3" 2>&1 || status=$?
+    if [ -n "$numbering" ]; then wait "$numbering" || status=1; fi
+    [ "$status" -eq 0 ] || { cat "$3" "$3.numbering" >&2 2>/dev/null; die "citus: $1 failed"; }
+    python3 -c 'import json, re, sys; m = re.search(r"^tps = ([0-9.]+)", open(sys.argv[1]).read(), re.M); print(json.dumps({"system": sys.argv[2], "repeat": int(sys.argv[3]), "tps": float(m.group(1)) if m else None}))' \
+      "$3" "$1" "${4:-0}" >>"$WORK/citus-pgbench.jsonl"
+  }
+  for system in pgbench pgbench-events; do
+    settle
+    citus_pgbench "$system" "$WARMUP" "$WORK/warmup-citus-$system.out" 0
+  done
+  : >"$WORK/citus-pgbench.jsonl"
+  for repeat in $(seq 1 "$REPEATS"); do
+    for system in pgbench pgbench-events; do
+      settle
+      citus_pgbench "$system" "$DURATION" "$WORK/citus-$system-$repeat.out" "$repeat"
+    done
+  done
   # The read as the cluster plans it (tests/citus.rs proves every hot-path statement
   # single-shard; this is the read's, for the record).
   first_id=$(head -n 1 "$WORK/citus-ids.txt")
