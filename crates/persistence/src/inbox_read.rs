@@ -74,34 +74,62 @@ const OUTER_SQL: [&str; 3] = [
     ") p ON true",
 ];
 
-/// The page statement for PostgreSQL with the attachments column: `inbox_query!`
-/// (the same filters, order and limit as SQLite's), one column more.
-macro_rules! inbox_page_query {
-    ($business:expr, $query:expr) => {{
-        let business: $crate::schema::DbUuid = $business;
-        $crate::inbox::inbox_query!(
-            diesel::pg::Pg,
-            business,
-            $query,
-            extra: [diesel::dsl::sql::<diesel::sql_types::Array<diesel::sql_types::Text>>(
-                $crate::inbox_read::ATTACHMENTS_SQL[0]
-            )
-            .bind::<$crate::schema::sql::Uuid, _>(business)
-            .sql($crate::inbox_read::ATTACHMENTS_SQL[1])]
-        )
-    }};
+/// The attachments column of a page row (`ATTACHMENTS_SQL` with the business bound).
+/// Not a `diesel::dsl::sql` literal: Diesel never caches the prepared statement of a
+/// query holding one, so PostgreSQL would parse and plan the page on every request
+/// (measured: 4× the database's CPU per page).
+#[derive(Clone, Copy)]
+pub(crate) struct LatestAttachments {
+    business: DbUuid,
 }
 
-/// The whole statement for `query` in `business`.
-pub(crate) fn statement(business: DbUuid, query: &InboxQuery) -> InboxRead<impl QueryFragment<Pg>> {
+impl diesel::Expression for LatestAttachments {
+    // Two-dimensional; PostgreSQL's type is `text[]` all the same.
+    type SqlType = Array<Text>;
+}
+
+impl QueryFragment<Pg> for LatestAttachments {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let [head, tail] = ATTACHMENTS_SQL;
+        out.push_sql(head);
+        out.push_bind_param::<Uuid, _>(&self.business)?;
+        out.push_sql(tail);
+        Ok(())
+    }
+}
+
+impl QueryId for LatestAttachments {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS> diesel::SelectableExpression<QS> for LatestAttachments {}
+
+impl<QS> diesel::AppearsOnTable<QS> for LatestAttachments {}
+
+impl<GB> diesel::expression::ValidGrouping<GB> for LatestAttachments {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+/// The whole statement for `query` in `business`: `inbox_query!` (the same filters,
+/// order and limit as SQLite's) with the attachments column, inside `OUTER_SQL`.
+pub(crate) fn statement(
+    business: DbUuid,
+    query: &InboxQuery,
+) -> InboxRead<impl QueryFragment<Pg> + Send> {
     InboxRead {
         business,
-        page: inbox_page_query!(business, query),
+        page: crate::inbox::inbox_query!(
+            Pg,
+            business,
+            query,
+            extra: [LatestAttachments { business }]
+        ),
     }
 }
 
 /// The inbox page with its attachments and the business's last event id; see the
-/// module documentation. `page` is the page statement (`inbox_page_query!`).
+/// module documentation. `page` is the page statement.
 pub(crate) struct InboxRead<P> {
     business: DbUuid,
     page: P,
@@ -301,5 +329,33 @@ mod tests {
         let binds = sql.rsplit_once("-- binds: ").map(|(_, b)| b).unwrap();
         assert_eq!(binds.matches(&business.0.to_string()).count(), 3, "{binds}");
         assert_eq!(sql.matches("SELECT").count(), 4, "{sql}");
+    }
+
+    /// Each connection prepares the statement once (per filter combination) and then
+    /// only binds and executes it: not cacheable, PostgreSQL would parse and plan the
+    /// page on every request.
+    #[test]
+    fn the_statement_is_prepared_once() {
+        let business = DbUuid(uuid::Uuid::from_u128(1));
+        for filter in [
+            InboxFilter::default(),
+            InboxFilter {
+                statuses: vec![Status::Open, Status::Pending],
+                assignee: Some(pingback_domain::AssigneeFilter::Unassigned),
+                ..InboxFilter::default()
+            },
+        ] {
+            let query = InboxQuery {
+                filter,
+                order: InboxOrder::OldestFirst,
+                after: None,
+                limit: 25,
+            };
+            assert!(
+                statement(business, &query)
+                    .is_safe_to_cache_prepared(&Pg)
+                    .unwrap()
+            );
+        }
     }
 }
