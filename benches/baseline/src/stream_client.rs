@@ -387,6 +387,9 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// A keep-alive connection of the posts (or none, if it was closed) and since when idle.
+type IdleConnection = (Option<Open>, Instant);
+
 /// A post's message id, when it was sent and when its answer was read; or why not.
 type PostOutcome = Result<(String, Instant, Instant), String>;
 
@@ -425,7 +428,10 @@ async fn run(options: Options) -> serde_json::Value {
     // The posts, one every 1/rate s whether or not the previous ones were answered
     // (each on a keep-alive connection of a small pool, a new one when all are busy),
     // so the rate holds even when a POST takes longer than the period.
-    let idle: Rc<RefCell<Vec<Option<Open>>>> = Rc::new(RefCell::new(Vec::new()));
+    // Each with the moment it went idle: one idle for a second is not reused, since the
+    // server may close an idle keep-alive connection just as a request goes out on it
+    // (the request is then lost with no answer: a client error, not the server's).
+    let idle: Rc<RefCell<Vec<IdleConnection>>> = Rc::new(RefCell::new(Vec::new()));
     let outcomes: Rc<RefCell<Vec<PostOutcome>>> = Rc::new(RefCell::new(Vec::new()));
     let options = Rc::new(options);
     let period = Duration::from_secs_f64(1.0 / options.rate);
@@ -439,7 +445,11 @@ async fn run(options: Options) -> serde_json::Value {
         in_flight.push(tokio::task::spawn_local(async move {
             let conversation = &options.conversations[n % options.conversations.len()];
             let body = &options.bodies[n % options.bodies.len()];
-            let mut connection = idle.borrow_mut().pop().flatten();
+            let mut connection = idle
+                .borrow_mut()
+                .pop()
+                .filter(|(_, since)| since.elapsed() < Duration::from_secs(1))
+                .and_then(|(connection, _)| connection);
             let sent = Instant::now();
             let outcome = match post(&options, &mut connection, conversation, body).await {
                 Ok((201, answer, at)) => serde_json::from_slice::<serde_json::Value>(&answer)
@@ -453,7 +463,7 @@ async fn run(options: Options) -> serde_json::Value {
                 )),
                 Err(error) => Err(error),
             };
-            idle.borrow_mut().push(connection);
+            idle.borrow_mut().push((connection, Instant::now()));
             outcomes.borrow_mut().push(outcome);
         }));
     }

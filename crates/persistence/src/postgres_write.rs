@@ -21,6 +21,19 @@ use crate::write::{
     record_query, stored_key_query, update_head_query,
 };
 
+/// The business's counter row, locked if nobody holds it; no row if somebody does (or
+/// the business has no counter yet: its first events are staged, and the numbering
+/// creates the row).
+pub(crate) const LOCK_COUNTER_IF_FREE: &str = "SELECT last_event_id FROM \
+    business_event_counters WHERE business_id = $1 FOR UPDATE SKIP LOCKED";
+
+/// What a write transaction did with its events.
+const EVENTS_NONE: u8 = 0;
+/// Staged in `pending_events`: to be numbered once committed.
+const EVENTS_STAGED: u8 = 1;
+/// Numbered in the transaction (the counter row was free).
+const EVENTS_NUMBERED: u8 = 2;
+
 /// Serialises creations that name one external customer id in one business, so two
 /// of them agree on one customer (the lock's key space is separate from the import's).
 const EXTERNAL_ID_LOCK: &str =
@@ -34,8 +47,8 @@ macro_rules! in_transaction {
         let store: &PostgresStore = $store;
         let budget = store.budget();
         let wiring = std::sync::Arc::clone(store.events());
-        // Whether the transaction staged events, to be numbered once it committed.
-        let staged = std::sync::atomic::AtomicBool::new(false);
+        // What the transaction did with its events (`EVENTS_*`).
+        let staged = std::sync::atomic::AtomicU8::new(EVENTS_NONE);
         let staged = &staged;
         let run = async {
             let object = store
@@ -67,13 +80,18 @@ macro_rules! in_transaction {
                 crate::error::DeadlineExceeded(budget),
             )))
         });
-        if result.is_ok() && staged.load(std::sync::atomic::Ordering::SeqCst) {
-            // Committed: the write stands whatever happens next. Its events get their
-            // ids before it answers (so its client finds them in the feed); if that
-            // fails, the sweep of another moment numbers them (`crate::sequencer`).
-            if let Err(error) = store.settle_events($business).await {
-                tracing::warn!(%error, "numbering committed events failed; the sweep will");
+        match staged.load(std::sync::atomic::Ordering::SeqCst) {
+            EVENTS_STAGED if result.is_ok() => {
+                // Committed: the write stands whatever happens next. Its events get
+                // their ids before it answers (so its client finds them in the feed);
+                // if that fails, the sweep of another moment numbers them.
+                if let Err(error) = store.settle_events($business).await {
+                    tracing::warn!(%error, "numbering committed events failed; the sweep will");
+                }
             }
+            // Readers in this process learn of it at once; others through NOTIFY.
+            EVENTS_NUMBERED if result.is_ok() => wiring.signals.notify($business),
+            _ => {}
         }
         result
     }};
@@ -130,7 +148,7 @@ impl PostgresStore {
 pub(crate) struct PostgresSink<'c> {
     conn: &'c mut AsyncPgConnection,
     events: &'c EventWiring,
-    staged: &'c std::sync::atomic::AtomicBool,
+    staged: &'c std::sync::atomic::AtomicU8,
 }
 
 impl WriteSink for PostgresSink<'_> {
@@ -296,12 +314,30 @@ impl WriteSink for PostgresSink<'_> {
         if events.is_empty() {
             return Ok(());
         }
+        // Nobody holds the business's counter row: number here, as the last step,
+        // holding the row until commit (one statement more, no second transaction).
+        // Another writer or a numbering holds it: stage the events instead of waiting,
+        // to be numbered after commit (`crate::sequencer`). Either way ids are handed
+        // out under the row's lock, so the two paths keep one order.
+        let uncontended = diesel::sql_query(LOCK_COUNTER_IF_FREE)
+            .bind::<crate::schema::sql::Uuid, _>(business)
+            .get_result::<crate::events::LastId>(self.conn)
+            .await
+            .optional()?
+            .is_some();
+        if uncontended {
+            append_events(self.conn, self.events, business, &events).await?;
+            self.staged
+                .store(EVENTS_NUMBERED, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
         let encoded = crate::events::encode(self.events.encoder.as_ref(), &events);
         diesel::insert_into(crate::schema::pending_events::table)
             .values(crate::events::pending_rows(business, &encoded))
             .execute(self.conn)
             .await?;
-        self.staged.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.staged
+            .store(EVENTS_STAGED, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

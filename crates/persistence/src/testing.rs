@@ -708,6 +708,10 @@ pub mod citus {
                 crate::sequencer::TAKE_PENDING.to_owned(),
             ),
             (
+                "counter row locked if free (postgres_write::LOCK_COUNTER_IF_FREE)",
+                crate::postgres_write::LOCK_COUNTER_IF_FREE.to_owned(),
+            ),
+            (
                 "message read (message_query!)",
                 sql_of(&crate::write::message_query!(nil, nil, nil)),
             ),
