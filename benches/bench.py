@@ -2041,8 +2041,9 @@ def render_list(lr):
     w(f"`GET /api/v1/conversations?limit={limit}` — the inbox of one business with {st['conversations']:,} "
       f"conversations ({st['messages_per_conversation']} messages each): per request ONE statement "
       "(`crates/persistence/src/inbox_read.rs`), which is one snapshot without a transaction, on pingback's "
-      "shared read connections: the page (keyset on `(updated_at, id)`, joined with customers and the latest "
-      "message), each listed latest message's attachments as a column, and the business's `last_event_id`.")
+      "shared read connections: the page of conversation rows (keyset on `(updated_at, id)`), each row's "
+      "customer, latest message and that message's attachments looked up by key, and the business's "
+      "`last_event_id`.")
     w("")
     w(f"- **pingback, first page** — `?limit={limit}`.")
     w(f"- **pingback, page {depth:,} deep** — `?limit={limit}&cursor=…`, the cursor after position {depth:,}, "

@@ -1,8 +1,8 @@
 //! The inbox listing, shared by both adapters: one keyset-paged statement over the
-//! conversation rows (with their customer and latest message, joined by key). SQLite
-//! then reads the attachments of those latest messages and the last event id in the
-//! same transaction; PostgreSQL reads everything in ONE statement, this page with the
-//! attachments as a column of each row (`inbox_read`).
+//! conversation rows, with the same filters, order and limit on both. SQLite joins
+//! their customer and latest message by key, then reads the attachments of those latest
+//! messages and the last event id in the same transaction; PostgreSQL reads everything
+//! in ONE statement built around the conversation rows alone (`inbox_read`).
 //!
 //! The page starts at its cursor with `updated_at <= t AND (updated_at < t OR id < i)`
 //! (mirrored for the other order): the first conjunct is the index range's bound, so a
@@ -27,25 +27,17 @@ pub(crate) type InboxRecord = (
 /// An attachment of a listed latest message.
 pub(crate) type InboxAttachment = (DbUuid, AttachmentRow);
 
-/// The page statement for backend `$backend`, boxed (its filters are optional). It
-/// fetches one row more than the limit, which says whether another page follows.
-/// Selects an `InboxRecord`, then the `extra` expressions if any (`inbox_read`'s
-/// attachments).
+/// The page statement for backend `$backend`, boxed (its filters are optional): the
+/// conversation rows with their customer and latest message, joined by key (SQLite).
+/// It fetches one row more than the limit, which says whether another page follows.
 macro_rules! inbox_query {
-    ($backend:ty, $business:expr, $query:expr) => {
-        $crate::inbox::inbox_query!($backend, $business, $query, extra: [])
-    };
-    ($backend:ty, $business:expr, $query:expr, extra: [$($extra:expr),* $(,)?]) => {{
+    ($backend:ty, $business:expr, $query:expr) => {{
         use diesel::{
             BoolExpressionMethods, ExpressionMethods, JoinOnDsl, NullableExpressionMethods,
             QueryDsl, SelectableHelper,
         };
-        use pingback_domain::{AssigneeFilter, InboxOrder};
-        use $crate::schema::{DbUuid, Micros};
         use $crate::schema::{conversations as c, customers as cu, messages as m};
-        let query: &pingback_domain::InboxQuery = $query;
-        let filter = &query.filter;
-        let mut statement = c::table
+        let statement = c::table
             .left_join(
                 cu::table.on(cu::business_id
                     .eq(c::business_id)
@@ -62,9 +54,44 @@ macro_rules! inbox_query {
                 Option::<$crate::rows::CustomerRow>::as_select(),
                 Option::<$crate::rows::MessageRow>::as_select(),
                 c::message_count,
-                $($extra,)*
             ))
             .into_boxed::<$backend>();
+        $crate::inbox::inbox_page!(statement, $query)
+    }};
+}
+pub(crate) use inbox_query;
+
+/// The page of conversation rows alone (PostgreSQL, `inbox_read`, which looks up their
+/// customer, latest message and its attachments for the page's rows only): the
+/// conversation, its message count and its latest message's id.
+macro_rules! inbox_conversations_query {
+    ($business:expr, $query:expr) => {{
+        use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
+        use $crate::schema::conversations as c;
+        let statement = c::table
+            .filter(c::business_id.eq($business))
+            .select((
+                $crate::rows::ConversationRow::as_select(),
+                c::message_count,
+                c::last_message_id,
+            ))
+            .into_boxed::<diesel::pg::Pg>();
+        $crate::inbox::inbox_page!(statement, $query)
+    }};
+}
+pub(crate) use inbox_conversations_query;
+
+/// `$statement` (boxed, over `conversations`) with the query's filters, its order and
+/// its limit plus one.
+macro_rules! inbox_page {
+    ($statement:expr, $query:expr) => {{
+        use diesel::{BoolExpressionMethods, ExpressionMethods, QueryDsl};
+        use pingback_domain::{AssigneeFilter, InboxOrder};
+        use $crate::schema::conversations as c;
+        use $crate::schema::{DbUuid, Micros};
+        let query: &pingback_domain::InboxQuery = $query;
+        let filter = &query.filter;
+        let mut statement = $statement;
         match filter.statuses.as_slice() {
             [] => {}
             // `status = $n` pins the index's second column, so the status index gives
@@ -121,7 +148,7 @@ macro_rules! inbox_query {
         statement.limit(i64::from(query.limit) + 1)
     }};
 }
-pub(crate) use inbox_query;
+pub(crate) use inbox_page;
 
 /// The attachments of the listed latest messages, in their order.
 macro_rules! inbox_attachments_query {

@@ -3,7 +3,8 @@
 //! while items move), the summaries (`message_count`, `last_message`) against the full
 //! read after every kind of write and import, and the tenant boundary. PostgreSQL only:
 //! the page statement's plan is an index range scan at any depth, with the attachments
-//! of each listed latest message read in their order from an index.
+//! of each listed latest message read in their order from an index, and its generic
+//! plan (the one the service runs) looks each listed row's parts up by key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -1355,6 +1356,7 @@ mod cases {
 
 mod postgres_plan {
     use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    use pingback_persistence::testing::citus;
     use pingback_persistence::testing::inbox_plan::{explain_inbox, inbox_sql};
 
     use super::*;
@@ -1382,7 +1384,8 @@ mod postgres_plan {
 
     /// 20,000 conversations of `business` (one message each, a tenth of them with two
     /// attachments; mostly closed or resolved, 5% open; 18 agents and 10% unassigned;
-    /// 2,000 customers; 5% sms) and as many spread over 100 other businesses; then
+    /// 2,000 customers; 5% sms) and as many spread over 100 other businesses (5
+    /// customers each: a generic plan estimates a business's customers at 25); then
     /// ANALYZE.
     async fn load(conn: &mut AsyncPgConnection, business: BusinessId) {
         let conversation = uuid_sql("c0000000-0000-4000-8000-", "i");
@@ -1398,12 +1401,20 @@ mod postgres_plan {
                        ELSE 'widget' END";
         let at = "timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second'";
         let other_business = uuid_sql("b0000000-0000-4000-8000-", "i % 100");
+        // 500 customers of the other businesses, 5 each: theirs belong to the same
+        // business as their conversations (500 is a multiple of 100).
+        let other_customer = uuid_sql("ce000000-0000-4000-8000-", "i % 500");
+        let other_customer_row = uuid_sql("ce000000-0000-4000-8000-", "i");
         let attachment = uuid_sql("aa000000-0000-4000-8000-", "i * 2 + k");
         let other_attachment = uuid_sql("ab000000-0000-4000-8000-", "i * 2 + k");
         let sql = format!(
             "INSERT INTO customers (business_id, id, name, created_at)
                SELECT '{business}', {customer_row}, 'customer ' || i, timestamptz '2024-01-01'
                FROM generate_series(1, 2000) i;
+             INSERT INTO customers (business_id, id, name, created_at)
+               SELECT {other_business}, {other_customer_row}, 'other ' || i,
+                      timestamptz '2024-01-01'
+               FROM generate_series(0, 499) i;
              INSERT INTO conversations (business_id, id, customer_id, assignee_id, status,
                     channel_type, created_at, updated_at, message_count, last_message_id)
                SELECT '{business}', {conversation}, {customer},
@@ -1416,7 +1427,7 @@ mod postgres_plan {
                FROM generate_series(1, {CONVERSATIONS}) i;
              INSERT INTO conversations (business_id, id, customer_id, assignee_id, status,
                     channel_type, created_at, updated_at, message_count, last_message_id)
-               SELECT {other_business}, {other_conversation}, NULL,
+               SELECT {other_business}, {other_conversation}, {other_customer},
                       CASE WHEN i % 10 = 0 THEN NULL ELSE {agent} END,
                       {status}, {channel}, {at}, {at}, 1, {other_message}
                FROM generate_series(1, {CONVERSATIONS}) i;
@@ -1645,6 +1656,26 @@ mod postgres_plan {
                             "{name}, {order:?}, {depth}: {why}\n  {}\n  plan: {plan}",
                             inbox_sql(business, &q)
                         ));
+                    }
+                    // The plan the service runs: generic (`citus::explain` prepares
+                    // the statement with the service's session settings). It reads
+                    // the page's rows in order from an index and looks each row's
+                    // customer, message and attachments up by key: never all of the
+                    // business's customers (joined directly, they were: a generic plan
+                    // expects 25 here, and there are 2,000).
+                    let sql = inbox_sql(business, &q);
+                    let sql = sql
+                        .rsplit_once(" -- binds: ")
+                        .map_or(sql.as_str(), |(s, _)| s);
+                    let generic =
+                        citus::explain(&database.url(), sql, business.into_uuid(), false).await;
+                    for node in ["Sort", "Materialize", "Hash", "Bitmap", "Seq Scan on conv"] {
+                        if generic.contains(node) {
+                            failures.push(format!(
+                                "{name}, {order:?}, {depth}: the generic plan has a {node} node\n  \
+                                 {sql}\n  plan:\n{generic}"
+                            ));
+                        }
                     }
                 }
             }
