@@ -318,24 +318,6 @@ mod tests {
         assert_eq!(sql.matches("SELECT").count(), 6, "{sql}");
     }
 
-    /// The columns a `Selectable` row reads, in field order, e.g. `["business_id", …]`.
-    fn selected<Q: QueryFragment<Pg>>(query: Q) -> Vec<String> {
-        let sql = diesel::debug_query::<Pg, _>(&query).to_string();
-        let (list, _) = sql
-            .trim_start_matches("SELECT ")
-            .split_once(" FROM ")
-            .expect("a FROM");
-        list.split(", ")
-            .map(|c| {
-                c.rsplit('.')
-                    .next()
-                    .unwrap_or(c)
-                    .trim_matches('"')
-                    .to_owned()
-            })
-            .collect()
-    }
-
     /// The select lists are written out in `SQL`: they must be the row structs'
     /// columns, in their order, where the decoding reads them (`Query::SqlType`).
     #[test]
@@ -344,6 +326,7 @@ mod tests {
 
         use crate::rows::{ConversationRow, CustomerRow, MessageRow};
         use crate::schema::{conversations, customers, messages};
+        use crate::snapshot_read::tests::selected;
 
         let conversation = selected(conversations::table.select(ConversationRow::as_select()));
         let customer = selected(customers::table.select(CustomerRow::as_select()));

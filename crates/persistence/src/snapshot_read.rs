@@ -310,7 +310,7 @@ fn aggregate_of(rows: Vec<ReadRow>) -> Result<Option<Conversation>, CorruptRow> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -344,8 +344,9 @@ mod tests {
             .collect()
     }
 
-    /// The columns a `Selectable` row reads, in field order, e.g. `["business_id", …]`.
-    fn selected<Q: QueryFragment<Pg>>(query: Q) -> Vec<String> {
+    /// The columns a `Selectable` row reads, in field order, e.g. `["business_id", …]`
+    /// (also the inbox statement's check, `inbox_read`).
+    pub(crate) fn selected<Q: QueryFragment<Pg>>(query: Q) -> Vec<String> {
         let sql = diesel::debug_query::<Pg, _>(&query).to_string();
         let (list, _) = sql
             .trim_start_matches("SELECT ")
