@@ -473,6 +473,27 @@ macro_rules! on_both_backends {
     };
 }
 
+fn psql_binary() -> String {
+    std::env::var("PINGBACK_TEST_PG_BIN")
+        .map(|b| format!("{b}/psql"))
+        .unwrap_or_else(|_| "psql".into())
+}
+
+/// Runs SQL against the database at `url` (a test's own) and answers what it prints,
+/// unaligned, without headers.
+pub fn psql_at(url: &str, sql: &str) -> String {
+    let output = Command::new(psql_binary())
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A PostgreSQL cluster of the test's own (from scripts/test-postgres.sh), so that it
 /// can be stopped and restarted without disturbing other tests.
 pub struct OwnCluster {
@@ -524,10 +545,7 @@ impl OwnCluster {
 
     /// Runs SQL through psql (in the background when `background`).
     pub fn psql(&self, sql: &str) -> Child {
-        let bin = std::env::var("PINGBACK_TEST_PG_BIN")
-            .map(|b| format!("{b}/psql"))
-            .unwrap_or_else(|_| "psql".into());
-        Command::new(bin)
+        Command::new(psql_binary())
             .args([self.admin_url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", sql])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

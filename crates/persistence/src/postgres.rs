@@ -384,6 +384,14 @@ impl ImportSink for PostgresSink<'_> {
     }
 
     async fn existing(&mut self, ids: BatchIds) -> Result<Existing, ImportFailure> {
+        // Planned again for each batch, because an import is the one transaction whose
+        // tables grow under its own statements. A lookup's generic plan (`setup`) made
+        // while `messages` was empty (a new database, once vacuumed) scanned an index
+        // whole, testing each row against the batch's 5,000 ids one by one; kept for
+        // every later batch as the import filled the table, it ran a 200,000-message
+        // file into the statement timeout. Planned on the table as it is now, it looks
+        // the ids up. Custom plans would do too, at twice the import's time.
+        SimpleAsyncConnection::batch_execute(self.conn, "DISCARD PLANS").await?;
         let conn = &*self.conn;
         // Four independent lookups, pipelined; each binds its ids as one array.
         let (conversations, customers, messages, attachments) = try_join4(
