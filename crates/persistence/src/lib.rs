@@ -29,6 +29,8 @@ use pingback_application::{
     StorageMetrics, WebhookRepository,
 };
 
+use crate::webhooks::Webhooks;
+
 mod citus;
 mod error;
 mod events;
@@ -94,8 +96,8 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
                 importer: Arc::new(store.clone()),
                 writer: Arc::new(store.clone()),
                 events: Arc::new(store.clone()),
-                webhooks: Arc::new(store.clone()),
-                deliveries: Arc::new(store.clone()),
+                webhooks: Arc::new(Webhooks(store.clone())),
+                deliveries: Arc::new(Webhooks(store.clone())),
                 gauges: Arc::new(store),
                 backend: Backend::Postgres,
             })
@@ -108,8 +110,8 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
                 importer: Arc::new(store.clone()),
                 writer: Arc::new(store.clone()),
                 events: Arc::new(store.clone()),
-                webhooks: Arc::new(store.clone()),
-                deliveries: Arc::new(store.clone()),
+                webhooks: Arc::new(Webhooks(store.clone())),
+                deliveries: Arc::new(Webhooks(store.clone())),
                 gauges: Arc::new(store),
                 backend: Backend::Sqlite,
             })

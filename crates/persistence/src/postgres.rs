@@ -20,18 +20,18 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     ReadConnectionsStatus, RepositoryError, StorageGauges, StorageMetrics, StoredRevision,
 };
-use pingback_application::{DeliveryQueue, LeaseOwner, StoredWebhook, WebhookRepository};
 use pingback_application::{EventLog, EventsAfter};
 use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
-use pingback_domain::{DeliveryState, SecretSeed, WebhookChange, WebhookEndpoint, WebhookId};
+use pingback_domain::{SecretSeed, WebhookChange, WebhookEndpoint};
 
 use crate::events::{BUMP_POSTGRES, EventRecord, EventWiring, LastId, bump_query};
 use crate::inbox_read::{self, InboxRow};
 use crate::schema::webhook_endpoints;
 use crate::webhooks::{
-    self, EndpointRow, Failure, LeasedRecord, count_query, delete_query, due_query, endpoint_query,
-    endpoints_query, lease_query, save_query, update_settings_query,
+    self, EndpointRow, EndpointTable, Failure, LeaseTerms, LeasedRecord, SaveTerms, count_query,
+    delete_query, due_query, endpoint_query, endpoints_query, lease_query, save_query,
+    update_settings_query,
 };
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout_at};
@@ -577,16 +577,14 @@ impl PostgresStore {
 /// workers by default): the worker's commit follows its own `synchronous_commit`.
 const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off";
 
-#[async_trait]
-impl WebhookRepository for PostgresStore {
-    async fn create(
+impl EndpointTable for PostgresStore {
+    async fn insert_endpoint(
         &self,
         endpoint: WebhookEndpoint,
         seed: SecretSeed,
-        limit: usize,
+        limit: i64,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
         let business = DbUuid::from(endpoint.business_id);
-        let limit = webhooks::limit(limit);
         self.on_pool(move |conn| {
             Box::pin(async move {
                 conn.transaction(async move |conn| {
@@ -615,50 +613,41 @@ impl WebhookRepository for PostgresStore {
         .await
     }
 
-    async fn list(&self, business: BusinessId) -> Result<Vec<WebhookEndpoint>, RepositoryError> {
-        let business = DbUuid::from(business);
-        let rows = self
-            .on_read_lane(move |conn| {
-                Box::pin(async move {
-                    let mut conn = conn;
-                    endpoints_query!(business)
-                        .load::<EndpointRow>(&mut conn)
-                        .await
-                })
+    async fn endpoint_rows(&self, business: DbUuid) -> Result<Vec<EndpointRow>, RepositoryError> {
+        self.on_read_lane(move |conn| {
+            Box::pin(async move {
+                let mut conn = conn;
+                endpoints_query!(business)
+                    .load::<EndpointRow>(&mut conn)
+                    .await
             })
-            .await?;
-        webhooks::endpoints(rows)
+        })
+        .await
     }
 
-    async fn find(
+    async fn endpoint_row(
         &self,
-        business: BusinessId,
-        id: WebhookId,
-    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
-        let row = self
-            .on_read_lane(move |conn| {
-                Box::pin(async move {
-                    let mut conn = conn;
-                    endpoint_query!(business, id)
-                        .first::<EndpointRow>(&mut conn)
-                        .await
-                        .optional()
-                })
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<Option<EndpointRow>, RepositoryError> {
+        self.on_read_lane(move |conn| {
+            Box::pin(async move {
+                let mut conn = conn;
+                endpoint_query!(business, id)
+                    .first::<EndpointRow>(&mut conn)
+                    .await
+                    .optional()
             })
-            .await?;
-        row.map(webhooks::endpoint)
-            .transpose()
-            .map_err(RepositoryError::internal)
+        })
+        .await
     }
 
-    async fn update(
+    async fn update_endpoint(
         &self,
-        business: BusinessId,
-        id: WebhookId,
+        business: DbUuid,
+        id: DbUuid,
         change: WebhookChange,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
         self.on_pool(move |conn| {
             Box::pin(async move {
                 conn.transaction(async move |conn| {
@@ -684,77 +673,67 @@ impl WebhookRepository for PostgresStore {
         .await
     }
 
-    async fn delete(&self, business: BusinessId, id: WebhookId) -> Result<bool, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
+    async fn delete_endpoint(
+        &self,
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<usize, RepositoryError> {
         self.on_pool(move |conn| {
-            Box::pin(async move { Ok(delete_query!(business, id).execute(conn).await? == 1) })
+            Box::pin(async move { Ok(delete_query!(business, id).execute(conn).await?) })
         })
         .await
     }
-}
 
-#[async_trait]
-impl DeliveryQueue for PostgresStore {
-    async fn lease_due(
+    async fn lease_endpoints(
         &self,
-        owner: LeaseOwner,
-        now: Timestamp,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<StoredWebhook>, RepositoryError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let (owner, until) = (webhooks::owner(owner), webhooks::lease_end(now, lease));
-        let (now, limit) = (webhooks::micros(now), webhooks::limit(limit));
-        let records = self
-            .on_pool(move |conn| {
-                Box::pin(async move {
-                    let candidates = due_query!(now, limit)
-                        .load::<(DbUuid, DbUuid)>(conn)
-                        .await?;
-                    // Each lease is its own statement (and commit), all pipelined on
-                    // this connection. Should one fail, those taken already stay
-                    // taken until they expire: their delivery waits, nothing is lost.
-                    let shared: &AsyncPgConnection = conn;
-                    let leased =
-                        try_join_all(candidates.into_iter().map(|(business, id)| async move {
-                            let mut conn = shared;
-                            lease_query!(business, id, owner, now, until)
-                                .returning((
-                                    EndpointRow::as_returning(),
-                                    webhook_endpoints::secret_seed,
-                                ))
-                                .get_result::<LeasedRecord>(&mut conn)
-                                .await
-                                .optional()
-                        }))
-                        .await?;
-                    Ok(leased.into_iter().flatten().collect::<Vec<_>>())
-                })
+        terms: LeaseTerms,
+    ) -> Result<Vec<LeasedRecord>, RepositoryError> {
+        let LeaseTerms {
+            owner,
+            now,
+            until,
+            limit,
+        } = terms;
+        self.on_pool(move |conn| {
+            Box::pin(async move {
+                let candidates = due_query!(now, limit)
+                    .load::<(DbUuid, DbUuid)>(conn)
+                    .await?;
+                // Each lease is its own statement (and commit), all pipelined on
+                // this connection. Should one fail, those taken already stay
+                // taken until they expire: their delivery waits, nothing is lost.
+                let shared: &AsyncPgConnection = conn;
+                let leased =
+                    try_join_all(candidates.into_iter().map(|(business, id)| async move {
+                        let mut conn = shared;
+                        lease_query!(business, id, owner, now, until)
+                            .returning((
+                                EndpointRow::as_returning(),
+                                webhook_endpoints::secret_seed,
+                            ))
+                            .get_result::<LeasedRecord>(&mut conn)
+                            .await
+                            .optional()
+                    }))
+                    .await?;
+                Ok(leased.into_iter().flatten().collect())
             })
-            .await?;
-        records
-            .into_iter()
-            .map(webhooks::leased)
-            .collect::<Result<_, _>>()
-            .map_err(RepositoryError::internal)
+        })
+        .await
     }
 
-    async fn save(
+    async fn save_delivery(
         &self,
-        business: BusinessId,
-        id: WebhookId,
-        owner: LeaseOwner,
-        state: &DeliveryState,
-        disable: bool,
-        now: Timestamp,
-        renew: Option<Duration>,
+        terms: SaveTerms,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
-        let owner = webhooks::owner(owner);
-        let until = renew.map(|renew| webhooks::lease_end(now, renew));
-        let state = state.clone();
+        let SaveTerms {
+            business,
+            id,
+            owner,
+            state,
+            disable,
+            until,
+        } = terms;
         self.on_pool(move |conn| {
             Box::pin(async move {
                 conn.transaction(async move |conn| {

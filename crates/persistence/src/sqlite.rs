@@ -23,11 +23,10 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     RepositoryError, SourceAborted, StorageGauges, StorageMetrics, StoredRevision,
 };
-use pingback_application::{DeliveryQueue, LeaseOwner, StoredWebhook, WebhookRepository};
 use pingback_application::{EventLog, EventsAfter};
 use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
-use pingback_domain::{DeliveryState, SecretSeed, WebhookChange, WebhookEndpoint, WebhookId};
+use pingback_domain::{SecretSeed, WebhookChange, WebhookEndpoint};
 
 use crate::events::{EventRecord, EventWiring};
 use crate::inbox::{self, InboxAttachment, InboxRecord};
@@ -44,8 +43,9 @@ use crate::schema::DbUuid;
 use crate::schema::webhook_endpoints;
 use crate::settings::DatabaseSettings;
 use crate::webhooks::{
-    self, EndpointRow, LeasedRecord, count_query, delete_query, due_query, endpoint_query,
-    endpoints_query, lease_query, leased_query, save_query, update_settings_query,
+    self, EndpointRow, EndpointTable, LeaseTerms, LeasedRecord, SaveTerms, count_query,
+    delete_query, due_query, endpoint_query, endpoints_query, lease_query, leased_query,
+    save_query, update_settings_query,
 };
 
 pub(crate) type SqliteAsync = SyncConnectionWrapper<SqliteConnection>;
@@ -432,16 +432,14 @@ impl EventLog for SqliteStore {
 
 /// Webhooks: every change is one IMMEDIATE transaction (the database's write lock,
 /// taken up front, is the per-business lock the port asks for, and more).
-#[async_trait]
-impl WebhookRepository for SqliteStore {
-    async fn create(
+impl EndpointTable for SqliteStore {
+    async fn insert_endpoint(
         &self,
         endpoint: WebhookEndpoint,
         seed: SecretSeed,
-        limit: usize,
+        limit: i64,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
         let business = DbUuid::from(endpoint.business_id);
-        let limit = webhooks::limit(limit);
         self.call(move |conn| {
             conn.immediate_transaction(|conn| {
                 let count = count_query!(business).get_result::<i64>(conn)?;
@@ -463,39 +461,30 @@ impl WebhookRepository for SqliteStore {
         .await
     }
 
-    async fn list(&self, business: BusinessId) -> Result<Vec<WebhookEndpoint>, RepositoryError> {
-        let business = DbUuid::from(business);
-        let rows = self
-            .call(move |conn| endpoints_query!(business).load::<EndpointRow>(conn))
-            .await?;
-        webhooks::endpoints(rows)
+    async fn endpoint_rows(&self, business: DbUuid) -> Result<Vec<EndpointRow>, RepositoryError> {
+        self.call(move |conn| endpoints_query!(business).load::<EndpointRow>(conn))
+            .await
     }
 
-    async fn find(
+    async fn endpoint_row(
         &self,
-        business: BusinessId,
-        id: WebhookId,
-    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
-        let row = self
-            .call(move |conn| {
-                endpoint_query!(business, id)
-                    .first::<EndpointRow>(conn)
-                    .optional()
-            })
-            .await?;
-        row.map(webhooks::endpoint)
-            .transpose()
-            .map_err(RepositoryError::internal)
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<Option<EndpointRow>, RepositoryError> {
+        self.call(move |conn| {
+            endpoint_query!(business, id)
+                .first::<EndpointRow>(conn)
+                .optional()
+        })
+        .await
     }
 
-    async fn update(
+    async fn update_endpoint(
         &self,
-        business: BusinessId,
-        id: WebhookId,
+        business: DbUuid,
+        id: DbUuid,
         change: WebhookChange,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
         let updated = self
             .call(move |conn| {
                 conn.immediate_transaction(|conn| {
@@ -519,66 +508,54 @@ impl WebhookRepository for SqliteStore {
         updated.map_err(RepositoryError::internal)
     }
 
-    async fn delete(&self, business: BusinessId, id: WebhookId) -> Result<bool, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
-        let deleted = self
-            .call(move |conn| delete_query!(business, id).execute(conn))
-            .await?;
-        Ok(deleted == 1)
-    }
-}
-
-#[async_trait]
-impl DeliveryQueue for SqliteStore {
-    async fn lease_due(
+    async fn delete_endpoint(
         &self,
-        owner: LeaseOwner,
-        now: Timestamp,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<StoredWebhook>, RepositoryError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let (owner, until) = (webhooks::owner(owner), webhooks::lease_end(now, lease));
-        let (now, limit) = (webhooks::micros(now), webhooks::limit(limit));
-        let records = self
-            .call(move |conn| {
-                conn.immediate_transaction(|conn| {
-                    let candidates = due_query!(now, limit).load::<(DbUuid, DbUuid)>(conn)?;
-                    let mut leased = Vec::with_capacity(candidates.len());
-                    for (business, id) in candidates {
-                        // The same conditional UPDATE as PostgreSQL's, though here the
-                        // write lock already keeps other processes out.
-                        if lease_query!(business, id, owner, now, until).execute(conn)? == 1 {
-                            leased.push(leased_query!(business, id).first::<LeasedRecord>(conn)?);
-                        }
+        business: DbUuid,
+        id: DbUuid,
+    ) -> Result<usize, RepositoryError> {
+        self.call(move |conn| delete_query!(business, id).execute(conn))
+            .await
+    }
+
+    async fn lease_endpoints(
+        &self,
+        terms: LeaseTerms,
+    ) -> Result<Vec<LeasedRecord>, RepositoryError> {
+        let LeaseTerms {
+            owner,
+            now,
+            until,
+            limit,
+        } = terms;
+        self.call(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let candidates = due_query!(now, limit).load::<(DbUuid, DbUuid)>(conn)?;
+                let mut leased = Vec::with_capacity(candidates.len());
+                for (business, id) in candidates {
+                    // The same conditional UPDATE as PostgreSQL's, though here the
+                    // write lock already keeps other processes out.
+                    if lease_query!(business, id, owner, now, until).execute(conn)? == 1 {
+                        leased.push(leased_query!(business, id).first::<LeasedRecord>(conn)?);
                     }
-                    Ok(leased)
-                })
+                }
+                Ok(leased)
             })
-            .await?;
-        records
-            .into_iter()
-            .map(webhooks::leased)
-            .collect::<Result<_, _>>()
-            .map_err(RepositoryError::internal)
+        })
+        .await
     }
 
-    async fn save(
+    async fn save_delivery(
         &self,
-        business: BusinessId,
-        id: WebhookId,
-        owner: LeaseOwner,
-        state: &DeliveryState,
-        disable: bool,
-        now: Timestamp,
-        renew: Option<Duration>,
+        terms: SaveTerms,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let (business, id) = (DbUuid::from(business), DbUuid::from(id));
-        let owner = webhooks::owner(owner);
-        let until = renew.map(|renew| webhooks::lease_end(now, renew));
-        let state = state.clone();
+        let SaveTerms {
+            business,
+            id,
+            owner,
+            state,
+            disable,
+            until,
+        } = terms;
         let row = self
             .call(move |conn| {
                 conn.immediate_transaction(|conn| {
@@ -593,8 +570,6 @@ impl DeliveryQueue for SqliteStore {
                 })
             })
             .await?;
-        row.map(webhooks::endpoint)
-            .transpose()
-            .map_err(RepositoryError::internal)
+        webhooks::found(row)
     }
 }

@@ -1,6 +1,7 @@
-//! Webhook endpoints in both adapters: the rows, their mapping to the domain, and the
-//! statements both adapters run (`WebhookRepository` and `DeliveryQueue`; the impls
-//! are in `postgres` and `sqlite`).
+//! Webhook endpoints in both adapters: the rows, their mapping to the domain, the
+//! statements both adapters run, and the ports (`WebhookRepository` and
+//! `DeliveryQueue`) over [`Webhooks`]; each adapter supplies its transactions as an
+//! [`EndpointTable`] (in `postgres` and `sqlite`).
 //!
 //! - Creating counts and inserts under a per-business lock: on PostgreSQL the
 //!   business's row of `business_event_counters`, taken by the same no-op upsert that
@@ -16,12 +17,17 @@
 //!   LOCKED` across shards, which Citus does not do well.
 //! - Saving is one UPDATE conditioned on the lease owner.
 
+use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use diesel::{Insertable, Queryable, Selectable};
-use pingback_application::{LeaseOwner, RepositoryError, StoredWebhook};
+use pingback_application::{
+    DeliveryQueue, LeaseOwner, RepositoryError, StoredWebhook, WebhookRepository,
+};
 use pingback_domain::{
-    DeliveryState, EventTypes, SecretSeed, Timestamp, WebhookEndpoint, WebhookUrl,
+    BusinessId, DeliveryState, EventTypes, SecretSeed, Timestamp, WebhookChange, WebhookEndpoint,
+    WebhookId, WebhookUrl,
 };
 
 use crate::rows::{CorruptRow, corrupt};
@@ -153,6 +159,183 @@ pub(crate) fn endpoints(rows: Vec<EndpointRow>) -> Result<Vec<WebhookEndpoint>, 
     rows.into_iter()
         .map(endpoint)
         .collect::<Result<_, _>>()
+        .map_err(RepositoryError::internal)
+}
+
+/// What an adapter does for the webhook ports, each step in a transaction of its own
+/// making. The ports' arguments arrive as stored and rows leave undecoded: [`Webhooks`]
+/// converts and decodes once for both adapters.
+pub(crate) trait EndpointTable: Send + Sync + 'static {
+    /// Inserts `endpoint` at its business's last committed event, unless the business
+    /// has `limit` endpoints already (`None`); the count and the insert hold the
+    /// business's lock (see the module's notes).
+    fn insert_endpoint(
+        &self,
+        endpoint: WebhookEndpoint,
+        seed: SecretSeed,
+        limit: i64,
+    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, RepositoryError>> + Send;
+
+    /// A business's endpoints, oldest first.
+    fn endpoint_rows(
+        &self,
+        business: DbUuid,
+    ) -> impl Future<Output = Result<Vec<EndpointRow>, RepositoryError>> + Send;
+
+    fn endpoint_row(
+        &self,
+        business: DbUuid,
+        id: DbUuid,
+    ) -> impl Future<Output = Result<Option<EndpointRow>, RepositoryError>> + Send;
+
+    /// Applies `change` to the endpoint as stored, under its row's lock; a row that
+    /// does not decode changes nothing.
+    fn update_endpoint(
+        &self,
+        business: DbUuid,
+        id: DbUuid,
+        change: WebhookChange,
+    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, RepositoryError>> + Send;
+
+    /// How many rows were deleted.
+    fn delete_endpoint(
+        &self,
+        business: DbUuid,
+        id: DbUuid,
+    ) -> impl Future<Output = Result<usize, RepositoryError>> + Send;
+
+    /// Leases up to `terms.limit` due endpoints (`due_query`, then `lease_query` per
+    /// candidate); the rows of those it got.
+    fn lease_endpoints(
+        &self,
+        terms: LeaseTerms,
+    ) -> impl Future<Output = Result<Vec<LeasedRecord>, RepositoryError>> + Send;
+
+    /// Runs `save_query`; the endpoint as it stands after it, `None` when the lease is
+    /// not the owner's.
+    fn save_delivery(
+        &self,
+        terms: SaveTerms,
+    ) -> impl Future<Output = Result<Option<WebhookEndpoint>, RepositoryError>> + Send;
+}
+
+/// What a lease binds.
+pub(crate) struct LeaseTerms {
+    pub owner: DbUuid,
+    pub now: Micros,
+    pub until: Micros,
+    pub limit: i64,
+}
+
+/// What a save binds.
+pub(crate) struct SaveTerms {
+    pub business: DbUuid,
+    pub id: DbUuid,
+    pub owner: DbUuid,
+    pub state: DeliveryState,
+    pub disable: bool,
+    /// The renewed lease's end; `None` releases it.
+    pub until: Option<Micros>,
+}
+
+/// The webhook ports over an adapter's [`EndpointTable`].
+#[derive(Clone)]
+pub(crate) struct Webhooks<T>(pub T);
+
+#[async_trait]
+impl<T: EndpointTable> WebhookRepository for Webhooks<T> {
+    async fn create(
+        &self,
+        endpoint: WebhookEndpoint,
+        seed: SecretSeed,
+        limit: usize,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        self.0
+            .insert_endpoint(endpoint, seed, self::limit(limit))
+            .await
+    }
+
+    async fn list(&self, business: BusinessId) -> Result<Vec<WebhookEndpoint>, RepositoryError> {
+        endpoints(self.0.endpoint_rows(business.into()).await?)
+    }
+
+    async fn find(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        found(self.0.endpoint_row(business.into(), id.into()).await?)
+    }
+
+    async fn update(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+        change: WebhookChange,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        self.0
+            .update_endpoint(business.into(), id.into(), change)
+            .await
+    }
+
+    async fn delete(&self, business: BusinessId, id: WebhookId) -> Result<bool, RepositoryError> {
+        Ok(self.0.delete_endpoint(business.into(), id.into()).await? == 1)
+    }
+}
+
+#[async_trait]
+impl<T: EndpointTable> DeliveryQueue for Webhooks<T> {
+    async fn lease_due(
+        &self,
+        owner: LeaseOwner,
+        now: Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredWebhook>, RepositoryError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let terms = LeaseTerms {
+            owner: self::owner(owner),
+            now: micros(now),
+            until: lease_end(now, lease),
+            limit: self::limit(limit),
+        };
+        self.0
+            .lease_endpoints(terms)
+            .await?
+            .into_iter()
+            .map(leased)
+            .collect::<Result<_, _>>()
+            .map_err(RepositoryError::internal)
+    }
+
+    async fn save(
+        &self,
+        business: BusinessId,
+        id: WebhookId,
+        owner: LeaseOwner,
+        state: &DeliveryState,
+        disable: bool,
+        now: Timestamp,
+        renew: Option<Duration>,
+    ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+        let terms = SaveTerms {
+            business: business.into(),
+            id: id.into(),
+            owner: self::owner(owner),
+            state: state.clone(),
+            disable,
+            until: renew.map(|renew| lease_end(now, renew)),
+        };
+        self.0.save_delivery(terms).await
+    }
+}
+
+/// The endpoint a looked-up row holds, if any.
+pub(crate) fn found(row: Option<EndpointRow>) -> Result<Option<WebhookEndpoint>, RepositoryError> {
+    row.map(endpoint)
+        .transpose()
         .map_err(RepositoryError::internal)
 }
 
