@@ -29,7 +29,7 @@ use pingback_application::{
     StorageMetrics, WebhookRepository,
 };
 
-use crate::webhooks::Webhooks;
+use crate::webhooks::{EndpointTable, Webhooks};
 
 mod citus;
 mod error;
@@ -83,6 +83,31 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+impl Storage {
+    /// Every port, served by one adapter's store.
+    fn of<S>(store: S, backend: Backend) -> Self
+    where
+        S: ConversationRepository
+            + ConversationImporter
+            + ConversationWriter
+            + EventLog
+            + EndpointTable
+            + StorageMetrics
+            + Clone,
+    {
+        Self {
+            repository: Arc::new(store.clone()),
+            importer: Arc::new(store.clone()),
+            writer: Arc::new(store.clone()),
+            events: Arc::new(store.clone()),
+            webhooks: Arc::new(Webhooks(store.clone())),
+            deliveries: Arc::new(Webhooks(store.clone())),
+            gauges: Arc::new(store),
+            backend,
+        }
+    }
+}
+
 /// Builds the connection pool lazily: succeeds even when the database is down.
 ///
 /// `events`: how events are encoded when appended, and whom to tell after a commit.
@@ -91,30 +116,12 @@ pub fn connect(settings: &DatabaseSettings, events: &EventWiring) -> Result<Stor
     match settings.target()? {
         settings::Target::Postgres(url) => {
             let store = postgres::PostgresStore::new(&url, settings, events)?;
-            Ok(Storage {
-                repository: Arc::new(store.clone()),
-                importer: Arc::new(store.clone()),
-                writer: Arc::new(store.clone()),
-                events: Arc::new(store.clone()),
-                webhooks: Arc::new(Webhooks(store.clone())),
-                deliveries: Arc::new(Webhooks(store.clone())),
-                gauges: Arc::new(store),
-                backend: Backend::Postgres,
-            })
+            Ok(Storage::of(store, Backend::Postgres))
         }
         settings::Target::Sqlite(path) => {
             let store =
                 sqlite::SqliteStore::new(settings::sqlite_uri(&path, "rw"), settings, events)?;
-            Ok(Storage {
-                repository: Arc::new(store.clone()),
-                importer: Arc::new(store.clone()),
-                writer: Arc::new(store.clone()),
-                events: Arc::new(store.clone()),
-                webhooks: Arc::new(Webhooks(store.clone())),
-                deliveries: Arc::new(Webhooks(store.clone())),
-                gauges: Arc::new(store),
-                backend: Backend::Sqlite,
-            })
+            Ok(Storage::of(store, Backend::Sqlite))
         }
     }
 }
