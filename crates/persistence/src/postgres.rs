@@ -688,15 +688,9 @@ impl EndpointTable for PostgresStore {
         &self,
         terms: LeaseTerms,
     ) -> Result<Vec<LeasedRecord>, RepositoryError> {
-        let LeaseTerms {
-            owner,
-            now,
-            until,
-            limit,
-        } = terms;
         self.on_pool(move |conn| {
             Box::pin(async move {
-                let candidates = due_query!(now, limit)
+                let candidates = due_query!(terms.now, terms.limit)
                     .load::<(DbUuid, DbUuid)>(conn)
                     .await?;
                 // Each lease is its own statement (and commit), all pipelined on
@@ -706,7 +700,7 @@ impl EndpointTable for PostgresStore {
                 let leased =
                     try_join_all(candidates.into_iter().map(|(business, id)| async move {
                         let mut conn = shared;
-                        lease_query!(business, id, owner, now, until)
+                        lease_query!(business, id, terms.owner, terms.now, terms.until)
                             .returning((
                                 EndpointRow::as_returning(),
                                 webhook_endpoints::secret_seed,
@@ -726,14 +720,6 @@ impl EndpointTable for PostgresStore {
         &self,
         terms: SaveTerms,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let SaveTerms {
-            business,
-            id,
-            owner,
-            state,
-            disable,
-            until,
-        } = terms;
         self.on_pool(move |conn| {
             Box::pin(async move {
                 conn.transaction(async move |conn| {
@@ -747,11 +733,18 @@ impl EndpointTable for PostgresStore {
                         },
                         async move {
                             let mut conn = shared;
-                            save_query!(business, id, owner, &state, disable, until)
-                                .returning(EndpointRow::as_returning())
-                                .get_result::<EndpointRow>(&mut conn)
-                                .await
-                                .optional()
+                            save_query!(
+                                terms.business,
+                                terms.id,
+                                terms.owner,
+                                &terms.state,
+                                terms.disable,
+                                terms.until
+                            )
+                            .returning(EndpointRow::as_returning())
+                            .get_result::<EndpointRow>(&mut conn)
+                            .await
+                            .optional()
                         },
                     )
                     .await?;

@@ -521,20 +521,18 @@ impl EndpointTable for SqliteStore {
         &self,
         terms: LeaseTerms,
     ) -> Result<Vec<LeasedRecord>, RepositoryError> {
-        let LeaseTerms {
-            owner,
-            now,
-            until,
-            limit,
-        } = terms;
         self.call(move |conn| {
             conn.immediate_transaction(|conn| {
-                let candidates = due_query!(now, limit).load::<(DbUuid, DbUuid)>(conn)?;
+                let candidates =
+                    due_query!(terms.now, terms.limit).load::<(DbUuid, DbUuid)>(conn)?;
                 let mut leased = Vec::with_capacity(candidates.len());
                 for (business, id) in candidates {
                     // The same conditional UPDATE as PostgreSQL's, though here the
                     // write lock already keeps other processes out.
-                    if lease_query!(business, id, owner, now, until).execute(conn)? == 1 {
+                    if lease_query!(business, id, terms.owner, terms.now, terms.until)
+                        .execute(conn)?
+                        == 1
+                    {
                         leased.push(leased_query!(business, id).first::<LeasedRecord>(conn)?);
                     }
                 }
@@ -548,23 +546,22 @@ impl EndpointTable for SqliteStore {
         &self,
         terms: SaveTerms,
     ) -> Result<Option<WebhookEndpoint>, RepositoryError> {
-        let SaveTerms {
-            business,
-            id,
-            owner,
-            state,
-            disable,
-            until,
-        } = terms;
         let row = self
             .call(move |conn| {
                 conn.immediate_transaction(|conn| {
-                    let saved =
-                        save_query!(business, id, owner, &state, disable, until).execute(conn)?;
+                    let saved = save_query!(
+                        terms.business,
+                        terms.id,
+                        terms.owner,
+                        &terms.state,
+                        terms.disable,
+                        terms.until
+                    )
+                    .execute(conn)?;
                     if saved == 0 {
                         return Ok(None);
                     }
-                    endpoint_query!(business, id)
+                    endpoint_query!(terms.business, terms.id)
                         .first::<EndpointRow>(conn)
                         .map(Some)
                 })

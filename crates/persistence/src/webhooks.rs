@@ -220,6 +220,7 @@ pub(crate) trait EndpointTable: Send + Sync + 'static {
 }
 
 /// What a lease binds.
+#[derive(Clone, Copy)]
 pub(crate) struct LeaseTerms {
     pub owner: DbUuid,
     pub now: Micros,
