@@ -382,14 +382,24 @@ macro_rules! endpoints_query {
 }
 pub(crate) use endpoints_query;
 
-/// One endpoint of a business.
-macro_rules! endpoint_query {
+/// The row of one endpoint of a business: what every statement on a single endpoint
+/// filters on, so that its key is written once.
+macro_rules! one_endpoint {
     ($business:expr, $id:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
+        use diesel::{ExpressionMethods, QueryDsl};
         use $crate::schema::webhook_endpoints as w;
         w::table
             .filter(w::business_id.eq($business))
             .filter(w::id.eq($id))
+    }};
+}
+pub(crate) use one_endpoint;
+
+/// One endpoint of a business.
+macro_rules! endpoint_query {
+    ($business:expr, $id:expr) => {{
+        use diesel::{QueryDsl, SelectableHelper};
+        $crate::webhooks::one_endpoint!($business, $id)
             .select($crate::webhooks::EndpointRow::as_select())
     }};
 }
@@ -398,11 +408,9 @@ pub(crate) use endpoint_query;
 /// One endpoint of a business with its secret seed.
 macro_rules! leased_query {
     ($business:expr, $id:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
+        use diesel::{QueryDsl, SelectableHelper};
         use $crate::schema::webhook_endpoints as w;
-        w::table
-            .filter(w::business_id.eq($business))
-            .filter(w::id.eq($id))
+        $crate::webhooks::one_endpoint!($business, $id)
             .select(($crate::webhooks::EndpointRow::as_select(), w::secret_seed))
     }};
 }
@@ -424,15 +432,10 @@ pub(crate) use count_query;
 /// again, its fresh run of attempts. Never the position.
 macro_rules! update_settings_query {
     ($business:expr, $id:expr, $endpoint:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl};
+        use diesel::ExpressionMethods;
         use $crate::schema::webhook_endpoints as w;
         let endpoint: &pingback_domain::WebhookEndpoint = $endpoint;
-        diesel::update(
-            w::table
-                .filter(w::business_id.eq($business))
-                .filter(w::id.eq($id)),
-        )
-        .set((
+        diesel::update($crate::webhooks::one_endpoint!($business, $id)).set((
             w::url.eq(endpoint.url.as_str().to_owned()),
             w::event_types.eq(endpoint.event_types.to_names()),
             w::enabled.eq(endpoint.enabled),
@@ -452,15 +455,9 @@ pub(crate) use update_settings_query;
 
 /// Deletes one endpoint of a business.
 macro_rules! delete_query {
-    ($business:expr, $id:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl};
-        use $crate::schema::webhook_endpoints as w;
-        diesel::delete(
-            w::table
-                .filter(w::business_id.eq($business))
-                .filter(w::id.eq($id)),
-        )
-    }};
+    ($business:expr, $id:expr) => {
+        diesel::delete($crate::webhooks::one_endpoint!($business, $id))
+    };
 }
 pub(crate) use delete_query;
 
@@ -502,9 +499,7 @@ macro_rules! lease_query {
         use $crate::schema::webhook_endpoints as w;
         let now: $crate::schema::Micros = $now;
         diesel::update(
-            w::table
-                .filter(w::business_id.eq($business))
-                .filter(w::id.eq($id))
+            $crate::webhooks::one_endpoint!($business, $id)
                 .filter(w::enabled)
                 .filter(w::next_attempt_at.is_null().or(w::next_attempt_at.le(now)))
                 .filter(w::lease_until.is_null().or(w::lease_until.le(now))),
@@ -531,10 +526,7 @@ macro_rules! save_query {
         let until: Option<$crate::schema::Micros> = $until;
         let disable: bool = $disable;
         diesel::update(
-            w::table
-                .filter(w::business_id.eq($business))
-                .filter(w::id.eq($id))
-                .filter(w::lease_owner.eq(owner)),
+            $crate::webhooks::one_endpoint!($business, $id).filter(w::lease_owner.eq(owner)),
         )
         .set((
             w::delivered_through.eq(state.delivered_through),
