@@ -522,14 +522,9 @@ fn write_extras(path: &str, method: Method, operation: &mut Operation) {
                 .insert("ETag".to_owned(), etag_header().into());
         }
         if method == Method::Patch && status == "200" {
-            response.headers.insert(
-                "Cache-Control".to_owned(),
-                fixed_header(
-                    "private, no-cache",
-                    "Tenant data: never stored by shared caches, always revalidated.",
-                )
-                .into(),
-            );
+            response
+                .headers
+                .insert("Cache-Control".to_owned(), tenant_cache_control().into());
         }
     }
 }
@@ -682,18 +677,7 @@ fn conversation_extras(get: &mut Operation, example: Option<Vec<u8>>) {
         }
         if status == "200" || status == "304" {
             response.headers.insert("ETag".to_owned(), etag());
-            response.headers.insert(
-                "Cache-Control".to_owned(),
-                fixed_header(
-                    "private, no-cache",
-                    "Tenant data: never stored by shared caches, always revalidated.",
-                )
-                .into(),
-            );
-            response.headers.insert(
-                "Vary".to_owned(),
-                fixed_header("Authorization", "The body depends on the token's business.").into(),
-            );
+            tenant_read_caching(response);
         }
     }
 }
@@ -737,18 +721,7 @@ fn list_extras(get: &mut Operation) {
             )
             .into(),
         );
-        response.headers.insert(
-            "Cache-Control".to_owned(),
-            fixed_header(
-                "private, no-cache",
-                "Tenant data: never stored by shared caches, always revalidated.",
-            )
-            .into(),
-        );
-        response.headers.insert(
-            "Vary".to_owned(),
-            fixed_header("Authorization", "The body depends on the token's business.").into(),
-        );
+        tenant_read_caching(response);
     }
 }
 
@@ -810,6 +783,26 @@ fn request_id_header() -> Header {
         "The request's id: the client's own when sane, else a new UUID. Also in the \
          problem body and the server's log line.",
     ))
+}
+
+/// `Cache-Control` of a response with tenant data, as the handlers send it.
+fn tenant_cache_control() -> Header {
+    fixed_header(
+        "private, no-cache",
+        "Tenant data: never stored by shared caches, always revalidated.",
+    )
+}
+
+/// The caching headers of a read of tenant data: its `Cache-Control`, and `Vary` as
+/// the body depends on the token.
+fn tenant_read_caching(response: &mut Response) {
+    response
+        .headers
+        .insert("Cache-Control".to_owned(), tenant_cache_control().into());
+    response.headers.insert(
+        "Vary".to_owned(),
+        fixed_header("Authorization", "The body depends on the token's business.").into(),
+    );
 }
 
 fn string() -> ObjectBuilder {
