@@ -38,18 +38,21 @@ use xxhash_rust::xxh3::xxh3_128;
 // `ConversationRead` (crates/persistence/src/snapshot_read.rs) and as
 // pg_stat_statements records it, so all three systems run the same SQL: the
 // conversation and its customer (part 0), its messages in history order (part 1) and
-// its attachments (part 2), NULL-padded into one row shape.
-const READ_SQL: &str = "(SELECT 0, c.business_id, c.id, c.customer_id, c.assignee_id, c.status, c.channel_type, c.channel_id, c.created_at, c.updated_at, c.first_response_at, c.revision, cu.business_id, cu.id, cu.name, cu.email, cu.phone, cu.external_id, cu.created_at, cu.revision, NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, NULL::uuid, NULL::integer, NULL::uuid, NULL::text, NULL::text, NULL::bigint, NULL::text FROM conversations c LEFT JOIN customers cu ON cu.business_id = c.business_id AND cu.id = c.customer_id WHERE c.business_id = $1 AND c.id = $2) UNION ALL (SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, m.id, m.sender_type, m.sender_id, m.content, m.created_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM messages m WHERE m.business_id = $3 AND m.conversation_id = $4 ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, a.message_id, a.position, a.id, a.file_name, a.content_type, a.byte_size, a.url FROM attachments a WHERE a.business_id = $5 AND a.conversation_id = $6)";
+// its attachments (part 2) in one row shape: five typed slots a message fills, then
+// four arrays (uuid, text, timestamptz, bigint) holding the conversation's fields and
+// an attachment's last ones.
+const READ_SQL: &str = "(SELECT 0, NULL::uuid, NULL::text, NULL::uuid, NULL::text, NULL::timestamptz, ARRAY[c.business_id, c.id, c.customer_id, c.assignee_id, c.channel_id, cu.id], ARRAY[c.status, c.channel_type, cu.name, cu.email, cu.phone, cu.external_id], ARRAY[c.created_at, c.updated_at, c.first_response_at, cu.created_at], ARRAY[c.revision, cu.revision] FROM conversations c LEFT JOIN customers cu ON cu.business_id = c.business_id AND cu.id = c.customer_id WHERE c.business_id = $1 AND c.id = $2) UNION ALL (SELECT 1, m.id, m.sender_type, m.sender_id, m.content, m.created_at, NULL, NULL, NULL, NULL FROM messages m WHERE m.business_id = $3 AND m.conversation_id = $4 ORDER BY m.created_at, m.id) UNION ALL (SELECT 2, a.message_id, a.file_name, a.id, a.content_type, NULL, NULL, ARRAY[a.url], NULL, ARRAY[a.position::bigint, a.byte_size] FROM attachments a WHERE a.business_id = $5 AND a.conversation_id = $6)";
 
 // Column indexes in READ_SQL's rows.
 const PART: usize = 0;
-const CONVERSATION: usize = 1;
-const CUSTOMER: usize = 12;
-const MESSAGE: usize = 20;
-const ATTACHMENT: usize = 25;
-// The revisions pingback tags responses with (conversation, customer).
-const CONVERSATION_REVISION: usize = 11;
-const CUSTOMER_REVISION: usize = 19;
+// Messages: id, sender_type, sender_id, content, created_at.
+const MESSAGE: usize = 1;
+// Attachments: message_id, file_name, id, content_type in the slots.
+const ATTACHMENT: usize = 1;
+const UUIDS: usize = 6;
+const TEXTS: usize = 7;
+const INSTANTS: usize = 8;
+const NUMBERS: usize = 9;
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
@@ -139,33 +142,66 @@ fn col<'a, T: FromSql<'a>, E: serde::ser::Error>(row: &'a Row, index: usize) -> 
     row.try_get(index).map_err(E::custom)
 }
 
+/// The conversation row's arrays, borrowed from the row: uuids `[business_id, id,
+/// customer_id, assignee_id, channel_id, customer id]`, texts `[status, channel_type,
+/// name, email, phone, external_id]`, instants `[created_at, updated_at,
+/// first_response_at, customer created_at]`, numbers `[revision, customer revision]`.
+struct Header<'a> {
+    uuids: Vec<Option<Uid>>,
+    texts: Vec<Option<&'a str>>,
+    instants: Vec<Option<Micros>>,
+    numbers: Vec<Option<i64>>,
+}
+
+impl<'a> Header<'a> {
+    fn of(row: &'a Row) -> Option<Self> {
+        let header = Self {
+            uuids: row.try_get(UUIDS).ok()?,
+            texts: row.try_get(TEXTS).ok()?,
+            instants: row.try_get(INSTANTS).ok()?,
+            numbers: row.try_get(NUMBERS).ok()?,
+        };
+        let lengths = (
+            header.uuids.len(),
+            header.texts.len(),
+            header.instants.len(),
+            header.numbers.len(),
+        );
+        (lengths == (6, 6, 4, 2)).then_some(header)
+    }
+}
+
+/// A NULL where the column is required is a serialization error.
+fn some<T: Copy, E: serde::ser::Error>(value: Option<T>) -> Result<T, E> {
+    value.ok_or_else(|| E::custom("unexpected NULL"))
+}
+
 /// The 200 body, from the statement's rows: the conversation row, the message rows in
 /// history order, the attachment rows sorted by (message, position).
 struct Body<'a> {
-    conversation: &'a Row,
+    header: &'a Header<'a>,
     messages: &'a [&'a Row],
-    attachments: &'a [(Uid, i32, &'a Row)],
+    attachments: &'a [(Uid, i64, &'a Row)],
 }
 
 impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let c = self.conversation;
-        let at = |i| CONVERSATION + i;
-        let id: Uid = col(c, at(1))?;
-        let customer_id: Option<Uid> = col(c, at(2))?;
+        let h = self.header;
+        let id: Uid = some(h.uuids[1])?;
+        let customer_id = h.uuids[2];
         let mut map = serializer.serialize_map(Some(13))?;
         map.serialize_entry("id", &id)?;
-        map.serialize_entry("business_id", &col::<Uid, _>(c, at(0))?)?;
+        map.serialize_entry("business_id", &some::<Uid, _>(h.uuids[0])?)?;
         map.serialize_entry("customer_id", &customer_id)?;
-        map.serialize_entry("assignee_id", &col::<Option<Uid>, _>(c, at(3))?)?;
-        map.serialize_entry("status", &col::<&str, _>(c, at(4))?)?;
-        map.serialize_entry("channel_type", &col::<&str, _>(c, at(5))?)?;
-        map.serialize_entry("channel_id", &col::<Option<Uid>, _>(c, at(6))?)?;
-        map.serialize_entry("created_at", &col::<Micros, _>(c, at(7))?)?;
-        map.serialize_entry("updated_at", &col::<Micros, _>(c, at(8))?)?;
-        map.serialize_entry("first_response_at", &col::<Option<Micros>, _>(c, at(9))?)?;
-        match customer_id {
-            Some(_) => map.serialize_entry("customer", &CustomerBody(c))?,
+        map.serialize_entry("assignee_id", &h.uuids[3])?;
+        map.serialize_entry("status", some::<&str, _>(h.texts[0])?)?;
+        map.serialize_entry("channel_type", some::<&str, _>(h.texts[1])?)?;
+        map.serialize_entry("channel_id", &h.uuids[4])?;
+        map.serialize_entry("created_at", &some::<Micros, _>(h.instants[0])?)?;
+        map.serialize_entry("updated_at", &some::<Micros, _>(h.instants[1])?)?;
+        map.serialize_entry("first_response_at", &h.instants[2])?;
+        match h.uuids[5] {
+            Some(_) => map.serialize_entry("customer", &CustomerBody(h))?,
             None => map.serialize_entry("customer", &())?,
         }
         let mut buffer = uuid::Uuid::encode_buffer();
@@ -182,20 +218,19 @@ impl Serialize for Body<'_> {
     }
 }
 
-struct CustomerBody<'a>(&'a Row);
+struct CustomerBody<'a>(&'a Header<'a>);
 
 impl Serialize for CustomerBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let c = self.0;
-        let at = |i| CUSTOMER + i;
+        let h = self.0;
         let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("id", &col::<Uid, _>(c, at(1))?)?;
-        map.serialize_entry("business_id", &col::<Uid, _>(c, at(0))?)?;
-        map.serialize_entry("name", &col::<Option<&str>, _>(c, at(2))?)?;
-        map.serialize_entry("email", &col::<Option<&str>, _>(c, at(3))?)?;
-        map.serialize_entry("phone", &col::<Option<&str>, _>(c, at(4))?)?;
-        map.serialize_entry("external_id", &col::<Option<&str>, _>(c, at(5))?)?;
-        map.serialize_entry("created_at", &col::<Micros, _>(c, at(6))?)?;
+        map.serialize_entry("id", &some::<Uid, _>(h.uuids[5])?)?;
+        map.serialize_entry("business_id", &some::<Uid, _>(h.uuids[0])?)?;
+        map.serialize_entry("name", &h.texts[2])?;
+        map.serialize_entry("email", &h.texts[3])?;
+        map.serialize_entry("phone", &h.texts[4])?;
+        map.serialize_entry("external_id", &h.texts[5])?;
+        map.serialize_entry("created_at", &some::<Micros, _>(h.instants[3])?)?;
         map.end()
     }
 }
@@ -203,7 +238,7 @@ impl Serialize for CustomerBody<'_> {
 struct Messages<'a> {
     conversation: &'a str,
     messages: &'a [&'a Row],
-    attachments: &'a [(Uid, i32, &'a Row)],
+    attachments: &'a [(Uid, i64, &'a Row)],
 }
 
 impl Serialize for Messages<'_> {
@@ -231,7 +266,7 @@ struct MessageBody<'a> {
     id: Uid,
     conversation: &'a str,
     row: &'a Row,
-    attachments: &'a [(Uid, i32, &'a Row)],
+    attachments: &'a [(Uid, i64, &'a Row)],
 }
 
 impl Serialize for MessageBody<'_> {
@@ -249,7 +284,7 @@ impl Serialize for MessageBody<'_> {
     }
 }
 
-struct Attachments<'a>(&'a [(Uid, i32, &'a Row)]);
+struct Attachments<'a>(&'a [(Uid, i64, &'a Row)]);
 
 impl Serialize for Attachments<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -266,13 +301,17 @@ struct AttachmentBody<'a>(&'a Row);
 impl Serialize for AttachmentBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let a = self.0;
-        let at = |i| ATTACHMENT + i;
+        let url: Vec<Option<&str>> = col(a, TEXTS)?;
+        let numbers: Vec<Option<i64>> = col(a, NUMBERS)?;
         let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("id", &col::<Uid, _>(a, at(2))?)?;
-        map.serialize_entry("file_name", &col::<&str, _>(a, at(3))?)?;
-        map.serialize_entry("content_type", &col::<&str, _>(a, at(4))?)?;
-        map.serialize_entry("byte_size", &col::<i64, _>(a, at(5))?)?;
-        map.serialize_entry("url", &col::<&str, _>(a, at(6))?)?;
+        map.serialize_entry("id", &col::<Uid, _>(a, ATTACHMENT + 2)?)?;
+        map.serialize_entry("file_name", &col::<&str, _>(a, ATTACHMENT + 1)?)?;
+        map.serialize_entry("content_type", &col::<&str, _>(a, ATTACHMENT + 3)?)?;
+        map.serialize_entry(
+            "byte_size",
+            &some::<i64, _>(numbers.get(1).copied().flatten())?,
+        )?;
+        map.serialize_entry("url", some::<&str, _>(url.first().copied().flatten())?)?;
         map.end()
     }
 }
@@ -370,8 +409,14 @@ async fn get_conversation(
         match row.try_get::<_, i32>(PART) {
             Ok(0) => conversation = Some(row),
             Ok(1) => messages.push(row),
-            Ok(2) => match (row.try_get(ATTACHMENT), row.try_get(ATTACHMENT + 1)) {
-                (Ok(owner), Ok(position)) => attachments.push((owner, position, row)),
+            Ok(2) => match (
+                row.try_get(ATTACHMENT),
+                row.try_get::<_, Vec<Option<i64>>>(NUMBERS),
+            ) {
+                (Ok(owner), Ok(numbers)) => match numbers.first() {
+                    Some(Some(position)) => attachments.push((owner, *position, row)),
+                    _ => return HttpResponse::InternalServerError().finish(),
+                },
                 _ => return HttpResponse::InternalServerError().finish(),
             },
             _ => return HttpResponse::InternalServerError().finish(),
@@ -380,13 +425,16 @@ async fn get_conversation(
     let Some(conversation) = conversation else {
         return HttpResponse::NotFound().finish();
     };
+    let Some(header) = Header::of(conversation) else {
+        return HttpResponse::InternalServerError().finish();
+    };
     attachments.sort_unstable_by_key(|&(owner, position, _)| (owner, position));
 
     let mut body = Vec::with_capacity(1024 + rows.len() * 400);
     let written = serde_json::to_writer(
         &mut body,
         &Body {
-            conversation,
+            header: &header,
             messages: &messages,
             attachments: &attachments,
         },
@@ -396,11 +444,7 @@ async fn get_conversation(
         return HttpResponse::InternalServerError().finish();
     }
     // Tagged as pingback tags: by what was read, not by hashing the body.
-    let revisions = (
-        conversation.try_get::<_, i64>(CONVERSATION_REVISION),
-        conversation.try_get::<_, Option<i64>>(CUSTOMER_REVISION),
-    );
-    let (Ok(revision), Ok(customer_revision)) = revisions else {
+    let (Some(revision), customer_revision) = (header.numbers[0], header.numbers[1]) else {
         return HttpResponse::InternalServerError().finish();
     };
     let mut key = Vec::with_capacity(64);
