@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::problem::ApiError;
 use crate::representation::ConversationItemBody;
-use crate::routes::{ApiState, read_error};
+use crate::routes::{ApiState, read_error, tenant_caching};
 use crate::writes::authorize;
 
 const PARAMETERS: &[&str] = &[
@@ -325,9 +325,7 @@ pub(crate) async fn list_conversations(
         ApiError::Internal
     })?;
     let mut response = HttpResponse::Ok();
-    response
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-        .insert_header((header::VARY, "Authorization"));
+    tenant_caching(&mut response);
     if let Some(cursor) = next_cursor {
         let mut pairs = kept;
         pairs.push(("cursor".to_owned(), cursor));

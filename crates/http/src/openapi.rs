@@ -788,7 +788,7 @@ fn request_id_header() -> Header {
 /// `Cache-Control` of a response with tenant data, as the handlers send it.
 fn tenant_cache_control() -> Header {
     fixed_header(
-        "private, no-cache",
+        routes::TENANT_CACHE_CONTROL,
         "Tenant data: never stored by shared caches, always revalidated.",
     )
 }

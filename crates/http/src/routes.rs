@@ -227,13 +227,23 @@ fn not_modified(etag: String) -> HttpResponse {
     response.finish()
 }
 
-fn cache_headers(response: &mut actix_web::HttpResponseBuilder, etag: String) {
+/// A representation's `ETag` and the caching headers of tenant data.
+pub(crate) fn cache_headers(response: &mut actix_web::HttpResponseBuilder, etag: String) {
+    response.insert_header((header::ETAG, etag));
+    tenant_caching(response);
+}
+
+/// Tenant data: never stored by shared caches, always revalidated; the body depends
+/// on the token's business.
+pub(crate) fn tenant_caching(response: &mut actix_web::HttpResponseBuilder) {
     response
-        .insert_header((header::ETAG, etag))
-        // Tenant data: never stored by shared caches, always revalidated.
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
+        .insert_header((header::CACHE_CONTROL, TENANT_CACHE_CONTROL))
         .insert_header((header::VARY, "Authorization"));
 }
+
+/// `Cache-Control` of every answer carrying tenant data (the OpenAPI document states
+/// it too).
+pub(crate) const TENANT_CACHE_CONTROL: &str = "private, no-cache";
 
 /// How much of a body is handed to actix at a time.
 const SLICE: usize = 64 * 1024;

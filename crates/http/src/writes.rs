@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, Bytes, BytesMut};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use pingback_application::{
     CommandError, IdempotencyClaim, IdempotencyKey, Principal, Scope, StoredResponse, WriteOutcome,
@@ -23,7 +23,7 @@ use crate::metrics::DatabaseError;
 use crate::problem::ApiError;
 use crate::representation::{message_json, to_json};
 use crate::requests;
-use crate::routes::{ApiState, authenticate, conversation_id, read_error};
+use crate::routes::{ApiState, authenticate, cache_headers, conversation_id, read_error};
 
 /// The largest request body a write accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -431,23 +431,16 @@ pub(crate) async fn patch_conversation(
     if prefers_minimal(&req) {
         let mut response = HttpResponse::NoContent();
         response.insert_header(("preference-applied", "return=minimal"));
-        cached(&mut response, etag);
+        cache_headers(&mut response, etag);
         return Ok(response.finish());
     }
     let mut response = HttpResponse::Ok();
-    cached(&mut response, etag);
+    cache_headers(&mut response, etag);
     let body = to_json(&conversation).map_err(|error| {
         tracing::error!(%error, "serializing a conversation failed");
         ApiError::Internal
     })?;
     Ok(response.content_type(JSON).body(body))
-}
-
-fn cached(response: &mut HttpResponseBuilder, etag: String) {
-    response
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"))
-        .insert_header((header::VARY, "Authorization"));
 }
 
 /// Get one message
@@ -510,7 +503,7 @@ pub(crate) async fn get_message(
     } else {
         HttpResponse::Ok()
     };
-    cached(&mut response, etag);
+    cache_headers(&mut response, etag);
     Ok(if current {
         response.finish()
     } else {
