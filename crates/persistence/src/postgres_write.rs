@@ -73,7 +73,7 @@ macro_rules! in_transaction {
                     $body.await
                 })
                 .await;
-            finish_write(checkout, result)
+            write::finish_write(checkout, result)
         };
         let result = tokio::time::timeout(budget, run).await.unwrap_or_else(|_| {
             Err(WriteError::Storage(RepositoryError::unavailable(
@@ -95,25 +95,6 @@ macro_rules! in_transaction {
         }
         result
     }};
-}
-
-/// Maps a write's outcome; the connection goes back to the pool unless the database
-/// failed.
-fn finish_write<M: deadpool::managed::Manager, T>(
-    checkout: Checkout<M>,
-    result: Result<T, WriteFailure>,
-) -> Result<T, WriteError> {
-    match result {
-        Ok(value) => {
-            checkout.release();
-            Ok(value)
-        }
-        Err(WriteFailure::Refused(refused)) => {
-            checkout.release();
-            Err(refused)
-        }
-        Err(other) => Err(other.into()),
-    }
 }
 
 crate::write::conversation_writer!(PostgresStore);

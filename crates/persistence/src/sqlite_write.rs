@@ -53,17 +53,7 @@ macro_rules! in_transaction {
                     $body.await
                 })
                 .await;
-            match result {
-                Ok(value) => {
-                    checkout.release();
-                    Ok(value)
-                }
-                Err(WriteFailure::Refused(refused)) => {
-                    checkout.release();
-                    Err(refused)
-                }
-                Err(other) => Err(other.into()),
-            }
+            write::finish_write(checkout, result)
         });
         let result = match tokio::time::timeout(budget, task).await {
             Ok(Ok(result)) => result,

@@ -22,6 +22,7 @@ use pingback_domain::{
 };
 
 use crate::error::classify;
+use crate::pool::Checkout;
 use crate::rows::CorruptRow;
 use crate::schema::{DbUuid, Micros};
 
@@ -43,6 +44,25 @@ impl From<WriteFailure> for WriteError {
             WriteFailure::Corrupt(error) => WriteError::Storage(RepositoryError::internal(error)),
             WriteFailure::Refused(error) => error,
         }
+    }
+}
+
+/// Maps a write's outcome, in both adapters; the connection goes back to the pool
+/// unless the database failed (a refusal leaves it idle).
+pub(crate) fn finish_write<M: deadpool::managed::Manager, T>(
+    checkout: Checkout<M>,
+    result: Result<T, WriteFailure>,
+) -> Result<T, WriteError> {
+    match result {
+        Ok(value) => {
+            checkout.release();
+            Ok(value)
+        }
+        Err(WriteFailure::Refused(refused)) => {
+            checkout.release();
+            Err(refused)
+        }
+        Err(other) => Err(other.into()),
     }
 }
 
