@@ -458,45 +458,33 @@ impl EventLog for PostgresStore {
     ) -> Result<EventsAfter, RepositoryError> {
         let business = DbUuid(business.into_uuid());
         let limit = i64::from(limit);
-        let run = async {
-            let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
-            let mut checkout = Checkout::new(object);
-            let Some(conn) = checkout.connection() else {
-                return Err(RepositoryError::internal("pooled connection missing"));
-            };
-            // One snapshot: the events, and the last id when they alone cannot tell
-            // "nothing yet" from "pruned".
-            let result = conn
-                .build_transaction()
-                .read_only()
-                .repeatable_read()
-                .run(async move |conn| {
-                    let records = crate::events::events_query!(business, after, limit)
-                        .load::<EventRecord>(conn)
-                        .await?;
-                    let last = if crate::events::needs_last_id(after, &records) {
-                        crate::events::last_event_query!(business)
-                            .first::<i64>(conn)
-                            .await
-                            .optional()?
-                    } else {
-                        None
-                    };
-                    Ok::<_, diesel::result::Error>((records, last))
+        // One snapshot: the events, and the last id when they alone cannot tell
+        // "nothing yet" from "pruned".
+        let (records, last) = self
+            .on_pool(move |conn| {
+                Box::pin(async move {
+                    conn.build_transaction()
+                        .read_only()
+                        .repeatable_read()
+                        .run(async move |conn| {
+                            let records = crate::events::events_query!(business, after, limit)
+                                .load::<EventRecord>(conn)
+                                .await?;
+                            let last = if crate::events::needs_last_id(after, &records) {
+                                crate::events::last_event_query!(business)
+                                    .first::<i64>(conn)
+                                    .await
+                                    .optional()?
+                            } else {
+                                None
+                            };
+                            Ok((records, last))
+                        })
+                        .await
                 })
-                .await;
-            match result {
-                Ok((records, last)) => {
-                    checkout.release();
-                    crate::events::events_after(after, records, last)
-                        .map_err(RepositoryError::internal)
-                }
-                Err(error) => Err(classify(error)),
-            }
-        };
-        tokio::time::timeout(self.budget, run)
-            .await
-            .unwrap_or_else(|_| Err(RepositoryError::unavailable(DeadlineExceeded(self.budget))))
+            })
+            .await?;
+        crate::events::events_after(after, records, last).map_err(RepositoryError::internal)
     }
 
     async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError> {
