@@ -5,8 +5,7 @@ use diesel::{OptionalExtension, QueryResult};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
-    BusinessId, Conversation, ConversationEvent, ConversationHead, ConversationId, Customer,
-    Message, MessageAppended, MessageId,
+    Conversation, ConversationEvent, ConversationHead, Customer, MessageAppended,
 };
 
 use crate::events::{BUMP_POSTGRES, EventWiring, LastId, NOTIFY_POSTGRES, bump_query};
@@ -100,29 +99,22 @@ macro_rules! in_transaction {
 crate::write::conversation_writer!(PostgresStore);
 
 impl PostgresStore {
-    /// One message of a conversation of a business (the write port's read).
-    pub(crate) async fn read_message(
+    /// The rows of one message of a conversation of a business (the write port's read).
+    pub(crate) async fn message_rows(
         &self,
-        business: BusinessId,
-        conversation: ConversationId,
-        message: MessageId,
-    ) -> Result<Option<Message>, RepositoryError> {
-        let (business, conversation, message) = (
-            DbUuid::from(business),
-            DbUuid::from(conversation),
-            DbUuid::from(message),
-        );
-        let rows = self
-            .on_read_lane(|conn| {
-                Box::pin(async move {
-                    let mut conn = conn;
-                    message_query!(business, conversation, message)
-                        .load::<HistoryRecord>(&mut conn)
-                        .await
-                })
+        business: DbUuid,
+        conversation: DbUuid,
+        message: DbUuid,
+    ) -> Result<Vec<HistoryRecord>, RepositoryError> {
+        self.on_read_lane(|conn| {
+            Box::pin(async move {
+                let mut conn = conn;
+                message_query!(business, conversation, message)
+                    .load::<HistoryRecord>(&mut conn)
+                    .await
             })
-            .await?;
-        write::found_message(rows)
+        })
+        .await
     }
 }
 

@@ -6,8 +6,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{OptionalExtension, RunQueryDsl};
 use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
-    BusinessId, Conversation, ConversationEvent, ConversationHead, ConversationId, Customer,
-    Message, MessageAppended, MessageId,
+    Conversation, ConversationEvent, ConversationHead, Customer, MessageAppended,
 };
 
 use crate::error::classify_pool;
@@ -74,24 +73,17 @@ macro_rules! in_transaction {
 crate::write::conversation_writer!(SqliteStore);
 
 impl SqliteStore {
-    /// One message of a conversation of a business (the write port's read).
-    pub(crate) async fn read_message(
+    /// The rows of one message of a conversation of a business (the write port's read).
+    pub(crate) async fn message_rows(
         &self,
-        business: BusinessId,
-        conversation: ConversationId,
-        message: MessageId,
-    ) -> Result<Option<Message>, RepositoryError> {
-        let (business, conversation, message) = (
-            DbUuid::from(business),
-            DbUuid::from(conversation),
-            DbUuid::from(message),
-        );
-        let rows = self
-            .call(move |conn| {
-                message_query!(business, conversation, message).load::<HistoryRecord>(conn)
-            })
-            .await?;
-        write::found_message(rows)
+        business: DbUuid,
+        conversation: DbUuid,
+        message: DbUuid,
+    ) -> Result<Vec<HistoryRecord>, RepositoryError> {
+        self.call(move |conn| {
+            message_query!(business, conversation, message).load::<HistoryRecord>(conn)
+        })
+        .await
     }
 }
 

@@ -525,7 +525,7 @@ pub(crate) fn found_message(
 
 /// The write port for a store: its three writes run the shared algorithm in the
 /// store's own transaction (`in_transaction!`, defined by each adapter), and its
-/// message read is the store's `read_message`.
+/// message read is the store's `message_rows`.
 macro_rules! conversation_writer {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -583,7 +583,10 @@ macro_rules! conversation_writer {
                 message: pingback_domain::MessageId,
             ) -> Result<Option<pingback_domain::Message>, pingback_application::RepositoryError>
             {
-                self.read_message(business, conversation, message).await
+                let rows = self
+                    .message_rows(business.into(), conversation.into(), message.into())
+                    .await?;
+                $crate::write::found_message(rows)
             }
         }
     };
