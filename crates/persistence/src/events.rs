@@ -10,11 +10,15 @@
 //! their commit (`crate::sequencer`), so writers of one business do not commit one at
 //! a time.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use diesel::QueryableByName;
-use pingback_application::{EventEncoder, EventSignals, EventsAfter, StoredEvent};
+use pingback_application::{
+    EventEncoder, EventLog, EventSignals, EventsAfter, RepositoryError, StoredEvent,
+};
 use pingback_domain::{BusinessId, ConversationEvent, ConversationId, EventType, Timestamp};
 
 use crate::rows::{CorruptRow, corrupt};
@@ -273,6 +277,61 @@ pub(crate) fn events_after(
     Ok(EventsAfter::Events(
         records.into_iter().map(stored).collect::<Result<_, _>>()?,
     ))
+}
+
+/// What an adapter does for the event log port, each step on a connection of its
+/// choosing. The port's arguments arrive as stored and the rows leave undecoded:
+/// [`EventFeed`] converts and decodes once for both adapters.
+pub(crate) trait EventTable: Send + Sync + 'static {
+    /// Up to `limit` events of `business` after `after` (`events_query`) and, read in
+    /// the same snapshot, the business's last id when [`needs_last_id`] asks for it.
+    fn event_page(
+        &self,
+        business: DbUuid,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<(Vec<EventRecord>, Option<i64>), RepositoryError>> + Send;
+
+    /// `oldest_event_query`.
+    fn oldest_event(
+        &self,
+        business: DbUuid,
+    ) -> impl Future<Output = Result<Option<i64>, RepositoryError>> + Send;
+
+    /// Runs `prune_query`; how many events it deleted.
+    fn prune_events(
+        &self,
+        before: Micros,
+    ) -> impl Future<Output = Result<usize, RepositoryError>> + Send;
+}
+
+/// The event log port over an adapter's [`EventTable`].
+#[derive(Clone)]
+pub(crate) struct EventFeed<T>(pub T);
+
+#[async_trait]
+impl<T: EventTable> EventLog for EventFeed<T> {
+    async fn events_after(
+        &self,
+        business: BusinessId,
+        after: i64,
+        limit: u16,
+    ) -> Result<EventsAfter, RepositoryError> {
+        let (records, last) = self
+            .0
+            .event_page(business.into(), after, i64::from(limit))
+            .await?;
+        events_after(after, records, last).map_err(RepositoryError::internal)
+    }
+
+    async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError> {
+        self.0.oldest_event(business.into()).await
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
+        let deleted = self.0.prune_events(Micros(before.unix_micros())).await?;
+        Ok(deleted as u64)
+    }
 }
 
 /// Whether the log must also say its last id: only when the page cannot show alone

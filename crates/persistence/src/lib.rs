@@ -29,6 +29,7 @@ use pingback_application::{
     StorageMetrics, WebhookRepository,
 };
 
+use crate::events::{EventFeed, EventTable};
 use crate::webhooks::{EndpointTable, Webhooks};
 
 mod citus;
@@ -90,7 +91,7 @@ impl Storage {
         S: ConversationRepository
             + ConversationImporter
             + ConversationWriter
-            + EventLog
+            + EventTable
             + EndpointTable
             + StorageMetrics
             + Clone,
@@ -99,7 +100,7 @@ impl Storage {
             repository: Arc::new(store.clone()),
             importer: Arc::new(store.clone()),
             writer: Arc::new(store.clone()),
-            events: Arc::new(store.clone()),
+            events: Arc::new(EventFeed(store.clone())),
             webhooks: Arc::new(Webhooks(store.clone())),
             deliveries: Arc::new(Webhooks(store.clone())),
             gauges: Arc::new(store),

@@ -20,12 +20,10 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     ReadConnectionsStatus, RepositoryError, StorageGauges, StorageMetrics, StoredRevision,
 };
-use pingback_application::{EventLog, EventsAfter};
-use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
 use pingback_domain::{SecretSeed, WebhookChange, WebhookEndpoint};
 
-use crate::events::{BUMP_POSTGRES, EventRecord, EventWiring, LastId, bump_query};
+use crate::events::{BUMP_POSTGRES, EventRecord, EventTable, EventWiring, LastId, bump_query};
 use crate::inbox_read::{self, InboxRow};
 use crate::schema::webhook_endpoints;
 use crate::webhooks::{
@@ -40,7 +38,7 @@ use crate::error::{DeadlineExceeded, StorageError, classify, is_connection_lost}
 use crate::import::{self, BatchIds, Existing, ImportFailure, ImportSink, finish_import};
 use crate::pool::Checkout;
 use crate::rows::{self, BatchRows, RevisionRecord, existing_query, revision_query, write_batch};
-use crate::schema::DbUuid;
+use crate::schema::{DbUuid, Micros};
 use crate::settings::{DatabaseSettings, with_connect_timeout};
 use crate::snapshot_read::{self, ConversationRead, ReadRow};
 
@@ -448,47 +446,41 @@ impl ImportSink for PostgresSink<'_> {
     }
 }
 
-#[async_trait]
-impl EventLog for PostgresStore {
-    async fn events_after(
+impl EventTable for PostgresStore {
+    async fn event_page(
         &self,
-        business: BusinessId,
+        business: DbUuid,
         after: i64,
-        limit: u16,
-    ) -> Result<EventsAfter, RepositoryError> {
-        let business = DbUuid(business.into_uuid());
-        let limit = i64::from(limit);
+        limit: i64,
+    ) -> Result<(Vec<EventRecord>, Option<i64>), RepositoryError> {
         // One snapshot: the events, and the last id when they alone cannot tell
         // "nothing yet" from "pruned".
-        let (records, last) = self
-            .on_pool(move |conn| {
-                Box::pin(async move {
-                    conn.build_transaction()
-                        .read_only()
-                        .repeatable_read()
-                        .run(async move |conn| {
-                            let records = crate::events::events_query!(business, after, limit)
-                                .load::<EventRecord>(conn)
-                                .await?;
-                            let last = if crate::events::needs_last_id(after, &records) {
-                                crate::events::last_event_query!(business)
-                                    .first::<i64>(conn)
-                                    .await
-                                    .optional()?
-                            } else {
-                                None
-                            };
-                            Ok((records, last))
-                        })
-                        .await
-                })
+        self.on_pool(move |conn| {
+            Box::pin(async move {
+                conn.build_transaction()
+                    .read_only()
+                    .repeatable_read()
+                    .run(async move |conn| {
+                        let records = crate::events::events_query!(business, after, limit)
+                            .load::<EventRecord>(conn)
+                            .await?;
+                        let last = if crate::events::needs_last_id(after, &records) {
+                            crate::events::last_event_query!(business)
+                                .first::<i64>(conn)
+                                .await
+                                .optional()?
+                        } else {
+                            None
+                        };
+                        Ok((records, last))
+                    })
+                    .await
             })
-            .await?;
-        crate::events::events_after(after, records, last).map_err(RepositoryError::internal)
+        })
+        .await
     }
 
-    async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError> {
-        let business = DbUuid::from(business);
+    async fn oldest_event(&self, business: DbUuid) -> Result<Option<i64>, RepositoryError> {
         self.on_read_lane(move |conn| {
             Box::pin(async move {
                 let mut conn = conn;
@@ -500,8 +492,7 @@ impl EventLog for PostgresStore {
         .await
     }
 
-    async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
-        let before = crate::schema::Micros(before.unix_micros());
+    async fn prune_events(&self, before: Micros) -> Result<usize, RepositoryError> {
         let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
         let mut checkout = Checkout::new(object);
         let Some(conn) = checkout.connection() else {
@@ -513,7 +504,7 @@ impl EventLog for PostgresStore {
             .await
             .map_err(classify)?;
         checkout.release();
-        Ok(deleted as u64)
+        Ok(deleted)
     }
 }
 

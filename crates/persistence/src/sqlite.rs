@@ -23,12 +23,10 @@ use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
     RepositoryError, SourceAborted, StorageGauges, StorageMetrics, StoredRevision,
 };
-use pingback_application::{EventLog, EventsAfter};
-use pingback_domain::Timestamp;
 use pingback_domain::{BusinessId, Conversation, ConversationId, InboxPage, InboxQuery};
 use pingback_domain::{SecretSeed, WebhookChange, WebhookEndpoint};
 
-use crate::events::{EventRecord, EventWiring};
+use crate::events::{EventRecord, EventTable, EventWiring};
 use crate::inbox::{self, InboxAttachment, InboxRecord};
 use tokio::sync::oneshot;
 
@@ -39,8 +37,8 @@ use crate::rows::{
     self, BatchRows, ConversationRecord, HistoryRecord, RevisionRecord, conversation_query,
     existing_query, history_query, revision_query, write_batch,
 };
-use crate::schema::DbUuid;
 use crate::schema::webhook_endpoints;
+use crate::schema::{DbUuid, Micros};
 use crate::settings::DatabaseSettings;
 use crate::webhooks::{
     self, EndpointRow, EndpointTable, LeaseTerms, LeasedRecord, SaveTerms, count_query,
@@ -382,51 +380,42 @@ fn write(conn: &mut SqliteConnection, batch: &[Conversation]) -> Result<(), Impo
     Ok(())
 }
 
-#[async_trait]
-impl EventLog for SqliteStore {
-    async fn events_after(
+impl EventTable for SqliteStore {
+    async fn event_page(
         &self,
-        business: BusinessId,
+        business: DbUuid,
         after: i64,
-        limit: u16,
-    ) -> Result<EventsAfter, RepositoryError> {
-        let business = DbUuid(business.into_uuid());
-        let limit = i64::from(limit);
-        let (records, last) = self
-            .call(move |conn| {
-                conn.transaction(|conn| {
-                    let records = crate::events::events_query!(business, after, limit)
-                        .load::<EventRecord>(conn)?;
-                    let last = if crate::events::needs_last_id(after, &records) {
-                        crate::events::last_event_query!(business)
-                            .first::<i64>(conn)
-                            .optional()?
-                    } else {
-                        None
-                    };
-                    Ok((records, last))
-                })
+        limit: i64,
+    ) -> Result<(Vec<EventRecord>, Option<i64>), RepositoryError> {
+        self.call(move |conn| {
+            conn.transaction(|conn| {
+                let records = crate::events::events_query!(business, after, limit)
+                    .load::<EventRecord>(conn)?;
+                let last = if crate::events::needs_last_id(after, &records) {
+                    crate::events::last_event_query!(business)
+                        .first::<i64>(conn)
+                        .optional()?
+                } else {
+                    None
+                };
+                Ok((records, last))
             })
-            .await?;
-        crate::events::events_after(after, records, last).map_err(RepositoryError::internal)
+        })
+        .await
     }
 
-    async fn oldest_event_id(&self, business: BusinessId) -> Result<Option<i64>, RepositoryError> {
-        let business = DbUuid::from(business);
+    async fn oldest_event(&self, business: DbUuid) -> Result<Option<i64>, RepositoryError> {
         self.call(move |conn| {
             crate::events::oldest_event_query!(business).first::<Option<i64>>(conn)
         })
         .await
     }
 
-    async fn prune(&self, before: Timestamp) -> Result<u64, RepositoryError> {
-        let before = crate::schema::Micros(before.unix_micros());
-        let deleted = self
-            .call(move |conn| {
-                crate::events::prune_query!(crate::events::PRUNE_SQLITE, before).execute(conn)
-            })
-            .await?;
-        Ok(deleted as u64)
+    async fn prune_events(&self, before: Micros) -> Result<usize, RepositoryError> {
+        self.call(move |conn| {
+            crate::events::prune_query!(crate::events::PRUNE_SQLITE, before).execute(conn)
+        })
+        .await
     }
 }
 
