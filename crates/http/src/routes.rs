@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::auth::TokenAuthority;
 use crate::envelope::{RequestId, contain_panics};
 use crate::etag::{none_match, revision_etag, strong_etag};
-use crate::metrics::{DatabaseError, Metrics};
+use crate::metrics::Metrics;
 use crate::openapi;
 use crate::problem::ApiError;
 use crate::representation::{ConversationBody, to_json};
@@ -197,6 +197,28 @@ pub(crate) fn conversation_id(req: &HttpRequest) -> Result<ConversationId, ApiEr
         .ok_or(ApiError::ConversationNotFound)
 }
 
+/// A storage failure as the API answers it: counted in the metrics, logged with the
+/// request's id and 503 when the database is unavailable, 500 (logged as `$failed`)
+/// otherwise. A macro so that each log line keeps the module it comes from as its
+/// target.
+macro_rules! storage_failure {
+    ($state:expr, $request_id:expr, unavailable: $source:expr) => {{
+        $state
+            .metrics
+            .database_error($crate::metrics::DatabaseError::Unavailable);
+        tracing::warn!(request_id = $request_id, error = %$source, "database unavailable");
+        $crate::problem::ApiError::Unavailable
+    }};
+    ($state:expr, $request_id:expr, internal: $source:expr, $failed:literal) => {{
+        $state
+            .metrics
+            .database_error($crate::metrics::DatabaseError::Internal);
+        tracing::error!(request_id = $request_id, error = %$source, $failed);
+        $crate::problem::ApiError::Internal
+    }};
+}
+pub(crate) use storage_failure;
+
 /// The failures of a read as the API reports them.
 pub(crate) fn read_error(
     req: &HttpRequest,
@@ -208,14 +230,10 @@ pub(crate) fn read_error(
         GetConversationError::Forbidden(missing) => ApiError::Forbidden(missing.0),
         GetConversationError::NotFound => ApiError::ConversationNotFound,
         GetConversationError::Unavailable(source) => {
-            state.metrics.database_error(DatabaseError::Unavailable);
-            tracing::warn!(request_id, error = %source, "database unavailable");
-            ApiError::Unavailable
+            storage_failure!(state, request_id, unavailable: source)
         }
         GetConversationError::Internal(source) => {
-            state.metrics.database_error(DatabaseError::Internal);
-            tracing::error!(request_id, error = %source, "get conversation failed");
-            ApiError::Internal
+            storage_failure!(state, request_id, internal: source, "get conversation failed")
         }
     }
 }

@@ -11,10 +11,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::envelope::RequestId;
-use crate::metrics::DatabaseError;
 use crate::problem::ApiError;
 use crate::representation::{EventTypeName, Id, Time};
-use crate::routes::ApiState;
+use crate::routes::{ApiState, storage_failure};
 use crate::writes::{JSON, MERGE_PATCH, authorize, body};
 
 const COLLECTION: &str = "/api/v1/webhooks";
@@ -99,14 +98,10 @@ fn webhook_error(req: &HttpRequest, state: &ApiState, error: WebhookError) -> Ap
         WebhookError::NotFound => ApiError::WebhookNotFound,
         WebhookError::Invalid(errors) => ApiError::Validation(errors),
         WebhookError::Unavailable(source) => {
-            state.metrics.database_error(DatabaseError::Unavailable);
-            tracing::warn!(request_id, error = %source, "database unavailable");
-            ApiError::Unavailable
+            storage_failure!(state, request_id, unavailable: source)
         }
         WebhookError::Internal(source) => {
-            state.metrics.database_error(DatabaseError::Internal);
-            tracing::error!(request_id, error = %source, "webhook operation failed");
-            ApiError::Internal
+            storage_failure!(state, request_id, internal: source, "webhook operation failed")
         }
     }
 }

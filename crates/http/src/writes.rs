@@ -19,11 +19,12 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::RequestId;
 use crate::etag::{none_match, revision_etag, strong_etag};
-use crate::metrics::DatabaseError;
 use crate::problem::ApiError;
 use crate::representation::{message_json, to_json};
 use crate::requests;
-use crate::routes::{ApiState, authenticate, cache_headers, conversation_id, read_error};
+use crate::routes::{
+    ApiState, authenticate, cache_headers, conversation_id, read_error, storage_failure,
+};
 
 /// The largest request body a write accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -236,14 +237,10 @@ fn command_error(req: &HttpRequest, state: &ApiState, error: CommandError) -> Ap
         CommandError::KeyReused => ApiError::IdempotencyKeyReused,
         CommandError::KeyInFlight => ApiError::KeyInFlight,
         CommandError::Unavailable(source) => {
-            state.metrics.database_error(DatabaseError::Unavailable);
-            tracing::warn!(request_id, error = %source, "database unavailable");
-            ApiError::Unavailable
+            storage_failure!(state, request_id, unavailable: source)
         }
         CommandError::Internal(source) => {
-            state.metrics.database_error(DatabaseError::Internal);
-            tracing::error!(request_id, error = %source, "write failed");
-            ApiError::Internal
+            storage_failure!(state, request_id, internal: source, "write failed")
         }
     }
 }
