@@ -249,6 +249,14 @@ impl Message {
     pub fn created_at(&self) -> Timestamp {
         self.created_at
     }
+    /// The same message with `attachments` (in the order they were attached): how a
+    /// store that reads attachments apart from their messages puts them back.
+    pub fn with_attachments(self, attachments: Vec<Attachment>) -> Self {
+        Self {
+            attachments,
+            ..self
+        }
+    }
     /// The history's order: `created_at`, then `id` to break ties deterministically.
     pub fn history_key(&self) -> (Timestamp, MessageId) {
         (self.created_at, self.id)
@@ -569,6 +577,19 @@ mod tests {
             Conversation::new(foreign),
             Err(ConversationError::CustomerOfAnotherBusiness { .. })
         ));
+    }
+
+    #[test]
+    fn a_message_with_attachments_changes_only_its_attachments() {
+        use crate::testing::{AttachmentBuilder, MessageBuilder};
+        let message = MessageBuilder::new().content("see attached").build();
+        let attachment = AttachmentBuilder::new().build();
+        let attached = message.clone().with_attachments(vec![attachment.clone()]);
+        assert_eq!(attached.attachments(), [attachment]);
+        assert_eq!(
+            MessageBuilder::from(&attached).attachments([]).build(),
+            message
+        );
     }
 
     #[test]

@@ -96,6 +96,24 @@ impl FromSql<sql::Uuid, Sqlite> for DbUuid {
     }
 }
 
+/// A message's `sender_type`, read straight into the domain's value: on PostgreSQL
+/// without a `String` per message (a read of a long history allocated one per row).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, FromSqlRow)]
+pub(crate) struct StoredSenderType(pub pingback_domain::SenderType);
+
+impl FromSql<diesel::sql_types::Text, Pg> for StoredSenderType {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        Ok(Self(std::str::from_utf8(value.as_bytes())?.parse()?))
+    }
+}
+
+impl FromSql<diesel::sql_types::Text, Sqlite> for StoredSenderType {
+    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
+        Ok(Self(text.parse()?))
+    }
+}
+
 /// PostgreSQL counts timestamps in microseconds from 2000-01-01T00:00:00Z.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 

@@ -4,12 +4,13 @@ use diesel::{Queryable, Selectable};
 use pingback_domain::{
     AgentId, Attachment, AttachmentId, AttachmentParts, BusinessId, ByteSize, ChannelId,
     ChannelType, Conversation, ConversationId, ConversationParts, Customer, CustomerId,
-    CustomerParts, Message, MessageId, MessageParts, Revision, SenderId, SenderType, Status, Text,
-    Timestamp,
+    CustomerParts, Message, MessageId, MessageParts, Revision, SenderId, Status, Text, Timestamp,
 };
 
 use super::{CorruptRow, corrupt};
-use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
+use crate::schema::{
+    DbUuid, Micros, StoredSenderType, attachments, conversations, customers, messages,
+};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = conversations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -44,7 +45,7 @@ pub(crate) struct CustomerRow {
 #[diesel(table_name = messages, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct MessageRow {
     pub id: DbUuid,
-    pub sender_type: String,
+    pub sender_type: StoredSenderType,
     pub sender_id: Option<DbUuid>,
     pub content: String,
     pub created_at: Micros,
@@ -95,10 +96,7 @@ pub(crate) fn message(
 ) -> Result<Message, CorruptRow> {
     Ok(Message::new(MessageParts {
         id: MessageId::from(row.id),
-        sender_type: row
-            .sender_type
-            .parse::<SenderType>()
-            .map_err(|e| corrupt("message sender_type", e))?,
+        sender_type: row.sender_type.0,
         sender_id: row.sender_id.map(SenderId::from),
         content: text("message content", row.content)?,
         attachments,
