@@ -15,6 +15,7 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::TryStreamExt;
 use futures_util::future::{BoxFuture, try_join, try_join_all, try_join4};
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
@@ -40,7 +41,7 @@ use crate::pool::Checkout;
 use crate::rows::{self, BatchRows, RevisionRecord, existing_query, revision_query, write_batch};
 use crate::schema::{DbUuid, Micros};
 use crate::settings::{DatabaseSettings, with_connect_timeout};
-use crate::snapshot_read::{self, ConversationRead, ReadRow};
+use crate::snapshot_read::{self, Collected, ConversationRead, ReadRow};
 
 /// PostgreSQL's limit on bind parameters in one statement.
 const MAX_BINDS: usize = 65_535;
@@ -263,7 +264,12 @@ impl ConversationRepository for PostgresStore {
             .on_read_lane(|conn| {
                 Box::pin(async move {
                     let mut conn = conn;
-                    read.load::<ReadRow>(&mut conn).await
+                    read.load_stream::<ReadRow>(&mut conn)
+                        .await?
+                        .try_fold(Collected::default(), |rows, row| {
+                            std::future::ready(Ok(rows.add(row)))
+                        })
+                        .await
                 })
             })
             .await?;

@@ -1,8 +1,9 @@
 //! PostgreSQL's side of the write port: each write is one transaction on a pooled
 //! connection, the conversation locked with `SELECT … FOR UPDATE`.
 
-use diesel::{OptionalExtension, QueryResult};
+use diesel::OptionalExtension;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::TryStreamExt;
 use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
     Conversation, ConversationEvent, ConversationHead, Customer, MessageAppended,
@@ -13,7 +14,7 @@ use crate::pool::Checkout;
 use crate::postgres::PostgresStore;
 use crate::rows::{self, BatchRows, CustomerRow, HeadRecord, HistoryRecord};
 use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
-use crate::snapshot_read::{self, ConversationRead, ReadRow};
+use crate::snapshot_read::{self, Collected, ConversationRead, ReadRow};
 use crate::write::{
     self, CLAIM_POSTGRES, StoredKey, StoredKeyRecord, WriteFailure, WriteSink, claim_query,
     customer_by_external_id_query, customer_query, head_query, last_message_query, message_query,
@@ -319,10 +320,14 @@ impl WriteSink for PostgresSink<'_> {
         business: DbUuid,
         id: DbUuid,
     ) -> Result<Option<Conversation>, WriteFailure> {
-        let rows: QueryResult<Vec<ReadRow>> = ConversationRead { business, id }
-            .load::<ReadRow>(self.conn)
-            .await;
-        snapshot_read::found_by_statement(rows?)
+        let rows = ConversationRead { business, id }
+            .load_stream::<ReadRow>(self.conn)
+            .await?
+            .try_fold(Collected::default(), |rows, row| {
+                std::future::ready(Ok(rows.add(row)))
+            })
+            .await?;
+        snapshot_read::found_by_statement(rows)
             .map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
     }
 }

@@ -448,27 +448,49 @@ pub(crate) fn message_at<'a>(
     })
 }
 
+/// The statement's rows, sorted by part as they arrive (`Collected::add`, folded over
+/// the row stream): the messages go straight into the aggregate's vector, with no
+/// vector of every row beside it (that doubled a long history's memory while the
+/// aggregate was made).
+#[derive(Default)]
+pub(crate) struct Collected {
+    header: Option<ConversationRecord>,
+    conversation_rows: usize,
+    messages: Vec<Message>,
+    attachments: Vec<PlacedAttachmentRow>,
+}
+
+impl Collected {
+    pub(crate) fn add(mut self, row: ReadRow) -> Self {
+        match row {
+            ReadRow::Conversation(record) => {
+                self.conversation_rows += 1;
+                self.header = Some(*record);
+            }
+            ReadRow::Message(message) => self.messages.push(message),
+            ReadRow::Attachment(attachment) => self.attachments.push(*attachment),
+        }
+        self
+    }
+}
+
 /// The aggregate from the statement's rows; `None` when the conversation is not in the
 /// business. A row that breaks the domain's rules is an internal error.
 pub(crate) fn found_by_statement(
-    rows: Vec<ReadRow>,
+    rows: Collected,
 ) -> Result<Option<Conversation>, pingback_application::RepositoryError> {
     aggregate_of(rows).map_err(pingback_application::RepositoryError::internal)
 }
 
-fn aggregate_of(rows: Vec<ReadRow>) -> Result<Option<Conversation>, CorruptRow> {
-    let mut header: Option<ConversationRecord> = None;
-    let mut messages = Vec::with_capacity(rows.len());
-    let mut attachments = Vec::new();
-    for row in rows {
-        match row {
-            ReadRow::Conversation(record) if header.is_none() => header = Some(*record),
-            ReadRow::Conversation(_) => {
-                return Err(rows::corrupt("conversation read", "two conversation rows"));
-            }
-            ReadRow::Message(message) => messages.push(message),
-            ReadRow::Attachment(attachment) => attachments.push(*attachment),
-        }
+fn aggregate_of(rows: Collected) -> Result<Option<Conversation>, CorruptRow> {
+    let Collected {
+        header,
+        conversation_rows,
+        mut messages,
+        attachments,
+    } = rows;
+    if conversation_rows > 1 {
+        return Err(rows::corrupt("conversation read", "two conversation rows"));
     }
     let Some(header) = header else {
         return Ok(None);
