@@ -15,7 +15,6 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use futures_util::TryStreamExt;
 use futures_util::future::{BoxFuture, try_join, try_join_all, try_join4};
 use pingback_application::{
     ConversationBatches, ConversationImporter, ConversationRepository, ImportError, ImportSummary,
@@ -264,12 +263,7 @@ impl ConversationRepository for PostgresStore {
             .on_read_lane(|conn| {
                 Box::pin(async move {
                     let mut conn = conn;
-                    read.load_stream::<ReadRow>(&mut conn)
-                        .await?
-                        .try_fold(Collected::default(), |rows, row| {
-                            std::future::ready(Ok(rows.add(row)))
-                        })
-                        .await
+                    Collected::from_rows(read.load_stream::<ReadRow>(&mut conn).await?).await
                 })
             })
             .await?;

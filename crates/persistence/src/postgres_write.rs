@@ -3,7 +3,6 @@
 
 use diesel::OptionalExtension;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::TryStreamExt;
 use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
     Conversation, ConversationEvent, ConversationHead, Customer, MessageAppended,
@@ -320,13 +319,12 @@ impl WriteSink for PostgresSink<'_> {
         business: DbUuid,
         id: DbUuid,
     ) -> Result<Option<Conversation>, WriteFailure> {
-        let rows = ConversationRead { business, id }
-            .load_stream::<ReadRow>(self.conn)
-            .await?
-            .try_fold(Collected::default(), |rows, row| {
-                std::future::ready(Ok(rows.add(row)))
-            })
-            .await?;
+        let rows = Collected::from_rows(
+            ConversationRead { business, id }
+                .load_stream::<ReadRow>(self.conn)
+                .await?,
+        )
+        .await?;
         snapshot_read::found_by_statement(rows)
             .map_err(|e| WriteFailure::Refused(WriteError::Storage(e)))
     }

@@ -32,6 +32,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::row::Row;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use futures_util::{Stream, TryStreamExt};
 use pingback_domain::{Conversation, Message};
 
 use crate::rows::{
@@ -242,7 +243,7 @@ macro_rules! one_column {
         }
     )+};
 }
-one_column!(Uuid, Instant, Text, BigInt, Integer);
+one_column!(Uuid, Instant, Text, BigInt);
 
 impl<T: Width> Width for Nullable<T> {
     const WIDTH: usize = T::WIDTH;
@@ -255,7 +256,6 @@ macro_rules! tuple_width {
         }
     };
 }
-tuple_width!(A, B, C);
 tuple_width!(A, B, C, D, E);
 tuple_width!(A, B, C, D, E, F);
 tuple_width!(A, B, C, D, E, F, G, H);
@@ -448,10 +448,9 @@ pub(crate) fn message_at<'a>(
     })
 }
 
-/// The statement's rows, sorted by part as they arrive (`Collected::add`, folded over
-/// the row stream): the messages go straight into the aggregate's vector, with no
-/// vector of every row beside it (that doubled a long history's memory while the
-/// aggregate was made).
+/// The statement's rows, sorted by part as they arrive (`Collected::from_rows`): the
+/// messages go straight into the aggregate's vector, with no vector of every row beside
+/// it (that doubled a long history's memory while the aggregate was made).
 #[derive(Default)]
 pub(crate) struct Collected {
     header: Option<ConversationRecord>,
@@ -461,7 +460,17 @@ pub(crate) struct Collected {
 }
 
 impl Collected {
-    pub(crate) fn add(mut self, row: ReadRow) -> Self {
+    /// Folds the statement's row stream (`load_stream`) as it arrives.
+    pub(crate) async fn from_rows(
+        rows: impl Stream<Item = QueryResult<ReadRow>>,
+    ) -> QueryResult<Self> {
+        rows.try_fold(Self::default(), |collected, row| {
+            std::future::ready(Ok(collected.add(row)))
+        })
+        .await
+    }
+
+    fn add(mut self, row: ReadRow) -> Self {
         match row {
             ReadRow::Conversation(record) => {
                 self.conversation_rows += 1;
