@@ -20,11 +20,20 @@ use crate::write::{
     record_query, stored_key_query, update_head_query,
 };
 
-/// The business's counter row, locked if nobody holds it; no row if somebody does (or
-/// the business has no counter yet: its first events are staged, and the numbering
-/// creates the row).
+/// The business's counter row, locked if nobody holds it and no committed event of the
+/// business waits for its id; no row otherwise (also when the business has no counter
+/// yet: its first events are staged, and the numbering creates the row).
+///
+/// Why the pending events count: one of them may be an earlier write of the very
+/// conversation being written (its process died, or has not numbered it yet). Numbered
+/// here, this write's events would get ids below it, and a reader replaying the log
+/// would end on the conversation's older state. Staged, they are numbered after it
+/// (`seq` order). The pending rows of writes committed before this one (all writes of
+/// its conversation, serialised by the row lock it holds) are in the statement's
+/// snapshot.
 pub(crate) const LOCK_COUNTER_IF_FREE: &str = "SELECT last_event_id FROM \
-    business_event_counters WHERE business_id = $1 FOR UPDATE SKIP LOCKED";
+    business_event_counters WHERE business_id = $1 AND NOT EXISTS \
+    (SELECT 1 FROM pending_events p WHERE p.business_id = $1) FOR UPDATE SKIP LOCKED";
 
 /// What a write transaction did with its events.
 const EVENTS_NONE: u8 = 0;
@@ -287,9 +296,10 @@ impl WriteSink for PostgresSink<'_> {
         if events.is_empty() {
             return Ok(());
         }
-        // Nobody holds the business's counter row: number here, as the last step,
-        // holding the row until commit (one statement more, no second transaction).
-        // Another writer or a numbering holds it: stage the events instead of waiting,
+        // Nobody holds the business's counter row and no event waits for an id: number
+        // here, as the last step, holding the row until commit (one statement more, no
+        // second transaction). Another writer or a numbering holds it, or events are
+        // pending (`LOCK_COUNTER_IF_FREE`): stage the events instead of waiting,
         // to be numbered after commit (`crate::sequencer`). Either way ids are handed
         // out under the row's lock, so the two paths keep one order.
         let uncontended = diesel::sql_query(LOCK_COUNTER_IF_FREE)

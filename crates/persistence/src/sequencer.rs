@@ -22,11 +22,13 @@
 //! writer whose commit is covered by a numbering that started after it need not run
 //! its own, so under load one numbering serves a batch of writes.
 //!
-//! A write whose business's counter row is free (`FOR UPDATE SKIP LOCKED`) numbers its
-//! events itself instead, as the last step of its transaction, holding the row until
-//! it commits: a lone writer pays one statement, not a second transaction. Only when
-//! the row is taken (another writer, a numbering) does it stage. Both hand out ids
-//! under the row's lock, so they keep one order.
+//! A write whose business's counter row is free (`FOR UPDATE SKIP LOCKED`) and that has
+//! no pending event numbers its events itself instead, as the last step of its
+//! transaction, holding the row until it commits: a lone writer pays one statement,
+//! not a second transaction. When the row is taken (another writer, a numbering) or
+//! events are pending, it stages: a pending event may be an earlier write of its own
+//! conversation, which must keep the lower id. Both hand out ids under the row's lock,
+//! so they keep one order.
 
 use std::sync::Arc;
 use std::time::Duration;

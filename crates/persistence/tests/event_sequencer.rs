@@ -213,6 +213,37 @@ async fn events_a_dead_writer_left_pending_are_numbered_by_the_sweep() {
 }
 
 #[tokio::test]
+async fn a_write_after_events_left_pending_is_numbered_after_them() {
+    let db = TestDatabase::postgres().await;
+    let (storage, wiring) = process(&db);
+    let business: BusinessId = id();
+    let conversation = create(&storage, business).await;
+    // A process committed a write of this conversation and died before numbering its
+    // event. The next write of the conversation finds the counter row free; numbering
+    // its own event at once would put it before the earlier one in the log, and a
+    // reader replaying the log would keep the older state of the conversation.
+    db.execute(&format!(
+        "INSERT INTO pending_events (business_id, type, occurred_at, conversation_id, data) VALUES \
+         ('{business}', 'message.created', now(), '{conversation}', 'earlier')"
+    ))
+    .await;
+    let later = append(&storage, business, conversation).await;
+    let events = log(&storage, business).await;
+    assert_eq!(
+        events.len(),
+        3,
+        "the creation, the earlier write, the later one"
+    );
+    assert_eq!(events[1].data, b"earlier", "the earlier write first");
+    let data = String::from_utf8(events[2].data.clone()).unwrap();
+    assert!(
+        data.contains(&later.to_string()),
+        "then the later one: {data}"
+    );
+    assert_eq!(settle_stragglers(&db.settings(), &wiring).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn a_backlog_is_numbered_in_batches_in_its_order() {
     let db = TestDatabase::postgres().await;
     let (storage, wiring) = process(&db);
