@@ -92,6 +92,13 @@ impl Timestamp {
     /// trailing zeros) into `buf` and returns it. No allocation and no formatting
     /// machinery: responses print several timestamps per message.
     pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX_LEN]) -> &str {
+        // Only ASCII digits and punctuation are written.
+        std::str::from_utf8(self.write_rfc3339_bytes(buf)).unwrap_or_default()
+    }
+
+    /// [`Self::write_rfc3339`] as bytes, for writers of bytes: a response body prints
+    /// one or more per message, and checking each for UTF-8 showed in its profile.
+    pub fn write_rfc3339_bytes(self, buf: &mut [u8; RFC3339_MAX_LEN]) -> &[u8] {
         let seconds = self.0.div_euclid(1_000_000);
         let mut micros = self.0.rem_euclid(1_000_000);
         let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
@@ -121,8 +128,7 @@ impl Timestamp {
             len = 20 + width;
         }
         buf[len] = b'Z';
-        // Only ASCII digits and punctuation were written.
-        std::str::from_utf8(&buf[..=len]).unwrap_or_default()
+        &buf[..=len]
     }
 }
 

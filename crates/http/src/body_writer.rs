@@ -120,14 +120,18 @@ fn id(out: &mut Vec<u8>, value: Uuid) {
 
 fn time(out: &mut Vec<u8>, value: Timestamp) {
     let mut buf = [0; RFC3339_MAX_LEN];
-    plain(out, value.write_rfc3339(&mut buf));
+    plain_bytes(out, value.write_rfc3339_bytes(&mut buf));
 }
 
 /// A string known to need no escaping (an id, a timestamp, an enum's name).
 fn plain(out: &mut Vec<u8>, value: &str) {
-    debug_assert!(!value.bytes().any(needs_escape));
+    plain_bytes(out, value.as_bytes());
+}
+
+fn plain_bytes(out: &mut Vec<u8>, value: &[u8]) {
+    debug_assert!(!value.iter().copied().any(needs_escape));
     out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.push(b'"');
 }
 

@@ -9,7 +9,7 @@ use pingback_domain::{
 
 use super::{CorruptRow, corrupt};
 use crate::schema::{
-    DbUuid, Micros, StoredSenderType, attachments, conversations, customers, messages,
+    DbUuid, Micros, StoredSenderType, StoredText, attachments, conversations, customers, messages,
 };
 
 #[derive(Queryable, Selectable)]
@@ -47,7 +47,7 @@ pub(crate) struct MessageRow {
     pub id: DbUuid,
     pub sender_type: StoredSenderType,
     pub sender_id: Option<DbUuid>,
-    pub content: String,
+    pub content: StoredText,
     pub created_at: Micros,
 }
 
@@ -98,7 +98,7 @@ pub(crate) fn message(
         id: MessageId::from(row.id),
         sender_type: row.sender_type.0,
         sender_id: row.sender_id.map(SenderId::from),
-        content: text("message content", row.content)?,
+        content: text("message content", row.content.0)?,
         attachments,
         created_at: timestamp("message created_at", row.created_at)?,
     }))
