@@ -460,17 +460,21 @@ pub(crate) struct Collected {
 }
 
 impl Collected {
-    /// Folds the statement's row stream (`load_stream`) as it arrives.
+    /// Folds the statement's row stream (`load_stream`) as it arrives, in place: a fold
+    /// by value (`try_fold`) moved the whole `Collected`, header included, twice per
+    /// row (`memmove`, 3 % of a 100-message read's CPU).
     pub(crate) async fn from_rows(
         rows: impl Stream<Item = QueryResult<ReadRow>>,
     ) -> QueryResult<Self> {
-        rows.try_fold(Self::default(), |collected, row| {
-            std::future::ready(Ok(collected.add(row)))
-        })
-        .await
+        let mut rows = std::pin::pin!(rows);
+        let mut collected = Self::default();
+        while let Some(row) = rows.try_next().await? {
+            collected.add(row);
+        }
+        Ok(collected)
     }
 
-    fn add(mut self, row: ReadRow) -> Self {
+    fn add(&mut self, row: ReadRow) {
         match row {
             ReadRow::Conversation(record) => {
                 self.conversation_rows += 1;
@@ -479,7 +483,6 @@ impl Collected {
             ReadRow::Message(message) => self.messages.push(message),
             ReadRow::Attachment(attachment) => self.attachments.push(*attachment),
         }
-        self
     }
 }
 
