@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 use futures_util::FutureExt as _;
 
-use crate::metrics::route_label;
+use crate::metrics::{RouteLabel, route_label};
 use crate::problem::{ApiError, PROBLEM_JSON};
 use crate::routes::ApiState;
 use actix_web::web;
@@ -119,7 +119,9 @@ pub async fn envelope(
     let request = response.request();
     if let Some(state) = request.app_data::<web::Data<ApiState>>() {
         state.metrics.observe(
-            route_label(request.match_pattern().as_deref()),
+            request
+                .app_data::<RouteLabel>()
+                .map_or(route_label(None), |label| label.0),
             status,
             elapsed,
         );

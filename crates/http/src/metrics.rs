@@ -63,6 +63,20 @@ pub enum DatabaseError {
     Internal = 1,
 }
 
+/// A resource's label, given it when it is mounted: the envelope reads it from the
+/// request after routing. (`HttpRequest::match_pattern` matched the path against the
+/// routes a second time, regular expressions included, and allocated the pattern:
+/// 2 % of a read's CPU.)
+#[derive(Clone, Copy, Debug)]
+pub struct RouteLabel(pub &'static str);
+
+impl RouteLabel {
+    #[must_use]
+    pub fn of(pattern: &str) -> Self {
+        Self(route_label(Some(pattern)))
+    }
+}
+
 pub fn route_label(pattern: Option<&str>) -> &'static str {
     match pattern {
         Some("/api/v1/conversations") => "conversations",

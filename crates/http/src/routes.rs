@@ -25,10 +25,11 @@ use crate::representation::{ConversationBody, to_json};
 use actix_web::middleware::from_fn;
 
 /// A resource answering its routes (405 with `Allow: $allow` otherwise), with panics
-/// contained.
+/// contained, carrying its metrics label.
 macro_rules! resource {
     ($path:expr, $allow:expr, $($route:expr => $handler:expr),+ $(,)?) => {
         web::resource($path)
+            .app_data(crate::metrics::RouteLabel::of($path))
             .wrap(from_fn(contain_panics))
             $(.route($route.to($handler)))+
             .default_service(web::to(|| async {
