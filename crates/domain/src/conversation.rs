@@ -399,12 +399,16 @@ impl Conversation {
                 conversation_business: business_id,
             });
         }
-        let mut message_ids = HashSet::with_capacity(messages.len());
+        // Sorted, not hashed: no hashing per message on every read (SipHash over a long
+        // history showed in the read's profile), and no input (an import's ids) can
+        // make it quadratic. The ids of a history are nearly in order already (UUIDv7).
+        let mut message_ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+        message_ids.sort_unstable();
+        if let Some(pair) = message_ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConversationError::DuplicateMessage(pair[0]));
+        }
         let mut attachment_ids = HashSet::new();
         for message in &messages {
-            if !message_ids.insert(message.id) {
-                return Err(ConversationError::DuplicateMessage(message.id));
-            }
             for attachment in &message.attachments {
                 if !attachment_ids.insert(attachment.id) {
                     return Err(ConversationError::DuplicateAttachment(attachment.id));
