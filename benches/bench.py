@@ -1419,6 +1419,10 @@ def render_markdown(doc):
     w("")
     w(targets_table(doc["results"], st["connections"]))
     w("")
+    if any(t["met"] is False for t in read_targets(doc["results"])):
+        w("What limits a target not met is in the read's profile: `docs/performance.md` (the steps tried, "
+          "and \"Where the remaining time goes\").")
+        w("")
     w("## Per size")
     w("")
     w("- **req/s**: completed requests (pgbench: executions of the statement) per second.")
