@@ -109,6 +109,30 @@ async fn log(storage: &Storage, business: BusinessId) -> Vec<StoredEvent> {
     events
 }
 
+/// Events of `conversation` a writer committed without numbering them (its process
+/// died, or has not got to it yet), in the order of `data`, `age` old (an SQL interval).
+async fn leave_pending(
+    db: &TestDatabase,
+    business: BusinessId,
+    conversation: ConversationId,
+    age: &str,
+    data: &[&str],
+) {
+    let rows: Vec<String> = data
+        .iter()
+        .map(|d| {
+            format!(
+                "('{business}', 'message.created', now() - interval '{age}', '{conversation}', '{d}')"
+            )
+        })
+        .collect();
+    db.execute(&format!(
+        "INSERT INTO pending_events (business_id, type, occurred_at, conversation_id, data) VALUES {}",
+        rows.join(", ")
+    ))
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_in_several_processes_get_every_id_once_in_their_order() {
     let db = TestDatabase::postgres().await;
@@ -177,18 +201,16 @@ async fn events_a_dead_writer_left_pending_are_numbered_by_the_sweep() {
     let conversation = create(&storage, business).await;
     // A process that committed these and died before numbering them; and one whose
     // write committed a moment ago and is numbering its own.
-    db.execute(&format!(
-        "INSERT INTO pending_events (business_id, type, occurred_at, conversation_id, data) VALUES \
-         ('{business}', 'message.created', now() - interval '1 minute', '{conversation}', 'first'), \
-         ('{business}', 'message.created', now() - interval '1 minute', '{conversation}', 'second')"
-    ))
+    leave_pending(
+        &db,
+        business,
+        conversation,
+        "1 minute",
+        &["first", "second"],
+    )
     .await;
     let other: BusinessId = id();
-    db.execute(&format!(
-        "INSERT INTO pending_events (business_id, type, occurred_at, conversation_id, data) VALUES \
-         ('{other}', 'message.created', now(), '{conversation}', 'young')"
-    ))
-    .await;
+    leave_pending(&db, other, conversation, "0 seconds", &["young"]).await;
     assert_eq!(
         log(&storage, business).await.len(),
         1,
@@ -222,11 +244,7 @@ async fn a_write_after_events_left_pending_is_numbered_after_them() {
     // event. The next write of the conversation finds the counter row free; numbering
     // its own event at once would put it before the earlier one in the log, and a
     // reader replaying the log would keep the older state of the conversation.
-    db.execute(&format!(
-        "INSERT INTO pending_events (business_id, type, occurred_at, conversation_id, data) VALUES \
-         ('{business}', 'message.created', now(), '{conversation}', 'earlier')"
-    ))
-    .await;
+    leave_pending(&db, business, conversation, "0 seconds", &["earlier"]).await;
     let later = append(&storage, business, conversation).await;
     let events = log(&storage, business).await;
     assert_eq!(
