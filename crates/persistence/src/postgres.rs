@@ -493,18 +493,17 @@ impl EventTable for PostgresStore {
     }
 
     async fn prune_events(&self, before: Micros) -> Result<usize, RepositoryError> {
-        let object = self.pool.get().await.map_err(crate::error::classify_pool)?;
-        let mut checkout = Checkout::new(object);
-        let Some(conn) = checkout.connection() else {
-            return Err(RepositoryError::internal("pooled connection missing"));
-        };
         // Old rows only: writers insert new ones and never wait on this.
-        let deleted = crate::events::prune_query!(crate::events::PRUNE_POSTGRES, before)
-            .execute(conn)
-            .await
-            .map_err(classify)?;
-        checkout.release();
-        Ok(deleted)
+        self.on_pool(move |conn| {
+            Box::pin(async move {
+                Ok(
+                    crate::events::prune_query!(crate::events::PRUNE_POSTGRES, before)
+                        .execute(conn)
+                        .await?,
+                )
+            })
+        })
+        .await
     }
 }
 
