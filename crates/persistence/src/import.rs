@@ -298,26 +298,18 @@ pub(crate) fn finish_import<M: deadpool::managed::Manager>(
     checkout: Checkout<M>,
     result: Result<ImportSummary, ImportFailure>,
 ) -> Result<ImportSummary, ImportError> {
-    match result {
-        Ok(summary) => {
-            checkout.release();
-            Ok(summary)
-        }
-        Err(ImportFailure::Conflicts(conflicts)) => {
-            checkout.release();
-            Err(ImportError::Conflicts(conflicts))
-        }
-        Err(ImportFailure::Aborted(aborted)) => {
-            checkout.release();
-            Err(ImportError::Aborted(aborted))
-        }
-        Err(ImportFailure::Database(error)) => Err(ImportError::Storage(classify(error))),
-        Err(ImportFailure::Write(error)) => match pingback_application::WriteError::from(error) {
-            pingback_application::WriteError::Storage(error) => Err(ImportError::Storage(error)),
-            other => Err(ImportError::Storage(RepositoryError::internal(other))),
+    checkout.release_if(matches!(
+        result,
+        Ok(_) | Err(ImportFailure::Conflicts(_) | ImportFailure::Aborted(_))
+    ));
+    result.map_err(|failure| match failure {
+        ImportFailure::Conflicts(conflicts) => ImportError::Conflicts(conflicts),
+        ImportFailure::Aborted(aborted) => ImportError::Aborted(aborted),
+        ImportFailure::Database(error) => ImportError::Storage(classify(error)),
+        ImportFailure::Write(error) => match pingback_application::WriteError::from(error) {
+            pingback_application::WriteError::Storage(error) => ImportError::Storage(error),
+            other => ImportError::Storage(RepositoryError::internal(other)),
         },
-        Err(ImportFailure::Corrupt(error)) => {
-            Err(ImportError::Storage(RepositoryError::internal(error)))
-        }
-    }
+        ImportFailure::Corrupt(error) => ImportError::Storage(RepositoryError::internal(error)),
+    })
 }

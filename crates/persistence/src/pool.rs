@@ -29,6 +29,13 @@ impl<M: Manager> Checkout<M> {
     pub(crate) fn release(mut self) {
         drop(self.object.take());
     }
+
+    /// Returns the connection to the pool when it is `idle`; otherwise it is closed.
+    pub(crate) fn release_if(self, idle: bool) {
+        if idle {
+            self.release();
+        }
+    }
 }
 
 impl<M: Manager> Drop for Checkout<M> {

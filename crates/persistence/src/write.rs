@@ -53,17 +53,8 @@ pub(crate) fn finish_write<M: deadpool::managed::Manager, T>(
     checkout: Checkout<M>,
     result: Result<T, WriteFailure>,
 ) -> Result<T, WriteError> {
-    match result {
-        Ok(value) => {
-            checkout.release();
-            Ok(value)
-        }
-        Err(WriteFailure::Refused(refused)) => {
-            checkout.release();
-            Err(refused)
-        }
-        Err(other) => Err(other.into()),
-    }
+    checkout.release_if(matches!(result, Ok(_) | Err(WriteFailure::Refused(_))));
+    result.map_err(WriteError::from)
 }
 
 /// What is recorded for an idempotency key already.
