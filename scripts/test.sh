@@ -20,24 +20,56 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 phase "cargo build --bin pingback (the binary the black-box tests run)"
 cargo build --locked --bin pingback
 
+# cargo-nextest runs the test binaries side by side (`.config/nextest.toml`); plain
+# `cargo test` runs them one after another, which is slower but gives the same verdict.
+if cargo nextest --version >/dev/null 2>&1; then
+  runner=(cargo nextest run --workspace --all-targets --locked --no-fail-fast)
+  build_tests=(cargo nextest run --workspace --all-targets --locked --no-run)
+else
+  echo "cargo-nextest is not installed: the suites run one binary at a time (cargo test)"
+  # No doc tests: there are none, and compiling them costs a minute on two cores.
+  runner=(cargo test --workspace --all-targets --locked --no-fail-fast)
+  build_tests=(cargo test --workspace --all-targets --locked --no-run)
+fi
+phase "building the tests"
+"${build_tests[@]}"
+
 phase "starting an ephemeral PostgreSQL"
 eval "$(scripts/test-postgres.sh start)"
-trap 'scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR"' EXIT
-
-phase "tests (PostgreSQL at ${PINGBACK_TEST_DATABASE_URL})"
 log=$(mktemp)
-trap 'rm -f "$log"; scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR" >/dev/null 2>&1' EXIT
-# No doc tests: there are none, and compiling them costs a minute on two cores.
+contract_log=$(mktemp)
+contract_pid=
+cleanup() {
+  [ -n "$contract_pid" ] && kill "$contract_pid" 2>/dev/null
+  rm -f "$log" "$contract_log"
+  scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+# The contract tests (schemathesis against the OpenAPI document, /docs in Chromium) run
+# beside the suites: they keep one core busy with Python while the suites mostly wait,
+# and they have a server and a SQLite database of their own. Their output follows the
+# suites'.
+phase "tests (PostgreSQL at ${PINGBACK_TEST_DATABASE_URL}), contract tests beside them"
+scripts/contract-test.sh >"$contract_log" 2>&1 &
+contract_pid=$!
 set +e
-cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
+"${runner[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+phase "suites done; waiting for the contract tests"
+wait "$contract_pid"
+contract_status=$?
+contract_pid=
 set -e
+cat "$contract_log"
+[ "$contract_status" -eq 0 ] || { echo "contract tests failed (status $contract_status)"; status=1; }
 
-phase "contract tests: schemathesis against the OpenAPI document, /docs in Chromium"
-scripts/contract-test.sh || status=1
-
-# One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "\n%d passed, %d failed\n", p, f }' "$log"
+# One closing line for the whole run: nextest's summary, or `cargo test`'s summed over
+# every test binary.
+echo
+if ! grep -E '^ *Summary \[' "$log"; then
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+       END { printf "%d passed, %d failed\n", p, f }' "$log"
+fi
 phase "done"
 exit "$status"
