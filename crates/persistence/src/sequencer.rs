@@ -28,7 +28,8 @@
 //! not a second transaction. When the row is taken (another writer, a numbering) or
 //! events are pending, it stages: a pending event may be an earlier write of its own
 //! conversation, which must keep the lower id. Both hand out ids under the row's lock,
-//! so they keep one order.
+//! so they keep one order. While a writer of the same process is numbering the
+//! business (`Turns::busy`), a write stages without asking: events are pending then.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +141,15 @@ mod turns {
             Arc::clone(map.entry(business).or_default())
         }
 
+        /// Whether a writer of this process is numbering `business`'s events or waiting
+        /// for a numbering: events of the business are pending right now.
+        pub(crate) fn busy(&self, business: BusinessId) -> bool {
+            self.businesses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(&business)
+        }
+
         /// Forgets a business nobody waits on, so the map holds only active businesses.
         fn release(&self, business: BusinessId, turn: Arc<Turn>) {
             let mut map = self
@@ -211,6 +221,7 @@ mod turns {
                         let before = started.load(Ordering::SeqCst);
                         turns
                             .settle(business, async || {
+                                assert!(turns.busy(business), "busy while numbering");
                                 started.fetch_add(1, Ordering::SeqCst);
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                                 runs.fetch_add(1, Ordering::SeqCst);
@@ -232,6 +243,7 @@ mod turns {
                 turns.businesses.lock().unwrap().is_empty(),
                 "idle businesses forgotten"
             );
+            assert!(!turns.busy(business), "not busy once every caller returned");
         }
     }
 }
