@@ -40,7 +40,7 @@ log=$(mktemp)
 contract_log=$(mktemp)
 contract_pid=
 cleanup() {
-  [ -n "$contract_pid" ] && kill "$contract_pid" 2>/dev/null
+  if [ -n "$contract_pid" ]; then kill "$contract_pid" 2>/dev/null || true; fi
   rm -f "$log" "$contract_log"
   scripts/test-postgres.sh stop "$PINGBACK_TEST_PG_DIR" >/dev/null 2>&1
 }
