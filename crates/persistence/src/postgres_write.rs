@@ -310,7 +310,7 @@ impl WriteSink for PostgresSink<'_> {
         let busy = self
             .events
             .turns
-            .busy(pingback_domain::BusinessId::from_uuid(business.0));
+            .busy(pingback_domain::BusinessId::from(business));
         let uncontended = !busy
             && diesel::sql_query(LOCK_COUNTER_IF_FREE)
                 .bind::<crate::schema::sql::Uuid, _>(business)

@@ -133,29 +133,26 @@ mod turns {
     }
 
     impl Turns {
-        fn turn(&self, business: BusinessId) -> Arc<Turn> {
-            let mut map = self
-                .businesses
+        /// The map, also after a panic elsewhere: it holds only counters and locks.
+        fn map(&self) -> std::sync::MutexGuard<'_, HashMap<BusinessId, Arc<Turn>>> {
+            self.businesses
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(map.entry(business).or_default())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        fn turn(&self, business: BusinessId) -> Arc<Turn> {
+            Arc::clone(self.map().entry(business).or_default())
         }
 
         /// Whether a writer of this process is numbering `business`'s events or waiting
         /// for a numbering: events of the business are pending right now.
         pub(crate) fn busy(&self, business: BusinessId) -> bool {
-            self.businesses
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains_key(&business)
+            self.map().contains_key(&business)
         }
 
         /// Forgets a business nobody waits on, so the map holds only active businesses.
         fn release(&self, business: BusinessId, turn: Arc<Turn>) {
-            let mut map = self
-                .businesses
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = self.map();
             // Ours and the map's: nobody else holds it, nobody can take it meanwhile.
             if Arc::strong_count(&turn) == 2 {
                 map.remove(&business);
@@ -384,8 +381,7 @@ impl PostgresStore {
             .await?;
         let count = businesses.len();
         for Straggling { business_id } in businesses {
-            self.settle_events(BusinessId::from_uuid(business_id.0))
-                .await?;
+            self.settle_events(BusinessId::from(business_id)).await?;
         }
         Ok(count)
     }
