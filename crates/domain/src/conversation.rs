@@ -25,19 +25,24 @@ macro_rules! named_enum {
                     $(Self::$variant => $text),+
                 }
             }
+
+            /// The value named exactly `name` (lower case: one spelling per value). As
+            /// bytes, for readers of raw columns: the names are ASCII, so bytes that are
+            /// not UTF-8 name nothing and need no check of their own.
+            pub fn from_name(name: &[u8]) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str().as_bytes() == name)
+            }
         }
 
         impl FromStr for $name {
             type Err = String;
-            /// Exact, lower-case names only: one spelling per value.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok(Self::$variant),)+
-                    _ => Err(format!(
+                Self::from_name(s.as_bytes()).ok_or_else(|| {
+                    format!(
                         concat!("unknown ", $what, " (expected one of: {})"),
                         Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
-                    )),
-                }
+                    )
+                })
             }
         }
 

@@ -103,12 +103,9 @@ pub(crate) struct StoredSenderType(pub pingback_domain::SenderType);
 
 impl FromSql<diesel::sql_types::Text, Pg> for StoredSenderType {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        // Matched as bytes: a name is ASCII, and anything else is refused all the same.
         let bytes = value.as_bytes();
-        pingback_domain::SenderType::ALL
-            .iter()
-            .find(|t| t.as_str().as_bytes() == bytes)
-            .map(|t| Self(*t))
+        pingback_domain::SenderType::from_name(bytes)
+            .map(Self)
             .ok_or_else(|| {
                 format!("unknown sender type {:?}", String::from_utf8_lossy(bytes)).into()
             })
