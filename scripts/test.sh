@@ -23,16 +23,15 @@ cargo build --locked --bin pingback
 # cargo-nextest runs the test binaries side by side (`.config/nextest.toml`); plain
 # `cargo test` runs them one after another, which is slower but gives the same verdict.
 if cargo nextest --version >/dev/null 2>&1; then
-  runner=(cargo nextest run --workspace --all-targets --locked --no-fail-fast)
-  build_tests=(cargo nextest run --workspace --all-targets --locked --no-run)
+  runner=(cargo nextest run)
 else
   echo "cargo-nextest is not installed: the suites run one binary at a time (cargo test)"
-  # No doc tests: there are none, and compiling them costs a minute on two cores.
-  runner=(cargo test --workspace --all-targets --locked --no-fail-fast)
-  build_tests=(cargo test --workspace --all-targets --locked --no-run)
+  runner=(cargo test)
 fi
+# No doc tests (`--all-targets`): there are none, and compiling them costs a minute.
+runner+=(--workspace --all-targets --locked)
 phase "building the tests"
-"${build_tests[@]}"
+"${runner[@]}" --no-run
 
 phase "starting an ephemeral PostgreSQL"
 eval "$(scripts/test-postgres.sh start)"
@@ -54,7 +53,7 @@ phase "tests (PostgreSQL at ${PINGBACK_TEST_DATABASE_URL}), contract tests besid
 scripts/contract-test.sh >"$contract_log" 2>&1 &
 contract_pid=$!
 set +e
-"${runner[@]}" 2>&1 | tee "$log"
+"${runner[@]}" --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 phase "suites done; waiting for the contract tests"
 wait "$contract_pid"
