@@ -9,6 +9,5 @@ SELECT "conversations"."business_id", "conversations"."id", "conversations"."cus
 SELECT "messages"."created_at" FROM "messages" WHERE (("messages"."business_id" = :bid) AND ("messages"."conversation_id" = :cid)) ORDER BY "messages"."created_at" DESC, "messages"."id" DESC LIMIT :one;
 \set count :h_message_count + 1
 INSERT INTO "messages" ("business_id", "id", "conversation_id", "sender_type", "sender_id", "content", "created_at") VALUES (:bid, :mid, :cid, :stype, :sender, :content, :at);
-UPDATE "conversations" SET "status" = :h_status, "assignee_id" = :h_assignee_id, "updated_at" = :at, "first_response_at" = :h_first_response_at, "message_count" = :count, "last_message_id" = :mid, "revision" = ("conversations"."revision" + :one) WHERE (("conversations"."business_id" = :bid) AND ("conversations"."id" = :cid));
-INSERT INTO "pending_events" ("business_id", "type", "occurred_at", "conversation_id", "data") VALUES (:bid, :etype, :at, :cid, :edata);
+WITH "staged" AS (INSERT INTO "pending_events" ("business_id", "type", "occurred_at", "conversation_id", "data") VALUES (:bid, :etype, :at, :cid, :edata)) UPDATE "conversations" SET "status" = :h_status, "assignee_id" = :h_assignee_id, "updated_at" = :at, "first_response_at" = :h_first_response_at, "message_count" = :count, "last_message_id" = :mid, "revision" = "revision" + 1 WHERE "business_id" = :bid AND "id" = :cid;
 COMMIT;

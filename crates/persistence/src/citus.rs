@@ -89,6 +89,15 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND c.relname <> '__diesel_schema_migrations'
 ORDER BY c.relname";
 
+/// Whether the connected database has the `citus` extension (a service's connection).
+pub(crate) async fn is_installed_async(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> QueryResult<bool> {
+    let rows: Vec<Installed> =
+        diesel_async::RunQueryDsl::load(diesel::sql_query(IS_INSTALLED), conn).await?;
+    Ok(rows.iter().any(|row| row.citus))
+}
+
 /// Whether the connected database has the `citus` extension.
 pub(crate) fn is_installed<C>(conn: &mut C) -> Result<bool, BoxError>
 where

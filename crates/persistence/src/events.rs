@@ -15,14 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::QueryableByName;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::Text;
+use diesel::{QueryResult, QueryableByName};
 use pingback_application::{
     EventEncoder, EventLog, EventSignals, EventsAfter, RepositoryError, StoredEvent,
 };
 use pingback_domain::{BusinessId, ConversationEvent, ConversationId, EventType, Timestamp};
 
 use crate::rows::{CorruptRow, corrupt};
-use crate::schema::{DbUuid, Micros, events};
+use crate::schema::{DbUuid, Micros, events, sql};
 
 /// What the adapters need to append events and wake readers: given by the
 /// composition root (the encoder is the API's representation).
@@ -147,30 +150,57 @@ pub(crate) fn rows(business: DbUuid, first: i64, encoded: &[Encoded]) -> Vec<New
         .collect()
 }
 
-/// An event staged by a PostgreSQL write, numbered after its commit
-/// (`crate::sequencer`).
-#[derive(diesel::Insertable)]
-#[diesel(table_name = crate::schema::pending_events)]
-pub(crate) struct NewPendingEvent<'a> {
-    business_id: DbUuid,
-    kind: &'static str,
-    occurred_at: Micros,
-    conversation_id: DbUuid,
-    data: &'a str,
+/// A PostgreSQL write's events staged in `pending_events`, to be numbered after its
+/// commit (`crate::sequencer`): an `INSERT` of their own, or the data-modifying `WITH`
+/// in front of the head update (`postgres_write::HeadUpdate`).
+///
+/// Written out here rather than built with `diesel::insert_into(…).values(vec)`:
+/// Diesel marks a multi-row insert unsafe to cache, so every write had PostgreSQL parse
+/// and plan it anew, one round trip more. This text is prepared once per connection
+/// and number of rows (one, or two when a message reopens its conversation).
+pub(crate) struct StagedEvents<'a> {
+    business: DbUuid,
+    events: &'a [Encoded],
 }
 
-/// The pending rows of `encoded`.
-pub(crate) fn pending_rows(business: DbUuid, encoded: &[Encoded]) -> Vec<NewPendingEvent<'_>> {
-    encoded
-        .iter()
-        .map(|e| NewPendingEvent {
-            business_id: business,
-            kind: e.kind.as_str(),
-            occurred_at: e.occurred_at,
-            conversation_id: e.conversation_id,
-            data: &e.data,
-        })
-        .collect()
+impl<'a> StagedEvents<'a> {
+    pub(crate) fn new(business: DbUuid, events: &'a [Encoded]) -> Self {
+        Self { business, events }
+    }
+}
+
+impl QueryFragment<Pg> for StagedEvents<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if self.events.is_empty() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "no events to stage".into(),
+            ));
+        }
+        out.push_sql(
+            "INSERT INTO \"pending_events\" (\"business_id\", \"type\", \"occurred_at\", \
+             \"conversation_id\", \"data\") VALUES ",
+        );
+        for (n, event) in self.events.iter().enumerate() {
+            out.push_sql(if n == 0 { "(" } else { ", (" });
+            out.push_bind_param::<sql::Uuid, _>(&self.business)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(event.kind.as_str())?;
+            out.push_sql(", ");
+            out.push_bind_param::<sql::Instant, _>(&event.occurred_at)?;
+            out.push_sql(", ");
+            out.push_bind_param::<sql::Uuid, _>(&event.conversation_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(event.data.as_str())?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+/// Cached by its text (no static id: the text depends on the number of rows).
+impl QueryId for StagedEvents<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
 /// Events of a business after an id, in order.

@@ -3,7 +3,7 @@
 //! imports and the event feed use a deadpool pool.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,6 +57,9 @@ pub(crate) struct PostgresStore {
     reads: Arc<ReadConnections>,
     budget: Duration,
     events: Arc<EventWiring>,
+    /// The database has the `citus` extension: learnt by every new connection
+    /// (`setup`), so known before a write runs on one.
+    citus: Arc<AtomicBool>,
 }
 
 impl PostgresStore {
@@ -69,9 +72,11 @@ impl PostgresStore {
     ) -> Result<Self, StorageError> {
         let url = with_connect_timeout(url, settings.connect_timeout);
         let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let citus = Arc::new(AtomicBool::new(false));
         let reads = Arc::new(ReadConnections {
             url: url.clone(),
             statement_timeout_ms,
+            citus: Arc::clone(&citus),
             connect_timeout: settings.connect_timeout,
             lanes: (0..settings.read_connections.max(1))
                 .map(|_| Mutex::new(None))
@@ -84,13 +89,16 @@ impl PostgresStore {
         // the server closed is dropped at recycle (tokio-postgres knows it is closed)
         // or fails its next query as Unavailable and is discarded then.
         config.recycling_method = RecyclingMethod::Fast;
-        config.custom_setup = Box::new(move |url| Box::pin(setup(url, statement_timeout_ms)));
+        let learns = Arc::clone(&citus);
+        config.custom_setup =
+            Box::new(move |url| Box::pin(setup(url, statement_timeout_ms, Arc::clone(&learns))));
         let manager = AsyncDieselConnectionManager::new_with_config(url, config);
         Ok(Self {
             pool: crate::pool::build(manager, settings)?,
             reads,
             budget: crate::pool::call_budget(settings),
             events: Arc::new(events.clone()),
+            citus,
         })
     }
 }
@@ -104,16 +112,25 @@ impl PostgresStore {
 /// over all conversation sizes, looks worse than one for the id at hand), which cost
 /// more than executing it: forcing generic plans nearly doubled the reads PostgreSQL
 /// serves per second (`docs/performance.md`). On Citus, custom plans instead: its
-/// router needs the business id's value to pick the shard (`citus::SET_PLAN_CACHE_MODE`).
-async fn setup(url: &str, statement_timeout_ms: u128) -> ConnectionResult<AsyncPgConnection> {
-    let conn = AsyncPgConnection::establish(url).await?;
+/// router needs the business id's value to pick the shard (`citus::SET_PLAN_CACHE_MODE`),
+/// and the writes' statements that Citus can route (`citus` is set when it is there).
+async fn setup(
+    url: &str,
+    statement_timeout_ms: u128,
+    citus: Arc<AtomicBool>,
+) -> ConnectionResult<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
     let settings = format!(
         "SET statement_timeout = {statement_timeout_ms}; {}",
         crate::citus::SET_PLAN_CACHE_MODE
     );
-    SimpleAsyncConnection::batch_execute(&mut &conn, &settings)
+    SimpleAsyncConnection::batch_execute(&mut conn, &settings)
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    let installed = crate::citus::is_installed_async(&mut conn)
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    citus.store(installed, Ordering::Relaxed);
     Ok(conn)
 }
 
@@ -134,6 +151,7 @@ type Lane = Mutex<Option<Arc<AsyncPgConnection>>>;
 struct ReadConnections {
     url: String,
     statement_timeout_ms: u128,
+    citus: Arc<AtomicBool>,
     connect_timeout: Duration,
     lanes: Vec<Lane>,
     next: AtomicUsize,
@@ -155,7 +173,12 @@ impl ReadConnections {
             return Ok(Arc::clone(conn));
         }
         let opened = tokio::time::timeout(self.connect_timeout, async {
-            let conn = setup(&self.url, self.statement_timeout_ms).await?;
+            let conn = setup(
+                &self.url,
+                self.statement_timeout_ms,
+                Arc::clone(&self.citus),
+            )
+            .await?;
             // Prepared now, so that a read's first poll sends its Bind and Execute
             // without waiting for a Parse round trip.
             let nil = DbUuid(uuid::Uuid::nil());
@@ -207,6 +230,11 @@ impl PostgresStore {
 
     pub(crate) fn events(&self) -> &Arc<EventWiring> {
         &self.events
+    }
+
+    /// Whether the database is a Citus cluster, as its connections found it.
+    pub(crate) fn on_citus(&self) -> bool {
+        AtomicBool::load(&self.citus, Ordering::Relaxed)
     }
 
     /// Runs `read` (one statement) on a read lane within the call budget.

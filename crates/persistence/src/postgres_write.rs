@@ -1,14 +1,18 @@
 //! PostgreSQL's side of the write port: each write is one transaction on a pooled
 //! connection, the conversation locked with `SELECT … FOR UPDATE`.
 
-use diesel::OptionalExtension;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::{OptionalExtension, QueryResult};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
     Conversation, ConversationEvent, ConversationHead, Customer, MessageAppended,
 };
 
-use crate::events::{BUMP_POSTGRES, EventWiring, LastId, NOTIFY_POSTGRES, bump_query};
+use crate::events::{
+    BUMP_POSTGRES, EventWiring, LastId, NOTIFY_POSTGRES, StagedEvents, bump_query,
+};
 use crate::pool::Checkout;
 use crate::postgres::PostgresStore;
 use crate::rows::{self, BatchRows, CustomerRow, HeadRecord, HistoryRecord};
@@ -17,7 +21,7 @@ use crate::snapshot_read::{self, Collected, ConversationRead, ReadRow};
 use crate::write::{
     self, CLAIM_POSTGRES, StoredKey, StoredKeyRecord, WriteFailure, WriteSink, claim_query,
     customer_by_external_id_query, customer_query, head_query, last_message_query, message_query,
-    record_query, stored_key_query, update_head_query,
+    record_query, stored_key_query,
 };
 
 /// The business's counter row, locked if nobody holds it and no committed event of the
@@ -65,6 +69,8 @@ macro_rules! in_transaction {
                 .await
                 .map_err(|e| WriteError::Storage(crate::error::classify_pool(e)))?;
             let mut checkout = Checkout::new(object);
+            // Read once a connection is set up: each learns it (`postgres::setup`).
+            let citus = store.on_citus();
             let Some(conn) = checkout.connection() else {
                 return Err(WriteError::Storage(RepositoryError::internal(
                     "pooled connection missing",
@@ -77,6 +83,7 @@ macro_rules! in_transaction {
                         conn,
                         events: &events,
                         staged,
+                        citus,
                     };
                     $body.await
                 })
@@ -131,6 +138,62 @@ pub(crate) struct PostgresSink<'c> {
     conn: &'c mut AsyncPgConnection,
     events: &'c EventWiring,
     staged: &'c std::sync::atomic::AtomicU8,
+    /// The database is a Citus cluster (`PostgresStore::on_citus`).
+    citus: bool,
+}
+
+impl PostgresSink<'_> {
+    /// Whether this write numbers its events itself, in its transaction: nobody holds
+    /// the business's counter row and no event waits for an id. Otherwise (another
+    /// writer or a numbering holds the row, or events are pending:
+    /// `LOCK_COUNTER_IF_FREE`) it stages them, to be numbered after its commit
+    /// (`crate::sequencer`), instead of waiting. Either way ids are handed out under
+    /// the row's lock, so the two paths keep one order.
+    ///
+    /// While a writer of this process numbers the business's events, some are pending
+    /// and the statement would find nothing free: the write stages without asking (one
+    /// statement less per write under load). Staging is always safe; the statement
+    /// decides whenever this process knows of nothing pending.
+    async fn numbers_itself(&mut self, business: DbUuid) -> Result<bool, WriteFailure> {
+        if self
+            .events
+            .turns
+            .busy(pingback_domain::BusinessId::from(business))
+        {
+            return Ok(false);
+        }
+        Ok(diesel::sql_query(LOCK_COUNTER_IF_FREE)
+            .bind::<crate::schema::sql::Uuid, _>(business)
+            .get_result::<crate::events::LastId>(self.conn)
+            .await
+            .optional()?
+            .is_some())
+    }
+
+    /// Numbers `events` in this transaction, holding the counter row until commit.
+    async fn number(
+        &mut self,
+        business: DbUuid,
+        events: &[ConversationEvent],
+    ) -> Result<(), WriteFailure> {
+        append_events(self.conn, self.events, business, events).await?;
+        self.staged
+            .store(EVENTS_NUMBERED, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Runs `statement`, which stages the write's events, and says so.
+    async fn stage<Q>(&mut self, statement: Q) -> Result<(), WriteFailure>
+    where
+        Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>
+            + diesel::query_builder::QueryId
+            + Send,
+    {
+        statement.execute(self.conn).await?;
+        self.staged
+            .store(EVENTS_STAGED, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 impl WriteSink for PostgresSink<'_> {
@@ -284,7 +347,7 @@ impl WriteSink for PostgresSink<'_> {
     }
 
     async fn update_head(&mut self, head: &ConversationHead) -> Result<(), WriteFailure> {
-        update_head_query!(head).execute(self.conn).await?;
+        HeadUpdate::new(head, None).execute(self.conn).await?;
         Ok(())
     }
 
@@ -296,42 +359,35 @@ impl WriteSink for PostgresSink<'_> {
         if events.is_empty() {
             return Ok(());
         }
-        // Nobody holds the business's counter row and no event waits for an id: number
-        // here, as the last step, holding the row until commit (one statement more, no
-        // second transaction). Another writer or a numbering holds it, or events are
-        // pending (`LOCK_COUNTER_IF_FREE`): stage the events instead of waiting,
-        // to be numbered after commit (`crate::sequencer`). Either way ids are handed
-        // out under the row's lock, so the two paths keep one order.
-        //
-        // While a writer of this process numbers the business's events, some are
-        // pending and the lock statement would find nothing free: stage without asking
-        // (one statement less per write under load). Staging is always safe; the
-        // statement decides whenever this process knows of nothing pending.
-        let busy = self
-            .events
-            .turns
-            .busy(pingback_domain::BusinessId::from(business));
-        let uncontended = !busy
-            && diesel::sql_query(LOCK_COUNTER_IF_FREE)
-                .bind::<crate::schema::sql::Uuid, _>(business)
-                .get_result::<crate::events::LastId>(self.conn)
-                .await
-                .optional()?
-                .is_some();
-        if uncontended {
-            append_events(self.conn, self.events, business, &events).await?;
-            self.staged
-                .store(EVENTS_NUMBERED, std::sync::atomic::Ordering::SeqCst);
-            return Ok(());
+        if self.numbers_itself(business).await? {
+            return self.number(business, &events).await;
         }
         let encoded = crate::events::encode(self.events.encoder.as_ref(), &events);
-        diesel::insert_into(crate::schema::pending_events::table)
-            .values(crate::events::pending_rows(business, &encoded))
-            .execute(self.conn)
-            .await?;
-        self.staged
-            .store(EVENTS_STAGED, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+        self.stage(StagedEvents::new(business, &encoded)).await
+    }
+
+    async fn update_head_and_append(
+        &mut self,
+        head: &ConversationHead,
+        events: Vec<ConversationEvent>,
+    ) -> Result<(), WriteFailure> {
+        let business = DbUuid::from(head.business_id);
+        // Citus routes no data-modifying `WITH` that inserts to a single shard: there,
+        // the two statements of the other stores.
+        if events.is_empty() || self.citus {
+            self.update_head(head).await?;
+            return self.append_events(business, events).await;
+        }
+        if self.numbers_itself(business).await? {
+            self.update_head(head).await?;
+            return self.number(business, &events).await;
+        }
+        let encoded = crate::events::encode(self.events.encoder.as_ref(), &events);
+        self.stage(HeadUpdate::new(
+            head,
+            Some(StagedEvents::new(business, &encoded)),
+        ))
+        .await
     }
 
     async fn read(
@@ -384,4 +440,76 @@ pub(crate) async fn append_events(
             .await?;
     }
     Ok(())
+}
+
+/// A head's mutable fields stored and its revision bumped (what `update_head_query!`
+/// does for SQLite), with the write's staged events in front when given:
+/// `WITH "staged" AS (INSERT INTO "pending_events" …) UPDATE "conversations" …`.
+///
+/// One statement rather than two because, at this transaction's size, a statement
+/// costs PostgreSQL more than the row it writes: in the write scenario the event's own
+/// `INSERT` took 18 % of the transactions per second, folded into the update 5–9 %
+/// (pgbench, `docs/performance.md`). Written out rather than built by Diesel, which
+/// marks every `UPDATE` unsafe to cache: it was parsed and planned on every write.
+pub(crate) struct HeadUpdate<'a> {
+    business: DbUuid,
+    id: DbUuid,
+    status: &'static str,
+    assignee_id: Option<DbUuid>,
+    updated_at: Micros,
+    first_response_at: Option<Micros>,
+    message_count: i64,
+    last_message_id: Option<DbUuid>,
+    staged: Option<StagedEvents<'a>>,
+}
+
+impl<'a> HeadUpdate<'a> {
+    pub(crate) fn new(head: &ConversationHead, staged: Option<StagedEvents<'a>>) -> Self {
+        Self {
+            business: DbUuid::from(head.business_id),
+            id: DbUuid::from(head.id),
+            status: head.status.as_str(),
+            assignee_id: head.assignee_id.map(DbUuid::from),
+            updated_at: Micros(head.updated_at.unix_micros()),
+            first_response_at: head.first_response_at.map(|t| Micros(t.unix_micros())),
+            message_count: i64::try_from(head.message_count).unwrap_or(i64::MAX),
+            last_message_id: head.last_message_id.map(DbUuid::from),
+            staged,
+        }
+    }
+}
+
+impl QueryFragment<Pg> for HeadUpdate<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use crate::schema::sql::{Instant, Uuid};
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        if let Some(staged) = &self.staged {
+            out.push_sql("WITH \"staged\" AS (");
+            staged.walk_ast(out.reborrow())?;
+            out.push_sql(") ");
+        }
+        out.push_sql("UPDATE \"conversations\" SET \"status\" = ");
+        out.push_bind_param::<Text, _>(self.status)?;
+        out.push_sql(", \"assignee_id\" = ");
+        out.push_bind_param::<Nullable<Uuid>, _>(&self.assignee_id)?;
+        out.push_sql(", \"updated_at\" = ");
+        out.push_bind_param::<Instant, _>(&self.updated_at)?;
+        out.push_sql(", \"first_response_at\" = ");
+        out.push_bind_param::<Nullable<Instant>, _>(&self.first_response_at)?;
+        out.push_sql(", \"message_count\" = ");
+        out.push_bind_param::<BigInt, _>(&self.message_count)?;
+        out.push_sql(", \"last_message_id\" = ");
+        out.push_bind_param::<Nullable<Uuid>, _>(&self.last_message_id)?;
+        out.push_sql(", \"revision\" = \"revision\" + 1 WHERE \"business_id\" = ");
+        out.push_bind_param::<Uuid, _>(&self.business)?;
+        out.push_sql(" AND \"id\" = ");
+        out.push_bind_param::<Uuid, _>(&self.id)?;
+        Ok(())
+    }
+}
+
+/// Cached by its text: with or without staged events, and how many.
+impl QueryId for HeadUpdate<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }

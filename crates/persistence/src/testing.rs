@@ -685,8 +685,8 @@ pub mod citus {
                 sql_of(&diesel::insert_into(attachments::table).values(&attachment_rows)),
             ),
             (
-                "head update (update_head_query!)",
-                sql_of(&crate::write::update_head_query!(&head)),
+                "head update (postgres_write::HeadUpdate, on Citus without staged events)",
+                sql_of(&crate::postgres_write::HeadUpdate::new(&head, None)),
             ),
             (
                 "event counter bump (BUMP_POSTGRES)",
@@ -698,10 +698,7 @@ pub mod citus {
             ),
             (
                 "pending event insert (a write's events)",
-                sql_of(
-                    &diesel::insert_into(crate::schema::pending_events::table)
-                        .values(crate::events::pending_rows(nil, &encoded)),
-                ),
+                sql_of(&crate::events::StagedEvents::new(nil, &encoded)),
             ),
             (
                 "pending events taken for numbering (sequencer::TAKE_PENDING)",

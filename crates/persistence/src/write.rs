@@ -140,6 +140,20 @@ pub(crate) trait WriteSink: Send {
         events: Vec<pingback_domain::ConversationEvent>,
     ) -> impl Future<Output = Result<(), WriteFailure>> + Send;
 
+    /// `update_head`, then `append_events` for the head's business: in one statement
+    /// where the store can.
+    fn update_head_and_append(
+        &mut self,
+        head: &ConversationHead,
+        events: Vec<pingback_domain::ConversationEvent>,
+    ) -> impl Future<Output = Result<(), WriteFailure>> + Send {
+        async move {
+            self.update_head(head).await?;
+            self.append_events(DbUuid::from(head.business_id), events)
+                .await
+        }
+    }
+
     /// The whole conversation as this transaction sees it.
     fn read(
         &mut self,
@@ -273,12 +287,11 @@ pub(crate) async fn append<S: WriteSink>(
     let appended = head.append(draft, ids, now).map_err(WriteError::from)?;
     sink.insert_message(DbUuid::from(business), DbUuid::from(id), &appended)
         .await?;
-    sink.update_head(&head).await?;
     let summary = head
         .summary(Some(appended.message.clone()))
         .map_err(|e| crate::rows::corrupt("conversation", e))?;
-    sink.append_events(
-        DbUuid::from(business),
+    sink.update_head_and_append(
+        &head,
         ConversationEvent::message_added(
             summary,
             appended.message.clone(),
@@ -442,31 +455,6 @@ macro_rules! last_message_query {
     }};
 }
 pub(crate) use last_message_query;
-
-/// Stores a head's mutable fields and bumps the revision.
-macro_rules! update_head_query {
-    ($head:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl};
-        use $crate::schema::conversations as c;
-        use $crate::schema::{DbUuid, Micros};
-        let head: &pingback_domain::ConversationHead = $head;
-        diesel::update(
-            c::table
-                .filter(c::business_id.eq(DbUuid::from(head.business_id)))
-                .filter(c::id.eq(DbUuid::from(head.id))),
-        )
-        .set((
-            c::status.eq(head.status.as_str()),
-            c::assignee_id.eq(head.assignee_id.map(DbUuid::from)),
-            c::updated_at.eq(Micros(head.updated_at.unix_micros())),
-            c::first_response_at.eq(head.first_response_at.map(|t| Micros(t.unix_micros()))),
-            c::message_count.eq(i64::try_from(head.message_count).unwrap_or(i64::MAX)),
-            c::last_message_id.eq(head.last_message_id.map(DbUuid::from)),
-            c::revision.eq(c::revision + 1),
-        ))
-    }};
-}
-pub(crate) use update_head_query;
 
 /// A customer of a business by id.
 macro_rules! customer_query {

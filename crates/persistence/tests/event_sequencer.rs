@@ -261,6 +261,73 @@ async fn a_write_after_events_left_pending_is_numbered_after_them() {
     assert_eq!(settle_stragglers(&db.settings(), &wiring).await.unwrap(), 0);
 }
 
+/// Staged in the statement that updates the conversation (plain PostgreSQL): a customer
+/// message that reopens its conversation stages two events there, and both land after
+/// the pending one, in their order, with the update applied once.
+#[tokio::test]
+async fn a_reopening_message_stages_both_its_events_with_the_update() {
+    let db = TestDatabase::postgres().await;
+    let (storage, wiring) = process(&db);
+    let business: BusinessId = id();
+    let conversation = create(&storage, business).await;
+    db.execute(&format!(
+        "UPDATE conversations SET status = 'pending' WHERE id = '{conversation}'"
+    ))
+    .await;
+    leave_pending(&db, business, conversation, "0 seconds", &["earlier"]).await;
+    let draft = MessageDraft::new(SenderType::Customer, None, "back".into(), vec![]).unwrap();
+    let Written::Done(appended) = storage
+        .writer
+        .append_message(
+            business,
+            conversation,
+            draft,
+            message_ids(),
+            Timestamp::now(),
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("no key, no replay");
+    };
+    assert_eq!(appended.previous_status, Some(Status::Pending));
+    let events = log(&storage, business).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "conversation.created",
+            "message.created",
+            "message.created",
+            "conversation.updated"
+        ]
+    );
+    assert_eq!(events[1].data, b"earlier", "the pending event first");
+    let message = String::from_utf8(events[2].data.clone()).unwrap();
+    assert!(
+        message.contains(&format!("\"message\":\"{}\"", appended.message.id())),
+        "{message}"
+    );
+    for event in &events[2..] {
+        assert_eq!(event.conversation_id, conversation);
+        let data = String::from_utf8(event.data.clone()).unwrap();
+        assert!(
+            data.contains("\"message_count\":1"),
+            "the state after: {data}"
+        );
+    }
+    let stored = storage
+        .repository
+        .find_conversation(business, conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status(), Status::Open, "the update applied");
+    assert_eq!(stored.messages().len(), 1);
+    assert_eq!(settle_stragglers(&db.settings(), &wiring).await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn a_backlog_is_numbered_in_batches_in_its_order() {
     let db = TestDatabase::postgres().await;
