@@ -1686,6 +1686,7 @@ def write_results(work, meta):
         "quick": meta.get("quick"),
         "settings": {k: meta[k] for k in ("duration_s", "repeats", "warmup_s", "skip_s", "connections", "threads",
                                           "pgbench_clients", "load_cpu", "server_cpu", "workers") if k in meta}
+        | ({"repeats": meta["write_repeats"]} if "write_repeats" in meta else {})
         | {"conversations": meta.get("write_conversations"), "messages_at_start": meta.get("write_messages"),
            "business_id": meta.get("write_business"), "messages_after_runs": messages_after,
            "pingback_write_pool": "database.max_connections (default 10) per worker"},
@@ -1736,20 +1737,22 @@ def render_writes(wr):
       "conversation among the same ones and a random one of the same bodies (one extra primary-key lookup per "
       "transaction picks them and makes the message id and time: excluded from stmts/req); `-M prepared`, "
       "generic plans as pingback's connections. No HTTP, no JSON, no validation: the database ceiling of this "
-      "transaction. Its last statement is the event log's, as pingback issues it: the `message.created` event "
-      "staged in `pending_events`. The event's `data` is a real one, picked at random "
+      "transaction. The event log's part, as pingback issues it on plain PostgreSQL: the `message.created` "
+      "event staged in `pending_events` by the head's `UPDATE` itself (a data-modifying `WITH \"staged\" AS "
+      "(INSERT …)` in front of it; on Citus, which cannot route that to one shard, pingback stages it in an "
+      "`INSERT` of its own). The event's `data` is a real one, picked at random "
       "per transaction among the `message.created` events pingback wrote in the check before the runs"
       + (f" ({fmt(wr['event_data'].get('events'))} events, {fmt(wr['event_data'].get('min_bytes'))}–"
          f"{fmt(wr['event_data'].get('max_bytes'))} bytes, median {fmt(wr['event_data'].get('median_bytes'), 0)})"
          if wr.get("event_data") else "") + ". Meanwhile one more pgbench client numbers the staged events back to "
-      "back (`benches/pgbench/number_events.sql`, each a transaction: lock the business's counter row, move its "
-      "pending events into `events` with the next ids, raise the counter, `pg_notify`), as pingback's writers "
-      "have it done after their commit (pingback takes the rows with `DELETE … RETURNING` and inserts them; "
-      "pgbench, which cannot carry rows between statements, copies them with `INSERT … SELECT` and deletes them, "
-      "in one REPEATABLE READ snapshot); pingback, "
+      "back (`benches/pgbench/number_events.sql`, each a transaction: lock the business's counter row; one "
+      "statement that moves its pending events into `events` with the next ids and raises the counter, a "
+      "`DELETE … RETURNING` feeding the `INSERT` and the counter's `UPDATE` in a `WITH`; `pg_notify` when it moved "
+      "any), as pingback's writers have it done after their commit, with the same statements; pingback, "
       "listening for the notifications, runs meanwhile.")
     w("- **pgbench, without events** — `benches/pgbench/post_message.sql`: the write's transaction as it was before "
-      "the event log: without its statement, and with the head read taking only the customer's `revision` "
+      "the event log: the head's `UPDATE` without the staged event (the text pingback runs when it stages "
+      "nothing), and the head read taking only the customer's `revision` "
       "(pingback's head read now takes the whole customer row, which the event's conversation carries as the "
       "inbox lists it). Both pgbench variants run interleaved (same clients, durations, repeats, conversations and "
       "bodies); **the event log's cost = 1 − with / without**: the whole difference the log makes to the "
@@ -1806,7 +1809,8 @@ def render_writes(wr):
           f"{mark(met['event_log_cost'])}; per repeat: {per or '–'}). pingback, which runs them, "
           f"{fmt(pb.get('requests_per_second'))} req/s: {fmt(r['pingback_over_pgbench_events_rps'], 2, '×')} of "
           "pgbench with events.")
-        PENDING_INSERT = 'INSERT INTO "pending_events"'  # noqa: N806
+        STAGING_UPDATE = 'WITH "staged"'  # noqa: N806
+        HEAD_UPDATE = 'UPDATE "conversations"'  # noqa: N806
 
         def mean_ms(system, needle):
             q = [x for x in s.get(system, {}).get("statements", []) if needle in x["query"] and x["calls"]]
@@ -1814,11 +1818,12 @@ def render_writes(wr):
         def calls_per_tx(system, needle):
             q = [x for x in s.get(system, {}).get("statements", []) if needle in x["query"]]
             return sum(x["calls_per_request"] or 0 for x in q) if q else None
-        w(f"- Where it goes (pgbench with events, `pg_stat_statements` mean execution time per call): the pending "
-          f"event's insert {fmt(mean_ms('pgbench-events', PENDING_INSERT), 3)} ms; the numbering "
+        w(f"- Where it goes (pgbench, `pg_stat_statements` mean execution time per call): the head's update with "
+          f"the staged event {fmt(mean_ms('pgbench-events', STAGING_UPDATE), 3)} ms, without it "
+          f"{fmt(mean_ms('pgbench', HEAD_UPDATE), 3)} ms; the numbering "
           f"ran {fmt(calls_per_tx('pgbench-events', 'DELETE FROM pending_events'), 2)} times per write (pingback: "
           f"{fmt(calls_per_tx('pingback', 'DELETE FROM pending_events'), 2)}), its counter-row lock "
-          f"{fmt(mean_ms('pgbench-events', 'business_event_counters'), 3)} ms, the move "
+          f"{fmt(mean_ms('pgbench-events', 'INSERT INTO business_event_counters'), 3)} ms, the move "
           f"{fmt(mean_ms('pgbench-events', 'DELETE FROM pending_events'), 3)} ms, `pg_notify` "
           f"{fmt(mean_ms('pgbench-events', 'pg_notify'), 3)} ms; core {st['server_cpu']} CPU per transaction "
           f"{fmt(s['pgbench'].get('server_core_cpu_ms_per_request'), 3)} ms without events, "
@@ -1874,8 +1879,10 @@ def render_writes(wr):
         w("")
     w("Reproduce: `make bench` runs all the scenarios; `BENCH_SCENARIOS=writes make bench` only this one (it "
       "rewrites only this section and the `writes` key of `results.json`); `BENCH_WRITE_IDEMPOTENT=0` skips the "
-      "run with an Idempotency-Key; `BENCH_WRITE_CONVERSATIONS` (default 100); both pgbench variants always run. `BENCH_QUICK`, `BENCH_DURATION`, "
-      "`BENCH_REPEATS`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_PGBENCH_CLIENTS` apply as for reads.")
+      "run with an Idempotency-Key; `BENCH_WRITE_CONVERSATIONS` (default 100); `BENCH_WRITE_REPEATS` (default 5, "
+      "in place of `BENCH_REPEATS`: a repeat's event log cost varies by up to ±10 points); both pgbench variants "
+      "always run. `BENCH_QUICK`, `BENCH_DURATION`, `BENCH_WARMUP`, `BENCH_CONNECTIONS`, `BENCH_PGBENCH_CLIENTS` "
+      "apply as for reads.")
     w("")
     return out
 
@@ -2486,7 +2493,8 @@ def render_citus(ct):
           f"{st.get('duration_s')} s interleaved, pgbench `-c` as in the write scenario, on the coordinator): the "
           "write scenario's transaction without the event statement (`benches/pgbench/post_message.sql`) "
           f"{fmt(ev['pgbench'], 1)} tx/s; with it, while one more client numbers the staged events "
-          f"(`post_message_events.sql` + `number_events.sql`), {fmt(ev['pgbench-events'], 1)} tx/s: "
+          f"(`post_message_events_citus.sql` + `number_events_citus.sql`: the event's `INSERT` and the numbering's "
+          f"statements as pingback issues them on Citus), {fmt(ev['pgbench-events'], 1)} tx/s: "
           f"**{fmt(ev['cost'] * 100 if ev['cost'] is not None else None, 1, ' %')}** (per repeat, without / with: "
           f"{', '.join(fmt(v, 0) for v in ev['per_repeat']['pgbench'])} / "
           f"{', '.join(fmt(v, 0) for v in ev['per_repeat']['pgbench-events'])}). Writers stage their event on "
