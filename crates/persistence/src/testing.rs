@@ -201,6 +201,21 @@ impl TestDatabase {
     pub fn storage(&self) -> Storage {
         connect(&self.settings(), &events()).expect("cannot build the storage of a test database")
     }
+
+    /// Whether a PostgreSQL store of this database, once it has a connection, takes it
+    /// for a Citus cluster (and so issues the statements Citus routes).
+    pub async fn store_sees_citus(&self) -> bool {
+        let store = crate::postgres::PostgresStore::new(&self.url, &self.settings(), &events())
+            .unwrap_or_else(|e| panic!("cannot build a PostgreSQL store: {e}"));
+        drop(
+            store
+                .pool()
+                .get()
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect the store: {e}")),
+        );
+        store.on_citus()
+    }
 }
 
 impl Drop for TestDatabase {

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use pingback_application::{EventsAfter, StoredEvent, Written};
 use pingback_domain::{
     AttachmentId, BusinessId, ChannelType, ConversationDraft, ConversationId, CustomerChoice,
-    CustomerDraft, MessageDraft, MessageId, MessageIds, NewConversationIds, SenderType, Status,
-    Timestamp,
+    CustomerDraft, MessageAppended, MessageDraft, MessageId, MessageIds, NewConversationIds,
+    SenderType, Status, Timestamp,
 };
 use pingback_persistence::testing::TestDatabase;
 use pingback_persistence::testing::fixtures::id;
@@ -63,7 +63,19 @@ async fn append(
     business: BusinessId,
     conversation: ConversationId,
 ) -> MessageId {
-    let draft = MessageDraft::new(SenderType::Agent, None, "more".into(), vec![]).unwrap();
+    append_as(storage, business, conversation, SenderType::Agent)
+        .await
+        .message
+        .id()
+}
+
+async fn append_as(
+    storage: &Storage,
+    business: BusinessId,
+    conversation: ConversationId,
+    sender: SenderType,
+) -> MessageAppended {
+    let draft = MessageDraft::new(sender, None, "more".into(), vec![]).unwrap();
     match storage
         .writer
         .append_message(
@@ -77,7 +89,7 @@ async fn append(
         .await
         .unwrap()
     {
-        Written::Done(appended) => appended.message.id(),
+        Written::Done(appended) => appended,
         Written::Replayed(_) => panic!("no key, no replay"),
     }
 }
@@ -275,22 +287,7 @@ async fn a_reopening_message_stages_both_its_events_with_the_update() {
     ))
     .await;
     leave_pending(&db, business, conversation, "0 seconds", &["earlier"]).await;
-    let draft = MessageDraft::new(SenderType::Customer, None, "back".into(), vec![]).unwrap();
-    let Written::Done(appended) = storage
-        .writer
-        .append_message(
-            business,
-            conversation,
-            draft,
-            message_ids(),
-            Timestamp::now(),
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("no key, no replay");
-    };
+    let appended = append_as(&storage, business, conversation, SenderType::Customer).await;
     assert_eq!(appended.previous_status, Some(Status::Pending));
     let events = log(&storage, business).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
@@ -326,6 +323,14 @@ async fn a_reopening_message_stages_both_its_events_with_the_update() {
     assert_eq!(stored.status(), Status::Open, "the update applied");
     assert_eq!(stored.messages().len(), 1);
     assert_eq!(settle_stragglers(&db.settings(), &wiring).await.unwrap(), 0);
+}
+
+/// The data-modifying `WITH`s that stage and number events are plain PostgreSQL's:
+/// Citus cannot route them to one shard, so a store must know where it runs.
+#[tokio::test]
+async fn a_store_knows_whether_it_runs_on_citus() {
+    let db = TestDatabase::postgres().await;
+    assert_eq!(db.store_sees_citus().await, db.is_citus());
 }
 
 #[tokio::test]
