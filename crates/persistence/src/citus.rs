@@ -38,18 +38,21 @@ use crate::error::BoxError;
 /// on Citus. Citus routes a statement to a shard by the business id, so it must see the
 /// value when planning: a generic plan of the read (a `UNION ALL`) or of the revision
 /// check (a join) is refused ("could not create distributed plan"), which forcing
-/// generic plans turned into a failure of every read. One round trip, no branch in Rust.
+/// generic plans turned into a failure of every read. One statement, no branch in Rust;
+/// it also says whether the extension is there (`citus`, read as [`Installed`]), which
+/// decides the statements a write issues (`postgres_write`).
 pub(crate) const SET_PLAN_CACHE_MODE: &str = "SELECT set_config('plan_cache_mode', \
-     CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') \
-     THEN 'force_custom_plan' ELSE 'force_generic_plan' END, false)";
+     CASE WHEN i.citus THEN 'force_custom_plan' ELSE 'force_generic_plan' END, false) \
+     AS plan_cache_mode, i.citus FROM (SELECT EXISTS (SELECT 1 FROM pg_extension \
+     WHERE extname = 'citus') AS citus) i";
 
 /// The table every per-business table is co-located with, when it is distributed.
 const ANCHOR: &str = "conversations";
 
 #[derive(QueryableByName)]
-struct Installed {
+pub(crate) struct Installed {
     #[diesel(sql_type = Bool)]
-    citus: bool,
+    pub(crate) citus: bool,
 }
 
 #[derive(QueryableByName, Debug)]
@@ -88,15 +91,6 @@ LEFT JOIN pg_dist_partition p ON p.logicalrelid = c.oid
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND c.relname <> '__diesel_schema_migrations'
 ORDER BY c.relname";
-
-/// Whether the connected database has the `citus` extension (a service's connection).
-pub(crate) async fn is_installed_async(
-    conn: &mut diesel_async::AsyncPgConnection,
-) -> QueryResult<bool> {
-    let rows: Vec<Installed> =
-        diesel_async::RunQueryDsl::load(diesel::sql_query(IS_INSTALLED), conn).await?;
-    Ok(rows.iter().any(|row| row.citus))
-}
 
 /// Whether the connected database has the `citus` extension.
 pub(crate) fn is_installed<C>(conn: &mut C) -> Result<bool, BoxError>

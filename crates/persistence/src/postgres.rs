@@ -120,17 +120,17 @@ async fn setup(
     citus: Arc<AtomicBool>,
 ) -> ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(url).await?;
-    let settings = format!(
-        "SET statement_timeout = {statement_timeout_ms}; {}",
-        crate::citus::SET_PLAN_CACHE_MODE
-    );
-    SimpleAsyncConnection::batch_execute(&mut conn, &settings)
+    SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        &format!("SET statement_timeout = {statement_timeout_ms}"),
+    )
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    let installed = diesel::sql_query(crate::citus::SET_PLAN_CACHE_MODE)
+        .get_result::<crate::citus::Installed>(&mut conn)
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
-    let installed = crate::citus::is_installed_async(&mut conn)
-        .await
-        .map_err(ConnectionError::CouldntSetupConfiguration)?;
-    citus.store(installed, Ordering::Relaxed);
+    citus.store(installed.citus, Ordering::Relaxed);
     Ok(conn)
 }
 
