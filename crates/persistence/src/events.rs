@@ -64,8 +64,36 @@ pub(crate) const BUMP_POSTGRES: &str = "INSERT INTO business_event_counters (bus
 pub(crate) const BUMP_SQLITE: &str = "INSERT INTO business_event_counters (business_id, \
     last_event_id) VALUES (?, ?) ON CONFLICT (business_id) DO UPDATE SET last_event_id = \
     business_event_counters.last_event_id + excluded.last_event_id RETURNING last_event_id";
-/// Delivered when the transaction commits (and dropped if it rolls back).
-pub(crate) const NOTIFY_POSTGRES: &str = "SELECT pg_notify('pingback_events', $1)";
+/// `pg_notify` on `CHANNEL` with a business id: delivered when the transaction commits
+/// (and dropped if it rolls back). Prepared once per connection, where a
+/// `diesel::sql_query` is parsed on every run.
+pub(crate) struct Notify {
+    business: String,
+}
+
+impl Notify {
+    pub(crate) fn of(business: DbUuid) -> Self {
+        Self {
+            business: business.0.to_string(),
+        }
+    }
+}
+
+impl QueryFragment<Pg> for Notify {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT pg_notify(");
+        out.push_bind_param::<Text, _>(CHANNEL)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.business.as_str())?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl QueryId for Notify {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
 
 #[derive(QueryableByName)]
 pub(crate) struct LastId {
@@ -169,8 +197,19 @@ impl<'a> StagedEvents<'a> {
     }
 }
 
-impl QueryFragment<Pg> for StagedEvents<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+/// Generic only so that the head update it rides on serves both backends
+/// (`write::HeadUpdate`): SQLite has no `pending_events` and never stages.
+impl<DB> QueryFragment<DB> for StagedEvents<'_>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<sql::Uuid>
+        + diesel::sql_types::HasSqlType<sql::Instant>,
+    str: diesel::serialize::ToSql<Text, DB>,
+    DbUuid: diesel::serialize::ToSql<sql::Uuid, DB>,
+    Micros: diesel::serialize::ToSql<sql::Instant, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         if self.events.is_empty() {
             return Err(diesel::result::Error::QueryBuilderError(
                 "no events to stage".into(),

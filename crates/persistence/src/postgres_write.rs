@@ -1,27 +1,25 @@
 //! PostgreSQL's side of the write port: each write is one transaction on a pooled
 //! connection, the conversation locked with `SELECT … FOR UPDATE`.
 
+use diesel::OptionalExtension;
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::{OptionalExtension, QueryResult};
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use pingback_application::{RepositoryError, StoredResponse, WriteError};
 use pingback_domain::{
     Conversation, ConversationEvent, ConversationHead, Customer, MessageAppended,
 };
 
-use crate::events::{
-    BUMP_POSTGRES, EventWiring, LastId, NOTIFY_POSTGRES, StagedEvents, bump_query,
-};
+use crate::events::{BUMP_POSTGRES, EventWiring, LastId, Notify, StagedEvents, bump_query};
 use crate::pool::Checkout;
 use crate::postgres::PostgresStore;
 use crate::rows::{self, BatchRows, CustomerRow, HeadRecord, HistoryRecord};
 use crate::schema::{DbUuid, Micros, attachments, conversations, customers, messages};
 use crate::snapshot_read::{self, Collected, ConversationRead, ReadRow};
 use crate::write::{
-    self, CLAIM_POSTGRES, StoredKey, StoredKeyRecord, WriteFailure, WriteSink, claim_query,
-    customer_by_external_id_query, customer_query, head_query, last_message_query, message_query,
-    record_query, stored_key_query,
+    self, CLAIM_POSTGRES, HeadUpdate, StoredKey, StoredKeyRecord, WriteFailure, WriteSink,
+    claim_query, customer_by_external_id_query, customer_query, head_query, last_message_query,
+    message_query, record_query, stored_key_query,
 };
 
 /// The business's counter row, locked if nobody holds it and no committed event of the
@@ -185,9 +183,7 @@ impl PostgresSink<'_> {
     /// Runs `statement`, which stages the write's events, and says so.
     async fn stage<Q>(&mut self, statement: Q) -> Result<(), WriteFailure>
     where
-        Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>
-            + diesel::query_builder::QueryId
-            + Send,
+        Q: QueryFragment<Pg> + QueryId + Send,
     {
         statement.execute(self.conn).await?;
         self.staged
@@ -425,10 +421,7 @@ pub(crate) async fn append_events(
     // Queued now, sent at commit either way: before the bump, so it is not one more
     // round trip while this transaction holds the business's counter row (every
     // writer of the business waits for that row until we commit).
-    diesel::sql_query(NOTIFY_POSTGRES)
-        .bind::<diesel::sql_types::Text, _>(business.0.to_string())
-        .execute(conn)
-        .await?;
+    Notify::of(business).execute(conn).await?;
     let last = bump_query!(BUMP_POSTGRES, business, count)
         .get_result::<LastId>(conn)
         .await?
@@ -440,76 +433,4 @@ pub(crate) async fn append_events(
             .await?;
     }
     Ok(())
-}
-
-/// A head's mutable fields stored and its revision bumped (what `update_head_query!`
-/// does for SQLite), with the write's staged events in front when given:
-/// `WITH "staged" AS (INSERT INTO "pending_events" …) UPDATE "conversations" …`.
-///
-/// One statement rather than two because, at this transaction's size, a statement
-/// costs PostgreSQL more than the row it writes: in the write scenario the event's own
-/// `INSERT` took 18 % of the transactions per second, folded into the update 5–9 %
-/// (pgbench, `docs/performance.md`). Written out rather than built by Diesel, which
-/// marks every `UPDATE` unsafe to cache: it was parsed and planned on every write.
-pub(crate) struct HeadUpdate<'a> {
-    business: DbUuid,
-    id: DbUuid,
-    status: &'static str,
-    assignee_id: Option<DbUuid>,
-    updated_at: Micros,
-    first_response_at: Option<Micros>,
-    message_count: i64,
-    last_message_id: Option<DbUuid>,
-    staged: Option<StagedEvents<'a>>,
-}
-
-impl<'a> HeadUpdate<'a> {
-    pub(crate) fn new(head: &ConversationHead, staged: Option<StagedEvents<'a>>) -> Self {
-        Self {
-            business: DbUuid::from(head.business_id),
-            id: DbUuid::from(head.id),
-            status: head.status.as_str(),
-            assignee_id: head.assignee_id.map(DbUuid::from),
-            updated_at: Micros(head.updated_at.unix_micros()),
-            first_response_at: head.first_response_at.map(|t| Micros(t.unix_micros())),
-            message_count: i64::try_from(head.message_count).unwrap_or(i64::MAX),
-            last_message_id: head.last_message_id.map(DbUuid::from),
-            staged,
-        }
-    }
-}
-
-impl QueryFragment<Pg> for HeadUpdate<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use crate::schema::sql::{Instant, Uuid};
-        use diesel::sql_types::{BigInt, Nullable, Text};
-        if let Some(staged) = &self.staged {
-            out.push_sql("WITH \"staged\" AS (");
-            staged.walk_ast(out.reborrow())?;
-            out.push_sql(") ");
-        }
-        out.push_sql("UPDATE \"conversations\" SET \"status\" = ");
-        out.push_bind_param::<Text, _>(self.status)?;
-        out.push_sql(", \"assignee_id\" = ");
-        out.push_bind_param::<Nullable<Uuid>, _>(&self.assignee_id)?;
-        out.push_sql(", \"updated_at\" = ");
-        out.push_bind_param::<Instant, _>(&self.updated_at)?;
-        out.push_sql(", \"first_response_at\" = ");
-        out.push_bind_param::<Nullable<Instant>, _>(&self.first_response_at)?;
-        out.push_sql(", \"message_count\" = ");
-        out.push_bind_param::<BigInt, _>(&self.message_count)?;
-        out.push_sql(", \"last_message_id\" = ");
-        out.push_bind_param::<Nullable<Uuid>, _>(&self.last_message_id)?;
-        out.push_sql(", \"revision\" = \"revision\" + 1 WHERE \"business_id\" = ");
-        out.push_bind_param::<Uuid, _>(&self.business)?;
-        out.push_sql(" AND \"id\" = ");
-        out.push_bind_param::<Uuid, _>(&self.id)?;
-        Ok(())
-    }
-}
-
-/// Cached by its text: with or without staged events, and how many.
-impl QueryId for HeadUpdate<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
 }

@@ -36,14 +36,14 @@ use std::time::Duration;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Text, Untyped};
+use diesel::sql_types::{BigInt, Untyped};
 use diesel::{QueryResult, QueryableByName};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use pingback_application::RepositoryError;
 use pingback_domain::{BusinessId, EventType};
 
 use crate::error::{DeadlineExceeded, classify};
-use crate::events::{BUMP_POSTGRES, LastId, NOTIFY_POSTGRES, NewEvent, bump_query};
+use crate::events::{BUMP_POSTGRES, LastId, NewEvent, Notify, bump_query};
 use crate::pool::Checkout;
 use crate::postgres::PostgresStore;
 use crate::schema::{DbUuid, Micros};
@@ -107,34 +107,6 @@ impl QueryId for MovePending {
 
 impl Query for MovePending {
     type SqlType = Untyped;
-}
-
-/// `NOTIFY_POSTGRES`, prepared once per connection (`diesel::sql_query` is parsed on
-/// every run).
-struct Notify {
-    business: String,
-}
-
-impl Notify {
-    fn of(business: DbUuid) -> Self {
-        Self {
-            business: business.0.to_string(),
-        }
-    }
-}
-
-impl QueryFragment<Pg> for Notify {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT pg_notify('pingback_events', ");
-        out.push_bind_param::<Text, _>(self.business.as_str())?;
-        out.push_sql(")");
-        Ok(())
-    }
-}
-
-impl QueryId for Notify {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 /// Businesses with events pending since before `$1`.
@@ -420,7 +392,7 @@ impl PostgresStore {
                                 .execute(&mut &*shared)
                                 .await
                         });
-                        let notify = business.0.to_string();
+                        let notify = Notify::of(business);
                         futures_util::future::try_join3(
                             futures_util::future::try_join_all(inserts),
                             async {
@@ -428,12 +400,7 @@ impl PostgresStore {
                                     .get_result::<LastId>(&mut &*shared)
                                     .await
                             },
-                            async {
-                                diesel::sql_query(NOTIFY_POSTGRES)
-                                    .bind::<diesel::sql_types::Text, _>(&notify)
-                                    .execute(&mut &*shared)
-                                    .await
-                            },
+                            notify.execute(&mut &*shared),
                         )
                         .await?;
                         Ok(count)

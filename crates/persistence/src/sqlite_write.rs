@@ -24,31 +24,6 @@ use crate::write::{
     record_query, stored_key_query,
 };
 
-/// Stores a head's mutable fields and bumps the revision (PostgreSQL's counterpart, with
-/// its events staged in the same statement: `postgres_write::HeadUpdate`).
-macro_rules! update_head_query {
-    ($head:expr) => {{
-        use diesel::{ExpressionMethods, QueryDsl};
-        use $crate::schema::conversations as c;
-        use $crate::schema::{DbUuid, Micros};
-        let head: &pingback_domain::ConversationHead = $head;
-        diesel::update(
-            c::table
-                .filter(c::business_id.eq(DbUuid::from(head.business_id)))
-                .filter(c::id.eq(DbUuid::from(head.id))),
-        )
-        .set((
-            c::status.eq(head.status.as_str()),
-            c::assignee_id.eq(head.assignee_id.map(DbUuid::from)),
-            c::updated_at.eq(Micros(head.updated_at.unix_micros())),
-            c::first_response_at.eq(head.first_response_at.map(|t| Micros(t.unix_micros()))),
-            c::message_count.eq(i64::try_from(head.message_count).unwrap_or(i64::MAX)),
-            c::last_message_id.eq(head.last_message_id.map(DbUuid::from)),
-            c::revision.eq(c::revision + 1),
-        ))
-    }};
-}
-
 /// Runs `$body` (with `$sink` bound) in one IMMEDIATE transaction on a pooled
 /// connection, in a task of its own, within the call budget.
 macro_rules! in_transaction {
@@ -294,7 +269,7 @@ impl WriteSink for SqliteSink<'_> {
     async fn update_head(&mut self, head: &ConversationHead) -> Result<(), WriteFailure> {
         let head = head.clone();
         self.run(move |conn| {
-            update_head_query!(&head).execute(conn)?;
+            write::HeadUpdate::new(&head, None).execute(conn)?;
             Ok(())
         })
         .await

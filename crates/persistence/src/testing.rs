@@ -700,8 +700,8 @@ pub mod citus {
                 sql_of(&diesel::insert_into(attachments::table).values(&attachment_rows)),
             ),
             (
-                "head update (postgres_write::HeadUpdate, on Citus without staged events)",
-                sql_of(&crate::postgres_write::HeadUpdate::new(&head, None)),
+                "head update (write::HeadUpdate, on Citus without staged events)",
+                sql_of(&crate::write::HeadUpdate::new(&head, None)),
             ),
             (
                 "event counter bump (BUMP_POSTGRES)",
