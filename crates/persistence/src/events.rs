@@ -180,7 +180,7 @@ pub(crate) fn rows(business: DbUuid, first: i64, encoded: &[Encoded]) -> Vec<New
 
 /// A PostgreSQL write's events staged in `pending_events`, to be numbered after its
 /// commit (`crate::sequencer`): an `INSERT` of their own, or the data-modifying `WITH`
-/// in front of the head update (`postgres_write::HeadUpdate`).
+/// in front of the head update (`write::HeadUpdate`).
 ///
 /// Written out here rather than built with `diesel::insert_into(…).values(vec)`:
 /// Diesel marks a multi-row insert unsafe to cache, so every write had PostgreSQL parse
